@@ -1,0 +1,133 @@
+-- quantum_flow schema: definition tables (names fixed by the SQL contract) and runtime tables.
+-- Everything lives in schema quantum_flow (set by the control file).
+
+------------------------------------------------------------------------------------------------
+-- Definitions
+------------------------------------------------------------------------------------------------
+
+CREATE TABLE workflows (
+    workflow_slug text PRIMARY KEY
+        CONSTRAINT workflows_slug_format CHECK (workflow_slug ~ '^[a-zA-Z_][a-zA-Z0-9_]*$'
+                                                AND length(workflow_slug) <= 44),
+    max_attempts  int NOT NULL DEFAULT 3 CHECK (max_attempts >= 1),
+    timeout       int NOT NULL DEFAULT 30 CHECK (timeout >= 1),
+    base_delay    int NOT NULL DEFAULT 1 CHECK (base_delay >= 0),
+    created_at    timestamptz NOT NULL DEFAULT now()
+);
+-- pgmq lower-cases queue table names, so two slugs that differ only in case would share a
+-- queue: refuse them.
+CREATE UNIQUE INDEX workflows_slug_lower_key ON workflows (lower(workflow_slug));
+
+CREATE TABLE workflow_steps (
+    workflow_slug text NOT NULL REFERENCES workflows ON DELETE CASCADE,
+    step_slug     text NOT NULL
+        CONSTRAINT workflow_steps_slug_format CHECK (step_slug ~ '^[a-zA-Z_][a-zA-Z0-9_]*$'
+                                                     AND length(step_slug) <= 63
+                                                     AND step_slug <> 'run'),
+    step_type     text NOT NULL DEFAULT 'single' CHECK (step_type IN ('single', 'map')),
+    step_index    int NOT NULL CHECK (step_index >= 0),
+    deps_count    int NOT NULL DEFAULT 0 CHECK (deps_count >= 0),
+    initial_tasks int CHECK (initial_tasks >= 0),
+    max_attempts  int CHECK (max_attempts >= 1),
+    timeout       int CHECK (timeout >= 1),
+    base_delay    int CHECK (base_delay >= 0),
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (workflow_slug, step_slug),
+    UNIQUE (workflow_slug, step_index),
+    CONSTRAINT workflow_steps_initial_tasks_on_map CHECK (step_type = 'map' OR initial_tasks IS NULL),
+    CONSTRAINT workflow_steps_map_deps CHECK (step_type = 'single' OR deps_count <= 1)
+);
+
+CREATE TABLE workflow_step_dependencies_def (
+    workflow_slug text NOT NULL,
+    dep_slug      text NOT NULL,
+    step_slug     text NOT NULL,
+    -- position in add_step's depends_on, so get_flow shows dependencies in the order given
+    dep_index     int NOT NULL CHECK (dep_index >= 0),
+    PRIMARY KEY (workflow_slug, dep_slug, step_slug),
+    UNIQUE (workflow_slug, step_slug, dep_index),
+    FOREIGN KEY (workflow_slug, dep_slug) REFERENCES workflow_steps ON DELETE CASCADE,
+    FOREIGN KEY (workflow_slug, step_slug) REFERENCES workflow_steps ON DELETE CASCADE,
+    CHECK (dep_slug <> step_slug)
+);
+
+------------------------------------------------------------------------------------------------
+-- Runtime: runs, per-run step states, tasks. Read them through get_run(); their shape may
+-- change between versions.
+------------------------------------------------------------------------------------------------
+
+CREATE TABLE runs (
+    run_id          uuid PRIMARY KEY,
+    workflow_slug   text NOT NULL REFERENCES workflows ON DELETE CASCADE,
+    status          text NOT NULL DEFAULT 'started'
+                    CHECK (status IN ('started', 'completed', 'failed')),
+    input           jsonb NOT NULL,
+    output          jsonb,
+    error_message   text,
+    -- steps not completed yet; the run completes when it reaches 0
+    remaining_steps int NOT NULL CHECK (remaining_steps >= 0),
+    started_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+    completed_at    timestamptz,
+    failed_at       timestamptz,
+    CHECK ((status = 'completed') = (completed_at IS NOT NULL)),
+    CHECK ((status = 'failed') = (failed_at IS NOT NULL)),
+    CHECK (status <> 'completed' OR remaining_steps = 0)
+);
+-- add_step / delete_flow ask "does this workflow have a started run?"
+CREATE INDEX runs_started_idx ON runs (workflow_slug) WHERE status = 'started';
+
+CREATE TABLE step_states (
+    run_id          uuid NOT NULL REFERENCES runs ON DELETE CASCADE,
+    step_slug       text NOT NULL,
+    workflow_slug   text NOT NULL,
+    status          text NOT NULL DEFAULT 'created'
+                    CHECK (status IN ('created', 'started', 'completed', 'failed')),
+    -- dependencies not completed yet; the step starts when it reaches 0
+    remaining_deps  int NOT NULL CHECK (remaining_deps >= 0),
+    -- NULL until the step starts (a map step's count is known only then)
+    tasks_total     int CHECK (tasks_total >= 0),
+    tasks_completed int NOT NULL DEFAULT 0 CHECK (tasks_completed >= 0),
+    output          jsonb,
+    error_message   text,
+    started_at      timestamptz,
+    completed_at    timestamptz,
+    failed_at       timestamptz,
+    PRIMARY KEY (run_id, step_slug),
+    FOREIGN KEY (workflow_slug, step_slug) REFERENCES workflow_steps ON DELETE CASCADE,
+    CHECK (tasks_total IS NULL OR tasks_completed <= tasks_total),
+    CHECK (status = 'created' OR remaining_deps = 0),
+    CHECK (status <> 'completed' OR tasks_completed = tasks_total)
+) WITH (fillfactor = 70);
+
+CREATE TABLE step_tasks (
+    run_id         uuid NOT NULL,
+    step_slug      text NOT NULL,
+    task_index     int NOT NULL CHECK (task_index >= 0),
+    status         text NOT NULL DEFAULT 'queued'
+                   CHECK (status IN ('queued', 'started', 'completed', 'failed')),
+    -- attempts made so far, the current one included once claimed
+    attempts_count int NOT NULL DEFAULT 0 CHECK (attempts_count >= 0),
+    -- the pgmq message that carries this task
+    message_id     bigint NOT NULL,
+    -- a map task's array element, fixed at fan-out so polls never re-read the whole array
+    item           jsonb,
+    output         jsonb,
+    error_message  text,
+    worker_id      text,
+    queued_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+    started_at     timestamptz,
+    completed_at   timestamptz,
+    failed_at      timestamptz,
+    PRIMARY KEY (run_id, step_slug, task_index),
+    FOREIGN KEY (run_id, step_slug) REFERENCES step_states ON DELETE CASCADE,
+    CHECK (status = 'queued' OR attempts_count >= 1)
+) WITH (fillfactor = 70);
+-- No index mentions step_tasks.status or step_states' counters, and both tables leave room
+-- in each page, so the hot path's updates (claim, complete, count) stay HOT updates.
+
+COMMENT ON TABLE workflows IS 'quantum_flow workflow definitions, one row per workflow';
+COMMENT ON TABLE workflow_steps IS 'quantum_flow steps, one row per step of a workflow';
+COMMENT ON TABLE workflow_step_dependencies_def IS 'quantum_flow step dependencies, one row per edge';
+COMMENT ON TABLE runs IS 'quantum_flow runs (internal; read with get_run)';
+COMMENT ON TABLE step_states IS 'quantum_flow per-run step states (internal; read with get_run)';
+COMMENT ON TABLE step_tasks IS 'quantum_flow tasks (internal; read with get_run)';

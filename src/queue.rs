@@ -1,0 +1,306 @@
+//! Everything that speaks to pgmq. A workflow's tasks travel through its own queue, named by
+//! `engine::slug::queue_name`; one message per task, reused across the task's attempts (a
+//! retry moves the message's visibility time instead of sending a new one).
+//!
+//! Message body: `{"run_id": ..., "step_slug": ..., "task_index": ...}` for people reading the
+//! queue; the engine finds a message's task by `step_tasks.message_id`, so a foreign or
+//! malformed message in the queue is archived rather than breaking polls.
+//!
+//! Lock order, shared with `executor`: queue message, task, step state, run, dependent step
+//! states. Code that needs a message lock while holding a later lock skips locked messages
+//! instead of waiting (see `discard_run_messages`).
+
+use crate::error::QfResult;
+use crate::jsonb::Jsonb;
+use crate::store::{col, execute, query, query_dynamic, query_opt, req};
+use pgrx::datum::Uuid;
+
+/// The queue's message table, quoted (`pgmq.format_table_name`: `q_` plus the lower-cased
+/// name; our queue names are lower-case already and come from validated slugs).
+fn queue_table(queue: &str) -> String {
+    pgrx::spi::quote_qualified_identifier("pgmq", &format!("q_{queue}"))
+}
+
+/// Whether pgmq already has a queue of this name (ours or somebody else's).
+pub fn exists(queue: &str) -> QfResult<bool> {
+    Ok(execute(
+        "SELECT 1 FROM pgmq.meta WHERE queue_name = $1",
+        &[queue.into()],
+    )? == 1)
+}
+
+pub fn create(queue: &str) -> QfResult<()> {
+    execute("SELECT pgmq.create($1)", &[queue.into()])?;
+    Ok(())
+}
+
+pub fn drop(queue: &str) -> QfResult<()> {
+    if exists(queue)? {
+        execute("SELECT pgmq.drop_queue($1)", &[queue.into()])?;
+    }
+    Ok(())
+}
+
+/// Queues the single task of a single step and marks the step started.
+pub fn start_single_step(queue: &str, run_id: Uuid, step_slug: &str) -> QfResult<()> {
+    execute(
+        "WITH sent AS ( \
+           SELECT pgmq.send($1, jsonb_build_object('run_id', $2::uuid, 'step_slug', $3::text, 'task_index', 0)) AS msg_id), \
+         task AS ( \
+           INSERT INTO quantum_flow.step_tasks (run_id, step_slug, task_index, message_id) \
+           SELECT $2, $3, 0, sent.msg_id FROM sent) \
+         UPDATE quantum_flow.step_states SET status = 'started', tasks_total = 1, started_at = clock_timestamp() \
+         WHERE run_id = $2 AND step_slug = $3",
+        &[queue.into(), run_id.into(), step_slug.into()],
+    )?;
+    Ok(())
+}
+
+/// Fans a map step out: one task and one message per element of the array it maps over (the
+/// run input when `source_step` is None, else that step's output), each task keeping its
+/// element. Returns the task count. The caller has checked that the source is a non-empty
+/// array.
+pub fn start_map_step(
+    queue: &str,
+    run_id: Uuid,
+    step_slug: &str,
+    source_step: Option<&str>,
+) -> QfResult<i32> {
+    // pgmq.send_batch inserts the messages in array order in one statement, so their msg_ids
+    // (from the queue's identity sequence) ascend in array order: ranking them by msg_id
+    // recovers each message's task index.
+    let n = query_opt(
+        "WITH source AS ( \
+           SELECT CASE WHEN $4::text IS NULL THEN r.input \
+                       ELSE (SELECT d.output FROM quantum_flow.step_states d \
+                             WHERE d.run_id = $2 AND d.step_slug = $4) END AS arr \
+           FROM quantum_flow.runs r WHERE r.run_id = $2), \
+         items AS MATERIALIZED ( \
+           SELECT (e.ord - 1)::int AS task_index, e.item \
+           FROM source, jsonb_array_elements(source.arr) WITH ORDINALITY AS e(item, ord)), \
+         sent AS MATERIALIZED ( \
+           SELECT s.msg_id, (row_number() OVER (ORDER BY s.msg_id) - 1)::int AS task_index \
+           FROM pgmq.send_batch($1, ARRAY( \
+                  SELECT jsonb_build_object('run_id', $2::uuid, 'step_slug', $3::text, 'task_index', i.task_index) \
+                  FROM items i ORDER BY i.task_index)) AS s(msg_id)), \
+         tasks AS ( \
+           INSERT INTO quantum_flow.step_tasks (run_id, step_slug, task_index, item, message_id) \
+           SELECT $2, $3, i.task_index, i.item, s.msg_id FROM items i JOIN sent s USING (task_index) \
+           RETURNING 1) \
+         UPDATE quantum_flow.step_states \
+         SET status = 'started', tasks_total = (SELECT count(*) FROM tasks), started_at = clock_timestamp() \
+         WHERE run_id = $2 AND step_slug = $3 \
+         RETURNING tasks_total",
+        &[queue.into(), run_id.into(), step_slug.into(), source_step.into()],
+        |r| req::<i32>(r, 1),
+    )?;
+    Ok(n.unwrap_or(0))
+}
+
+/// What a poll found behind one message it read.
+#[derive(Debug)]
+pub enum Polled {
+    /// Claimed for this poller: hand it to the worker.
+    Claimed {
+        task: ClaimedTask,
+        message_id: i64,
+        timeout: i32,
+    },
+    /// A started task whose claim timed out with no attempts left: fail it.
+    Exhausted {
+        run_id: Uuid,
+        step_slug: String,
+        task_index: i32,
+        attempts: i32,
+        timeout: i32,
+        message_id: i64,
+    },
+    /// A message with no live task behind it (its run ended, or it is not ours): archive it.
+    Stale { message_id: i64 },
+}
+
+#[derive(Debug)]
+pub struct ClaimedTask {
+    pub run_id: Uuid,
+    pub step_slug: String,
+    pub task_index: i32,
+    pub attempt: i32,
+    pub input: Jsonb,
+}
+
+/// One round of polling, in one statement: read up to `qty` visible messages (hiding them for
+/// `vt` seconds), lock their tasks (skipping tasks another transaction is completing or
+/// failing right now: their messages stay hidden and resurface after `vt` if that transaction
+/// aborts), claim the claimable ones and assemble their input, and report the others.
+///
+/// A message visible while its task is `started` means the claim outlived the step's timeout:
+/// that claim counts as an attempt, and the task is handed over if attempts remain.
+pub fn read_and_claim(
+    queue: &str,
+    workflow_slug: &str,
+    vt: i32,
+    qty: i32,
+    worker_id: Option<&str>,
+) -> QfResult<Vec<Polled>> {
+    query(
+        "WITH msg AS MATERIALIZED ( \
+           SELECT m.msg_id FROM pgmq.read($1, $2, $3) AS m), \
+         task AS MATERIALIZED ( \
+           SELECT t.run_id, t.step_slug, t.task_index, t.status, t.attempts_count, t.message_id \
+           FROM quantum_flow.step_tasks t \
+           JOIN quantum_flow.runs r ON r.run_id = t.run_id AND r.workflow_slug = $4 \
+           WHERE t.message_id IN (SELECT msg_id FROM msg) \
+           FOR UPDATE OF t SKIP LOCKED), \
+         info AS MATERIALIZED ( \
+           SELECT task.*, r.status AS run_status, r.input AS run_input, ws.step_type, \
+                  coalesce(ws.max_attempts, w.max_attempts) AS max_attempts, \
+                  coalesce(ws.timeout, w.timeout) AS timeout, \
+                  r.status = 'started' AND (task.status = 'queued' OR \
+                    (task.status = 'started' AND task.attempts_count < coalesce(ws.max_attempts, w.max_attempts))) \
+                    AS claimable \
+           FROM task \
+           JOIN quantum_flow.runs r ON r.run_id = task.run_id \
+           JOIN quantum_flow.workflows w ON w.workflow_slug = $4 \
+           JOIN quantum_flow.workflow_steps ws ON ws.workflow_slug = $4 AND ws.step_slug = task.step_slug), \
+         claimed AS ( \
+           UPDATE quantum_flow.step_tasks t \
+           SET status = 'started', attempts_count = t.attempts_count + 1, started_at = clock_timestamp(), \
+               worker_id = $5, \
+               error_message = CASE WHEN i.status = 'started' \
+                                    THEN format('attempt %s timed out after %ss', i.attempts_count, i.timeout) \
+                                    ELSE t.error_message END \
+           FROM info i \
+           WHERE i.claimable AND t.run_id = i.run_id AND t.step_slug = i.step_slug AND t.task_index = i.task_index \
+           RETURNING t.run_id, t.step_slug, t.task_index, t.attempts_count, t.item, t.message_id) \
+         SELECT 'claimed', c.message_id, c.run_id, c.step_slug, c.task_index, c.attempts_count, i.timeout, \
+                CASE WHEN i.step_type = 'map' \
+                     THEN jsonb_build_object('item', c.item, 'index', c.task_index, 'run', i.run_input) \
+                     ELSE jsonb_build_object('run', i.run_input) || coalesce(( \
+                            SELECT jsonb_object_agg(d.dep_slug, ds.output) \
+                            FROM quantum_flow.workflow_step_dependencies_def d \
+                            JOIN quantum_flow.step_states ds ON ds.run_id = c.run_id AND ds.step_slug = d.dep_slug \
+                            WHERE d.workflow_slug = $4 AND d.step_slug = c.step_slug), '{}'::jsonb) END \
+         FROM claimed c JOIN info i ON i.run_id = c.run_id AND i.step_slug = c.step_slug AND i.task_index = c.task_index \
+         UNION ALL \
+         SELECT CASE WHEN i.run_status = 'started' AND i.status = 'started' THEN 'exhausted' ELSE 'stale' END, \
+                i.message_id, i.run_id, i.step_slug, i.task_index, i.attempts_count, i.timeout, NULL \
+         FROM info i WHERE NOT i.claimable \
+         UNION ALL \
+         SELECT 'stale', m.msg_id, NULL, NULL, NULL, NULL, NULL, NULL FROM msg m \
+         WHERE NOT EXISTS (SELECT 1 FROM quantum_flow.step_tasks t \
+                           JOIN quantum_flow.runs r ON r.run_id = t.run_id AND r.workflow_slug = $4 \
+                           WHERE t.message_id = m.msg_id)",
+        &[queue.into(), vt.into(), qty.into(), workflow_slug.into(), worker_id.into()],
+        |r| {
+            let kind: String = req(r, 1)?;
+            let message_id: i64 = req(r, 2)?;
+            Ok(match kind.as_str() {
+                "claimed" => Polled::Claimed {
+                    task: ClaimedTask {
+                        run_id: req(r, 3)?,
+                        step_slug: req(r, 4)?,
+                        task_index: req(r, 5)?,
+                        attempt: req(r, 6)?,
+                        input: req(r, 8)?,
+                    },
+                    message_id,
+                    timeout: req(r, 7)?,
+                },
+                "exhausted" => Polled::Exhausted {
+                    run_id: req(r, 3)?,
+                    step_slug: req(r, 4)?,
+                    task_index: req(r, 5)?,
+                    attempts: req(r, 6)?,
+                    timeout: req(r, 7)?,
+                    message_id,
+                },
+                _ => Polled::Stale { message_id },
+            })
+        },
+    )
+}
+
+/// Marks a started task completed with `output` and deletes its message, in one statement
+/// (task lock first, then the message, per the lock order). `attempt`, when given, must be
+/// the task's current attempt. Returns None when nothing was completed.
+pub fn complete_task(
+    run_id: Uuid,
+    step_slug: &str,
+    task_index: i32,
+    output: Jsonb,
+    attempt: Option<i32>,
+) -> QfResult<Option<String>> {
+    // 'qf_' || lower(slug) is engine::slug::queue_name, spelled in SQL so that one statement
+    // both finds the task's workflow and deletes from its queue.
+    query_opt(
+        "WITH done AS ( \
+           UPDATE quantum_flow.step_tasks t \
+           SET status = 'completed', output = $4, completed_at = clock_timestamp() \
+           FROM quantum_flow.runs r \
+           WHERE t.run_id = $1 AND t.step_slug = $2 AND t.task_index = $3 AND t.status = 'started' \
+             AND ($5::int IS NULL OR t.attempts_count = $5) \
+             AND r.run_id = t.run_id AND r.status = 'started' \
+           RETURNING t.message_id, r.workflow_slug) \
+         SELECT d.workflow_slug, pgmq.delete('qf_' || lower(d.workflow_slug), d.message_id) FROM done d",
+        &[run_id.into(), step_slug.into(), task_index.into(), output.into(), attempt.into()],
+        |r| req::<String>(r, 1),
+    )
+}
+
+/// Hides a message for `delay` seconds (a retry's backoff).
+pub fn delay_message(queue: &str, message_id: i64, delay: i32) -> QfResult<()> {
+    execute(
+        "SELECT 1 FROM pgmq.set_vt($1, $2, $3)",
+        &[queue.into(), message_id.into(), delay.into()],
+    )?;
+    Ok(())
+}
+
+/// Sets the visibility timeout of claimed messages whose step timeout differs from the one
+/// they were read with.
+pub fn set_timeout(queue: &str, message_ids: Vec<i64>, timeout: i32) -> QfResult<()> {
+    execute(
+        "SELECT 1 FROM pgmq.set_vt($1, $2::bigint[], $3)",
+        &[queue.into(), message_ids.into(), timeout.into()],
+    )?;
+    Ok(())
+}
+
+/// Moves messages to the queue's archive (kept there for inspection).
+pub fn archive(queue: &str, message_ids: Vec<i64>) -> QfResult<()> {
+    execute(
+        "SELECT pgmq.archive($1, $2::bigint[])",
+        &[queue.into(), message_ids.into()],
+    )?;
+    Ok(())
+}
+
+/// Archives the messages of a failed run's unfinished tasks. Messages locked by another
+/// transaction are skipped, not waited for (we hold the run's lock, and the lock order puts
+/// messages first); they are cleaned up by whoever holds them, or archived as stale by the next
+/// poll that reads them.
+pub fn discard_run_messages(queue: &str, run_id: Uuid) -> QfResult<usize> {
+    // pgmq offers no "archive unless locked", so lock what we can in the queue table first.
+    // The table name comes from a validated slug and is quoted.
+    let table = queue_table(queue);
+    let sql = format!(
+        "WITH live AS ( \
+           SELECT q.msg_id FROM {table} q \
+           WHERE q.msg_id IN (SELECT t.message_id FROM quantum_flow.step_tasks t \
+                              WHERE t.run_id = $2 AND t.status IN ('queued', 'started')) \
+           FOR UPDATE OF q SKIP LOCKED) \
+         SELECT count(*) FROM pgmq.archive($1, ARRAY(SELECT msg_id FROM live))"
+    );
+    let n = query_dynamic(&sql, &[queue.into(), run_id.into()], |r| req::<i64>(r, 1))?;
+    Ok(n.first().copied().unwrap_or(0) as usize)
+}
+
+/// Milliseconds until the queue's next hidden message becomes visible (None: queue empty).
+pub fn next_visible_in_ms(queue: &str) -> QfResult<Option<i64>> {
+    let table = queue_table(queue);
+    let sql = format!(
+        "SELECT ceil(extract(epoch FROM (min(vt) - clock_timestamp())) * 1000)::bigint FROM {table}"
+    );
+    let v = query_dynamic(&sql, &[], |r| col::<i64>(r, 1))?;
+    Ok(v.into_iter().next().flatten())
+}

@@ -1,0 +1,323 @@
+//! Statements on the runtime tables (runs, step states, tasks).
+
+use super::{col, execute, query, query_opt, req};
+use crate::error::QfResult;
+use crate::jsonb::Jsonb;
+use pgrx::datum::Uuid;
+
+/// Creates a run with one step state per step; false when `run_id` is taken.
+pub fn insert(run_id: Uuid, workflow_slug: &str, input: Jsonb) -> QfResult<bool> {
+    let inserted = execute(
+        "INSERT INTO quantum_flow.runs (run_id, workflow_slug, input, remaining_steps) \
+         SELECT $1, $2, $3, count(*) FROM quantum_flow.workflow_steps WHERE workflow_slug = $2 \
+         ON CONFLICT (run_id) DO NOTHING RETURNING 1",
+        &[run_id.into(), workflow_slug.into(), input.into()],
+    )? == 1;
+    if inserted {
+        execute(
+            "INSERT INTO quantum_flow.step_states (run_id, step_slug, workflow_slug, remaining_deps) \
+             SELECT $1, step_slug, workflow_slug, deps_count FROM quantum_flow.workflow_steps \
+             WHERE workflow_slug = $2",
+            &[run_id.into(), workflow_slug.into()],
+        )?;
+    }
+    Ok(inserted)
+}
+
+/// Steps with no dependencies, in definition order.
+pub fn root_steps(workflow_slug: &str) -> QfResult<Vec<String>> {
+    query(
+        "SELECT step_slug FROM quantum_flow.workflow_steps WHERE workflow_slug = $1 AND deps_count = 0 \
+         ORDER BY step_index",
+        &[workflow_slug.into()],
+        |r| req(r, 1),
+    )
+}
+
+pub fn step_count(workflow_slug: &str) -> QfResult<i64> {
+    Ok(query_opt(
+        "SELECT count(*) FROM quantum_flow.workflow_steps WHERE workflow_slug = $1",
+        &[workflow_slug.into()],
+        |r| req(r, 1),
+    )?
+    .unwrap_or(0))
+}
+
+/// The first root map step, if the flow input is not an array (with the input's JSON type).
+pub fn root_map_over_non_array(
+    workflow_slug: &str,
+    input: Jsonb,
+) -> QfResult<Option<(String, String)>> {
+    query_opt(
+        "SELECT s.step_slug, jsonb_typeof($2) FROM quantum_flow.workflow_steps s \
+         WHERE s.workflow_slug = $1 AND s.step_type = 'map' AND s.deps_count = 0 \
+           AND jsonb_typeof($2) <> 'array' \
+         ORDER BY s.step_index LIMIT 1",
+        &[workflow_slug.into(), input.into()],
+        |r| Ok((req(r, 1)?, req(r, 2)?)),
+    )
+}
+
+/// How a step that just became ready must start.
+pub struct StepSource {
+    pub step_type: String,
+    /// The dependency a map step maps over (None: the flow input).
+    pub source_step: Option<String>,
+    /// JSON type of the array a map step maps over, and its length when it is an array.
+    pub source_type: Option<String>,
+    pub source_len: Option<i32>,
+}
+
+pub fn step_source(
+    run_id: Uuid,
+    workflow_slug: &str,
+    step_slug: &str,
+) -> QfResult<Option<StepSource>> {
+    query_opt(
+        "WITH s AS ( \
+           SELECT ws.step_type, \
+                  (SELECT d.dep_slug FROM quantum_flow.workflow_step_dependencies_def d \
+                   WHERE d.workflow_slug = ws.workflow_slug AND d.step_slug = ws.step_slug) AS source_step \
+           FROM quantum_flow.workflow_steps ws WHERE ws.workflow_slug = $2 AND ws.step_slug = $3), \
+         src AS ( \
+           SELECT s.*, CASE WHEN s.step_type <> 'map' THEN NULL \
+                            WHEN s.source_step IS NULL THEN (SELECT r.input FROM quantum_flow.runs r WHERE r.run_id = $1) \
+                            ELSE (SELECT ss.output FROM quantum_flow.step_states ss \
+                                  WHERE ss.run_id = $1 AND ss.step_slug = s.source_step) END AS arr \
+           FROM s) \
+         SELECT step_type, source_step, jsonb_typeof(arr), \
+                CASE WHEN jsonb_typeof(arr) = 'array' THEN jsonb_array_length(arr) END \
+         FROM src",
+        &[run_id.into(), workflow_slug.into(), step_slug.into()],
+        |r| {
+            Ok(StepSource {
+                step_type: req(r, 1)?,
+                source_step: col(r, 2)?,
+                source_type: col(r, 3)?,
+                source_len: col(r, 4)?,
+            })
+        },
+    )
+}
+
+/// A map step over an empty array: no tasks, completed at once with output `[]`.
+pub fn complete_empty_map(run_id: Uuid, step_slug: &str) -> QfResult<()> {
+    execute(
+        "UPDATE quantum_flow.step_states \
+         SET status = 'completed', tasks_total = 0, output = '[]'::jsonb, \
+             started_at = clock_timestamp(), completed_at = clock_timestamp() \
+         WHERE run_id = $1 AND step_slug = $2",
+        &[run_id.into(), step_slug.into()],
+    )?;
+    Ok(())
+}
+
+/// Counts one completed task of a step; true when it was the step's last.
+///
+/// Concurrent completions of one step serialize on this row; under READ COMMITTED each sees
+/// the others' increments (the row is re-read after the lock wait), so exactly one sees the
+/// total.
+pub fn count_completed_task(run_id: Uuid, step_slug: &str) -> QfResult<bool> {
+    Ok(query_opt(
+        "UPDATE quantum_flow.step_states SET tasks_completed = tasks_completed + 1 \
+         WHERE run_id = $1 AND step_slug = $2 RETURNING tasks_completed = tasks_total",
+        &[run_id.into(), step_slug.into()],
+        |r| req::<bool>(r, 1),
+    )?
+    .unwrap_or(false))
+}
+
+/// Marks a step completed, with its output: the single task's output, or the map tasks'
+/// outputs as an array in task order, aggregated once here.
+///
+/// Runs as its own statement after `count_completed_task`, so its snapshot includes the
+/// other completers' task outputs (they committed before our counter update could proceed).
+pub fn finish_step(run_id: Uuid, step_slug: &str) -> QfResult<()> {
+    execute(
+        "UPDATE quantum_flow.step_states ss \
+         SET status = 'completed', completed_at = clock_timestamp(), \
+             output = CASE WHEN ws.step_type = 'map' \
+                           THEN (SELECT coalesce(jsonb_agg(t.output ORDER BY t.task_index), '[]'::jsonb) \
+                                 FROM quantum_flow.step_tasks t \
+                                 WHERE t.run_id = ss.run_id AND t.step_slug = ss.step_slug) \
+                           ELSE (SELECT t.output FROM quantum_flow.step_tasks t \
+                                 WHERE t.run_id = ss.run_id AND t.step_slug = ss.step_slug AND t.task_index = 0) END \
+         FROM quantum_flow.workflow_steps ws \
+         WHERE ss.run_id = $1 AND ss.step_slug = $2 \
+           AND ws.workflow_slug = ss.workflow_slug AND ws.step_slug = ss.step_slug",
+        &[run_id.into(), step_slug.into()],
+    )?;
+    Ok(())
+}
+
+/// Counts a completed step against its run, which must still be started. Returns the steps
+/// still to complete, or None when the run is no longer started (it failed meanwhile).
+pub fn count_completed_step(run_id: Uuid) -> QfResult<Option<i32>> {
+    query_opt(
+        "UPDATE quantum_flow.runs SET remaining_steps = remaining_steps - 1 \
+         WHERE run_id = $1 AND status = 'started' RETURNING remaining_steps",
+        &[run_id.into()],
+        |r| req(r, 1),
+    )
+}
+
+/// Completes a run; its output holds every leaf step's output.
+pub fn complete_run(run_id: Uuid) -> QfResult<()> {
+    execute(
+        "UPDATE quantum_flow.runs r \
+         SET status = 'completed', completed_at = clock_timestamp(), \
+             output = (SELECT coalesce(jsonb_object_agg(ss.step_slug, ss.output), '{}'::jsonb) \
+                       FROM quantum_flow.step_states ss \
+                       WHERE ss.run_id = r.run_id \
+                         AND NOT EXISTS (SELECT 1 FROM quantum_flow.workflow_step_dependencies_def d \
+                                         WHERE d.workflow_slug = r.workflow_slug AND d.dep_slug = ss.step_slug)) \
+         WHERE r.run_id = $1",
+        &[run_id.into()],
+    )?;
+    Ok(())
+}
+
+/// Counts a completed step against each of its dependents; returns the dependents that have
+/// no dependency left, in definition order.
+pub fn ready_dependents(
+    run_id: Uuid,
+    workflow_slug: &str,
+    step_slug: &str,
+) -> QfResult<Vec<String>> {
+    let mut ready: Vec<(i32, String)> = query(
+        "UPDATE quantum_flow.step_states ss SET remaining_deps = ss.remaining_deps - 1 \
+         FROM quantum_flow.workflow_step_dependencies_def d, quantum_flow.workflow_steps ws \
+         WHERE d.workflow_slug = $2 AND d.dep_slug = $3 AND ss.run_id = $1 AND ss.step_slug = d.step_slug \
+           AND ws.workflow_slug = d.workflow_slug AND ws.step_slug = d.step_slug \
+         RETURNING ss.remaining_deps, ws.step_index, ss.step_slug",
+        &[run_id.into(), workflow_slug.into(), step_slug.into()],
+        |r| Ok((req::<i32>(r, 1)?, req::<i32>(r, 2)?, req::<String>(r, 3)?)),
+    )?
+    .into_iter()
+    .filter(|(remaining, _, _)| *remaining == 0)
+    .map(|(_, index, slug)| (index, slug))
+    .collect();
+    ready.sort();
+    Ok(ready.into_iter().map(|(_, slug)| slug).collect())
+}
+
+/// What `fail_task` did to a task.
+pub struct FailedAttempt {
+    /// `queued` (will be retried) or `failed` (attempts exhausted).
+    pub status: String,
+    pub attempts: i32,
+    pub message_id: i64,
+    pub workflow_slug: String,
+    pub base_delay: i32,
+}
+
+/// Records a failed attempt of a started task of a started run.
+pub fn fail_attempt(
+    run_id: Uuid,
+    step_slug: &str,
+    task_index: i32,
+    error_message: &str,
+    attempt: Option<i32>,
+) -> QfResult<Option<FailedAttempt>> {
+    query_opt(
+        "UPDATE quantum_flow.step_tasks t \
+         SET status = CASE WHEN t.attempts_count >= coalesce(ws.max_attempts, w.max_attempts) \
+                           THEN 'failed' ELSE 'queued' END, \
+             error_message = $4, \
+             failed_at = CASE WHEN t.attempts_count >= coalesce(ws.max_attempts, w.max_attempts) \
+                              THEN clock_timestamp() END \
+         FROM quantum_flow.runs r, quantum_flow.workflows w, quantum_flow.workflow_steps ws \
+         WHERE t.run_id = $1 AND t.step_slug = $2 AND t.task_index = $3 AND t.status = 'started' \
+           AND ($5::int IS NULL OR t.attempts_count = $5) \
+           AND r.run_id = t.run_id AND r.status = 'started' \
+           AND w.workflow_slug = r.workflow_slug \
+           AND ws.workflow_slug = r.workflow_slug AND ws.step_slug = t.step_slug \
+         RETURNING t.status, t.attempts_count, t.message_id, r.workflow_slug, \
+                   coalesce(ws.base_delay, w.base_delay)",
+        &[
+            run_id.into(),
+            step_slug.into(),
+            task_index.into(),
+            error_message.into(),
+            attempt.into(),
+        ],
+        |r| {
+            Ok(FailedAttempt {
+                status: req(r, 1)?,
+                attempts: req(r, 2)?,
+                message_id: req(r, 3)?,
+                workflow_slug: req(r, 4)?,
+                base_delay: req(r, 5)?,
+            })
+        },
+    )
+}
+
+/// Marks a task failed (attempts exhausted by timeouts).
+pub fn fail_timed_out_task(
+    run_id: Uuid,
+    step_slug: &str,
+    task_index: i32,
+    error_message: &str,
+) -> QfResult<()> {
+    execute(
+        "UPDATE quantum_flow.step_tasks SET status = 'failed', error_message = $4, failed_at = clock_timestamp() \
+         WHERE run_id = $1 AND step_slug = $2 AND task_index = $3",
+        &[run_id.into(), step_slug.into(), task_index.into(), error_message.into()],
+    )?;
+    Ok(())
+}
+
+pub fn fail_step(run_id: Uuid, step_slug: &str, error_message: &str) -> QfResult<()> {
+    execute(
+        "UPDATE quantum_flow.step_states SET status = 'failed', error_message = $3, failed_at = clock_timestamp() \
+         WHERE run_id = $1 AND step_slug = $2",
+        &[run_id.into(), step_slug.into(), error_message.into()],
+    )?;
+    Ok(())
+}
+
+/// Fails a started run; false when it was no longer started.
+pub fn fail_run(run_id: Uuid, error_message: &str) -> QfResult<bool> {
+    Ok(execute(
+        "UPDATE quantum_flow.runs SET status = 'failed', error_message = $2, failed_at = clock_timestamp() \
+         WHERE run_id = $1 AND status = 'started' RETURNING 1",
+        &[run_id.into(), error_message.into()],
+    )? == 1)
+}
+
+/// Why a complete/fail call changed nothing: does the run exist, and does the task?
+pub fn task_exists(run_id: Uuid, step_slug: &str, task_index: i32) -> QfResult<(bool, bool)> {
+    Ok(query_opt(
+        "SELECT EXISTS (SELECT 1 FROM quantum_flow.runs WHERE run_id = $1), \
+                EXISTS (SELECT 1 FROM quantum_flow.step_tasks \
+                        WHERE run_id = $1 AND step_slug = $2 AND task_index = $3)",
+        &[run_id.into(), step_slug.into(), task_index.into()],
+        |r| Ok((req(r, 1)?, req(r, 2)?)),
+    )?
+    .unwrap_or((false, false)))
+}
+
+/// `get_run`'s document, built by PostgreSQL. A step's `tasks_total` before it starts is its
+/// declared `initial_tasks` (map) or 1 (single).
+pub fn run_document(run_id: Uuid) -> QfResult<Option<Jsonb>> {
+    query_opt(
+        "SELECT jsonb_build_object( \
+           'run_id', r.run_id, 'workflow_slug', r.workflow_slug, 'status', r.status, \
+           'input', r.input, 'output', r.output, 'error_message', r.error_message, \
+           'started_at', r.started_at, 'completed_at', r.completed_at, 'failed_at', r.failed_at, \
+           'steps', coalesce(( \
+             SELECT jsonb_agg(jsonb_build_object( \
+                      'step_slug', ss.step_slug, 'status', ss.status, \
+                      'tasks_total', coalesce(ss.tasks_total, ws.initial_tasks, \
+                                              CASE WHEN ws.step_type = 'single' THEN 1 END), \
+                      'tasks_completed', ss.tasks_completed, \
+                      'output', ss.output, 'error_message', ss.error_message) ORDER BY ws.step_index) \
+             FROM quantum_flow.step_states ss \
+             JOIN quantum_flow.workflow_steps ws ON ws.workflow_slug = ss.workflow_slug AND ws.step_slug = ss.step_slug \
+             WHERE ss.run_id = r.run_id), '[]'::jsonb)) \
+         FROM quantum_flow.runs r WHERE r.run_id = $1",
+        &[run_id.into()],
+        |r| req(r, 1),
+    )
+}
