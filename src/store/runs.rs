@@ -76,8 +76,9 @@ pub fn step_source(
     query_opt(
         "WITH s AS ( \
            SELECT ws.step_type, \
-                  (SELECT d.dep_slug FROM quantum_flow.workflow_step_dependencies_def d \
-                   WHERE d.workflow_slug = ws.workflow_slug AND d.step_slug = ws.step_slug) AS source_step \
+                  CASE WHEN ws.step_type = 'map' THEN \
+                    (SELECT d.dep_slug FROM quantum_flow.workflow_step_dependencies_def d \
+                     WHERE d.workflow_slug = ws.workflow_slug AND d.step_slug = ws.step_slug) END AS source_step \
            FROM quantum_flow.workflow_steps ws WHERE ws.workflow_slug = $2 AND ws.step_slug = $3), \
          src AS ( \
            SELECT s.*, CASE WHEN s.step_type <> 'map' THEN NULL \
