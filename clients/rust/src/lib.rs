@@ -1,0 +1,1 @@
+//! Thin Rust client for quantum_flow.
