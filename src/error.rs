@@ -206,3 +206,33 @@ mod tests {
         assert_eq!(codes.len(), QfError::catalogue().len(), "codes are unique");
     }
 }
+
+#[cfg(test)]
+mod readme_tests {
+    use super::QfError;
+
+    /// The README's error table lists exactly the codes and SQLSTATEs the code raises.
+    #[test]
+    fn readme_error_table_matches_the_code() {
+        let readme = include_str!("../README.md");
+        let mut documented: Vec<(String, String)> = readme
+            .lines()
+            .filter_map(|line| {
+                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                // | `code` | SQLSTATE | meaning |
+                if cells.len() >= 4 && cells[1].starts_with('`') && cells[2].len() == 5 {
+                    Some((cells[1].trim_matches('`').to_string(), cells[2].to_string()))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        documented.sort();
+        let mut actual: Vec<(String, String)> = QfError::catalogue()
+            .into_iter()
+            .map(|(c, s)| (c.to_string(), s.to_string()))
+            .collect();
+        actual.sort();
+        assert_eq!(documented, actual);
+    }
+}
