@@ -122,6 +122,8 @@ CREATE TABLE step_tasks (
     FOREIGN KEY (run_id, step_slug) REFERENCES step_states ON DELETE CASCADE,
     CHECK (status = 'queued' OR attempts_count >= 1)
 ) WITH (fillfactor = 70);
+-- poll_tasks finds a message's task by message_id (set once at fan-out, never updated).
+CREATE INDEX step_tasks_message_id_idx ON step_tasks (message_id);
 -- No index mentions step_tasks.status or step_states' counters, and both tables leave room
 -- in each page, so the hot path's updates (claim, complete, count) stay HOT updates.
 
