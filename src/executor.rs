@@ -141,13 +141,23 @@ fn fail_run(run: &Run, step_slug: &str, error_message: &str) -> QfResult<()> {
 
 /// Raises run_not_found / task_not_found when a complete/fail call that changed nothing named
 /// something that does not exist; otherwise it was a late or duplicate call.
+///
+/// A late answer for a failed run also sweeps the run's leftover messages: the failure skips
+/// messages that a concurrent poll holds (waiting for them could deadlock), so a claim that
+/// committed just after the failure leaves its message behind until its worker answers here
+/// (or, if the worker is gone, until a poll finds it stale after the timeout).
 fn explain_unchanged(run_id: Uuid, step_slug: &str, task_index: i32) -> QfResult<()> {
-    match runs::task_exists(run_id, step_slug, task_index)? {
-        (false, _) => Err(QfError::RunNotFound(format!("run {run_id} does not exist"))),
-        (true, false) => Err(QfError::TaskNotFound(format!(
+    match runs::task_lookup(run_id, step_slug, task_index)? {
+        None => Err(QfError::RunNotFound(format!("run {run_id} does not exist"))),
+        Some((_, _, false)) => Err(QfError::TaskNotFound(format!(
             "run {run_id} has no task {task_index} of step {step_slug:?}"
         ))),
-        (true, true) => Ok(()),
+        Some((status, workflow_slug, true)) => {
+            if status == "failed" {
+                queue::discard_run_messages(&queue_name(&workflow_slug), run_id)?;
+            }
+            Ok(())
+        }
     }
 }
 

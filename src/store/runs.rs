@@ -287,16 +287,21 @@ pub fn fail_run(run_id: Uuid, error_message: &str) -> QfResult<bool> {
     )? == 1)
 }
 
-/// Why a complete/fail call changed nothing: does the run exist, and does the task?
-pub fn task_exists(run_id: Uuid, step_slug: &str, task_index: i32) -> QfResult<(bool, bool)> {
-    Ok(query_opt(
-        "SELECT EXISTS (SELECT 1 FROM quantum_flow.runs WHERE run_id = $1), \
-                EXISTS (SELECT 1 FROM quantum_flow.step_tasks \
-                        WHERE run_id = $1 AND step_slug = $2 AND task_index = $3)",
+/// Why a complete/fail call changed nothing: the run's status and workflow (None: no such
+/// run), and whether the task exists.
+pub fn task_lookup(
+    run_id: Uuid,
+    step_slug: &str,
+    task_index: i32,
+) -> QfResult<Option<(String, String, bool)>> {
+    query_opt(
+        "SELECT r.status, r.workflow_slug, \
+                EXISTS (SELECT 1 FROM quantum_flow.step_tasks t \
+                        WHERE t.run_id = r.run_id AND t.step_slug = $2 AND t.task_index = $3) \
+         FROM quantum_flow.runs r WHERE r.run_id = $1",
         &[run_id.into(), step_slug.into(), task_index.into()],
-        |r| Ok((req(r, 1)?, req(r, 2)?)),
-    )?
-    .unwrap_or((false, false)))
+        |r| Ok((req(r, 1)?, req(r, 2)?, req(r, 3)?)),
+    )
 }
 
 /// `get_run`'s document, built by PostgreSQL. A step's `tasks_total` before it starts is its
