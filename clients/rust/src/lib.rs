@@ -1,1 +1,39 @@
-//! Thin Rust client for quantum_flow.
+//! Thin Rust client for [quantum_flow](../../README.md), a durable DAG workflow engine inside
+//! PostgreSQL.
+//!
+//! * [`api`]: one async function per SQL function (`create_flow`, `add_step`, `start_flow`,
+//!   `poll_tasks`, ...), on any `tokio_postgres::GenericClient` you own, with typed results
+//!   and a typed [`Error`] that keeps the server's error code and SQLSTATE;
+//! * [`Worker`]: claims a workflow's tasks and runs async handlers for them, concurrently,
+//!   with graceful shutdown;
+//! * [`execute_dynamic`]: start a run and work it to the end in-process;
+//! * [`FlowSpec`]: a workflow as a JSON document (what an LLM emits), defined in one
+//!   transaction.
+
+pub mod api;
+mod error;
+mod execute;
+mod spec;
+mod types;
+mod worker;
+
+pub use api::{
+    add_step, complete_task, create_flow, delete_flow, fail_task, get_flow, get_flow_document,
+    get_run, get_run_document, is_valid_slug, list_flows, poll_tasks, start_flow, FlowOptions,
+    PollOptions, StepOptions,
+};
+pub use error::{Error, ErrorCode, Result};
+pub use execute::{execute_dynamic, ExecuteOptions};
+pub use spec::{define_from_json, FlowSpec, StepSpec};
+pub use types::{
+    FailOutcome, FlowDefinition, Run, RunStatus, Step, StepDefinition, StepState, StepStatus,
+    StepType, Task, WorkerStats, Workflow,
+};
+pub use worker::{
+    connect, shutdown_channel, HandlerError, HandlerResult, StepFunctions, Worker, WorkerConfig,
+};
+
+/// Re-exported so callers use the same versions.
+pub use serde_json;
+pub use tokio_postgres;
+pub use uuid;

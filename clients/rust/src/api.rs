@@ -1,0 +1,347 @@
+//! One async function per SQL function of the API. Each works on any
+//! [`tokio_postgres::GenericClient`] the caller owns (a `Client` or a `Transaction`), binds
+//! every value as a parameter, and decodes the result into the crate's types.
+
+use crate::error::{Error, Result};
+use crate::types::{FailOutcome, FlowDefinition, Run, Step, StepType, Task, Workflow};
+use serde_json::Value;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{GenericClient, Row};
+use uuid::Uuid;
+
+/// Options of `create_flow`. `None` leaves the server default (3 attempts, 30 s timeout,
+/// 1 s base delay).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlowOptions {
+    pub max_attempts: Option<i32>,
+    /// Seconds a claimed task may run before it is handed to another worker.
+    pub timeout: Option<i32>,
+    /// Seconds; attempt `n` is retried after `base_delay * 2^(n-1)`.
+    pub base_delay: Option<i32>,
+}
+
+impl FlowOptions {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn max_attempts(mut self, n: i32) -> Self {
+        self.max_attempts = Some(n);
+        self
+    }
+    pub fn timeout(mut self, seconds: i32) -> Self {
+        self.timeout = Some(seconds);
+        self
+    }
+    pub fn base_delay(mut self, seconds: i32) -> Self {
+        self.base_delay = Some(seconds);
+        self
+    }
+}
+
+/// Options of `add_step`. The retry options left `None` inherit the workflow's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StepOptions {
+    pub depends_on: Vec<String>,
+    pub step_type: StepType,
+    /// Map steps only: the expected task count, shown by progress before it is known.
+    pub initial_tasks: Option<i32>,
+    pub max_attempts: Option<i32>,
+    pub timeout: Option<i32>,
+    pub base_delay: Option<i32>,
+}
+
+impl StepOptions {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn depends_on<I, S>(mut self, deps: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.depends_on = deps.into_iter().map(Into::into).collect();
+        self
+    }
+    pub fn step_type(mut self, step_type: StepType) -> Self {
+        self.step_type = step_type;
+        self
+    }
+    /// Shorthand for `step_type(StepType::Map)`.
+    pub fn map(self) -> Self {
+        self.step_type(StepType::Map)
+    }
+    pub fn initial_tasks(mut self, n: i32) -> Self {
+        self.initial_tasks = Some(n);
+        self
+    }
+    pub fn max_attempts(mut self, n: i32) -> Self {
+        self.max_attempts = Some(n);
+        self
+    }
+    pub fn timeout(mut self, seconds: i32) -> Self {
+        self.timeout = Some(seconds);
+        self
+    }
+    pub fn base_delay(mut self, seconds: i32) -> Self {
+        self.base_delay = Some(seconds);
+        self
+    }
+}
+
+/// Options of `poll_tasks`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollOptions {
+    /// At most this many tasks are claimed (>= 1).
+    pub batch_size: i32,
+    /// How long to wait for work when none is ready (0: return at once).
+    pub max_wait_ms: i32,
+    /// Recorded with the claimed tasks.
+    pub worker_id: Option<String>,
+}
+
+impl Default for PollOptions {
+    fn default() -> Self {
+        PollOptions {
+            batch_size: 10,
+            max_wait_ms: 0,
+            worker_id: None,
+        }
+    }
+}
+
+const WORKFLOW_COLUMNS: &str = "workflow_slug, max_attempts, timeout, base_delay, created_at";
+const STEP_COLUMNS: &str = "workflow_slug, step_slug, step_type, step_index, deps_count, \
+                            initial_tasks, max_attempts, timeout, base_delay";
+
+fn workflow_from_row(row: &Row) -> Result<Workflow> {
+    Ok(Workflow {
+        workflow_slug: row.try_get("workflow_slug")?,
+        max_attempts: row.try_get("max_attempts")?,
+        timeout: row.try_get("timeout")?,
+        base_delay: row.try_get("base_delay")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn step_from_row(row: &Row) -> Result<Step> {
+    let step_type: String = row.try_get("step_type")?;
+    Ok(Step {
+        workflow_slug: row.try_get("workflow_slug")?,
+        step_slug: row.try_get("step_slug")?,
+        step_type: match step_type.as_str() {
+            "single" => StepType::Single,
+            "map" => StepType::Map,
+            other => return Err(Error::Decode(format!("unknown step_type {other:?}"))),
+        },
+        step_index: row.try_get("step_index")?,
+        deps_count: row.try_get("deps_count")?,
+        initial_tasks: row.try_get("initial_tasks")?,
+        max_attempts: row.try_get("max_attempts")?,
+        timeout: row.try_get("timeout")?,
+        base_delay: row.try_get("base_delay")?,
+    })
+}
+
+/// Creates a workflow and its queue. Again with the same options it returns the existing row;
+/// other options raise `workflow_exists`.
+pub async fn create_flow<C: GenericClient>(
+    client: &C,
+    workflow_slug: &str,
+    options: &FlowOptions,
+) -> Result<Workflow> {
+    // Only the options that are set are passed (by name, with fixed names), so the server's
+    // defaults apply to the others.
+    let mut args = vec!["$1".to_string()];
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&workflow_slug];
+    for (name, value) in [
+        ("max_attempts", &options.max_attempts),
+        ("timeout", &options.timeout),
+        ("base_delay", &options.base_delay),
+    ] {
+        if let Some(v) = value {
+            params.push(v);
+            args.push(format!("{name} => ${}", params.len()));
+        }
+    }
+    let sql = format!(
+        "SELECT {WORKFLOW_COLUMNS} FROM quantum_flow.create_flow({})",
+        args.join(", ")
+    );
+    let row = client.query_one(&sql, &params).await?;
+    workflow_from_row(&row)
+}
+
+/// Adds a step to a workflow. Again with an identical definition it returns the existing
+/// row; a different one raises `step_exists`.
+pub async fn add_step<C: GenericClient>(
+    client: &C,
+    workflow_slug: &str,
+    step_slug: &str,
+    options: &StepOptions,
+) -> Result<Step> {
+    let sql = format!(
+        "SELECT {STEP_COLUMNS} FROM quantum_flow.add_step($1, $2, $3::text[], $4, $5, $6, $7, $8)"
+    );
+    let row = client
+        .query_one(
+            &sql,
+            &[
+                &workflow_slug,
+                &step_slug,
+                &options.depends_on,
+                &options.step_type.as_str(),
+                &options.initial_tasks,
+                &options.max_attempts,
+                &options.timeout,
+                &options.base_delay,
+            ],
+        )
+        .await?;
+    step_from_row(&row)
+}
+
+/// Every workflow, ordered by slug.
+pub async fn list_flows<C: GenericClient>(client: &C) -> Result<Vec<Workflow>> {
+    let sql = format!("SELECT {WORKFLOW_COLUMNS} FROM quantum_flow.list_flows()");
+    client
+        .query(&sql, &[])
+        .await?
+        .iter()
+        .map(workflow_from_row)
+        .collect()
+}
+
+/// A workflow and its steps, as the server's JSON document.
+pub async fn get_flow_document<C: GenericClient>(client: &C, workflow_slug: &str) -> Result<Value> {
+    let row = client
+        .query_one("SELECT quantum_flow.get_flow($1)", &[&workflow_slug])
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
+/// A workflow and its steps (`workflow_not_found` if there is no such workflow).
+pub async fn get_flow<C: GenericClient>(client: &C, workflow_slug: &str) -> Result<FlowDefinition> {
+    Ok(serde_json::from_value(
+        get_flow_document(client, workflow_slug).await?,
+    )?)
+}
+
+/// Removes a workflow, its runs, tasks and queue (`workflow_has_active_runs` while a run of
+/// it is started).
+pub async fn delete_flow<C: GenericClient>(client: &C, workflow_slug: &str) -> Result<()> {
+    client
+        .execute("SELECT quantum_flow.delete_flow($1)", &[&workflow_slug])
+        .await?;
+    Ok(())
+}
+
+/// Whether the server accepts `slug` as a workflow slug (no side effects).
+pub async fn is_valid_slug<C: GenericClient>(client: &C, slug: &str) -> Result<bool> {
+    let row = client
+        .query_one("SELECT quantum_flow.is_valid_slug($1)", &[&slug])
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
+/// Starts a run; `run_id` lets the caller choose its id (`run_exists` if taken).
+pub async fn start_flow<C: GenericClient>(
+    client: &C,
+    workflow_slug: &str,
+    input: &Value,
+    run_id: Option<Uuid>,
+) -> Result<Uuid> {
+    let row = client
+        .query_one(
+            "SELECT quantum_flow.start_flow($1, $2::jsonb, $3::uuid)",
+            &[&workflow_slug, input, &run_id],
+        )
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
+/// Claims up to `batch_size` ready tasks of a workflow (see [`PollOptions`]). With
+/// `max_wait_ms > 0` the call waits server-side: run it outside an explicit transaction.
+pub async fn poll_tasks<C: GenericClient>(
+    client: &C,
+    workflow_slug: &str,
+    options: &PollOptions,
+) -> Result<Vec<Task>> {
+    let rows = client
+        .query(
+            "SELECT run_id, step_slug, task_index, attempt, input \
+             FROM quantum_flow.poll_tasks($1, $2, $3, $4)",
+            &[
+                &workflow_slug,
+                &options.batch_size,
+                &options.max_wait_ms,
+                &options.worker_id,
+            ],
+        )
+        .await?;
+    rows.iter().map(task_from_row).collect()
+}
+
+pub(crate) fn task_from_row(row: &Row) -> Result<Task> {
+    Ok(Task {
+        run_id: row.try_get("run_id")?,
+        step_slug: row.try_get("step_slug")?,
+        task_index: row.try_get("task_index")?,
+        attempt: row.try_get("attempt")?,
+        input: row.try_get("input")?,
+    })
+}
+
+/// Completes a claimed task. True when this call completed it; false for a late or duplicate
+/// call. Pass the `attempt` that `poll_tasks` returned so that an answer for an attempt that
+/// timed out and was handed on does not count.
+pub async fn complete_task<C: GenericClient>(
+    client: &C,
+    run_id: Uuid,
+    step_slug: &str,
+    task_index: i32,
+    output: &Value,
+    attempt: Option<i32>,
+) -> Result<bool> {
+    let row = client
+        .query_one(
+            "SELECT quantum_flow.complete_task($1, $2, $3, $4::jsonb, $5)",
+            &[&run_id, &step_slug, &task_index, output, &attempt],
+        )
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
+/// Reports a failed attempt of a claimed task; see [`FailOutcome`].
+pub async fn fail_task<C: GenericClient>(
+    client: &C,
+    run_id: Uuid,
+    step_slug: &str,
+    task_index: i32,
+    error_message: &str,
+    attempt: Option<i32>,
+) -> Result<FailOutcome> {
+    let row = client
+        .query_one(
+            "SELECT quantum_flow.fail_task($1, $2, $3, $4, $5)",
+            &[&run_id, &step_slug, &task_index, &error_message, &attempt],
+        )
+        .await?;
+    let status: String = row.try_get(0)?;
+    FailOutcome::parse(&status)
+        .ok_or_else(|| Error::Decode(format!("fail_task returned {status:?}")))
+}
+
+/// A run's state as the server's JSON document.
+pub async fn get_run_document<C: GenericClient>(client: &C, run_id: Uuid) -> Result<Value> {
+    let row = client
+        .query_one("SELECT quantum_flow.get_run($1)", &[&run_id])
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
+/// A run's state (`run_not_found` if there is no such run).
+pub async fn get_run<C: GenericClient>(client: &C, run_id: Uuid) -> Result<Run> {
+    Ok(serde_json::from_value(
+        get_run_document(client, run_id).await?,
+    )?)
+}

@@ -1,0 +1,105 @@
+//! `execute_dynamic`: start a run of a workflow and work it to the end in this process, as
+//! the seed's `Executor.execute_dynamic`.
+
+use crate::api;
+use crate::error::{Error, Result};
+use crate::types::RunStatus;
+use crate::worker::{connect, shutdown_channel, StepFunctions, Worker, WorkerConfig};
+use serde_json::Value;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Options of [`execute_dynamic`].
+#[derive(Debug, Clone)]
+pub struct ExecuteOptions {
+    /// How long the run may take. Default 300 s.
+    pub timeout: Duration,
+    /// The worker's `poll_tasks` wait, and how often the run's status is read. Default 200 ms.
+    pub poll_wait: Duration,
+    /// Tasks worked at once. Default 10.
+    pub concurrency: usize,
+    /// Once the run has ended (or timed out), how long handlers still running get to finish
+    /// (they can only be tasks of other runs, or of a timed-out run). Default 10 s.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ExecuteOptions {
+    fn default() -> Self {
+        ExecuteOptions {
+            timeout: Duration::from_secs(300),
+            poll_wait: Duration::from_millis(200),
+            concurrency: 10,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Runs workflow `workflow_slug` with `input` to the end and returns the run's output
+/// (`{"<leaf step>": <output>, ...}`).
+///
+/// It checks that the workflow exists (`Error::Api` with `workflow_not_found`) and that every
+/// step has a handler (`Error::MissingHandlers` naming all missing steps) before starting
+/// anything, then starts the run and works it with a [`Worker`] until the run completes, fails
+/// (`Error::RunFailed` with the run's error message) or `timeout` passes (`Error::Timeout`;
+/// the run is left `started` for other workers). The worker also works tasks of other runs of
+/// the workflow that it claims meanwhile.
+pub async fn execute_dynamic(
+    conn_str: &str,
+    workflow_slug: &str,
+    input: Value,
+    step_functions: StepFunctions,
+    options: ExecuteOptions,
+) -> Result<Value> {
+    let control = connect(conn_str, "quantum_flow execute_dynamic").await?;
+    let flow = api::get_flow(&control, workflow_slug).await?;
+    let missing = step_functions.missing_for(&flow);
+    if !missing.is_empty() {
+        return Err(Error::MissingHandlers(missing));
+    }
+    let poll_wait_ms = options.poll_wait.as_millis().clamp(1, i32::MAX as u128) as i32;
+    let config = WorkerConfig::new(workflow_slug)
+        .concurrency(options.concurrency)
+        .max_wait_ms(poll_wait_ms)
+        .shutdown_deadline(options.shutdown_grace);
+    let worker = Worker::connect(conn_str, config, step_functions).await?;
+
+    let run_id = api::start_flow(&control, workflow_slug, &input, None).await?;
+    let (stop, shutdown) = shutdown_channel();
+    let mut working = tokio::spawn(worker.run(shutdown));
+
+    let deadline = Instant::now() + options.timeout;
+    let check_every = options.poll_wait.max(Duration::from_millis(10));
+    let outcome = loop {
+        tokio::select! {
+            _ = tokio::time::sleep(check_every) => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+            // The worker stops on its own only when something broke.
+            stopped = &mut working => {
+                return Err(match stopped {
+                    Ok(Err(e)) => e,
+                    Ok(Ok(_)) => Error::Decode("the worker stopped unexpectedly".into()),
+                    Err(e) => Error::WorkerPanicked(e.to_string()),
+                });
+            }
+        }
+        let run = api::get_run(&control, run_id).await?;
+        match run.status {
+            RunStatus::Completed => break Ok(run.output.unwrap_or(Value::Null)),
+            RunStatus::Failed => {
+                break Err(Error::RunFailed {
+                    run_id,
+                    message: run.error_message.unwrap_or_default(),
+                })
+            }
+            RunStatus::Started if Instant::now() >= deadline => {
+                break Err(Error::Timeout { run_id })
+            }
+            RunStatus::Started => {}
+        }
+    };
+    let _ = stop.send(true);
+    // The run's outcome is known: the worker's own result (its stats, or an error while it
+    // drained tasks of other runs) does not change it.
+    let _ = working.await;
+    outcome
+}

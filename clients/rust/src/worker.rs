@@ -1,0 +1,454 @@
+//! A worker: claims a workflow's tasks with `poll_tasks`, runs the step's async handler for
+//! each, and answers with `complete_task` / `fail_task`.
+//!
+//! Connections: a worker opens two connections of its own from a connection string.
+//! * the **poll connection** runs only `poll_tasks` (which waits server-side up to
+//!   `max_wait_ms`), one call at a time;
+//! * the **answer connection** is shared by every in-flight task; tokio-postgres pipelines
+//!   their `complete_task` / `fail_task` calls on it, so answers never wait behind a poll and
+//!   the worker needs no pool. Both statements are prepared once.
+//!
+//! Shutdown: when the shutdown signal turns true the worker stops claiming. A `poll_tasks`
+//! that is waiting is cancelled (a cancelled poll rolls back, so it claimed nothing; a poll
+//! that returned first hands its tasks to handlers as usual). Then it waits for the tasks it
+//! holds until `shutdown_deadline`; handlers still running then are dropped unanswered
+//! (`abandoned`), and their tasks become visible again after their step's timeout.
+
+use crate::api::{self, PollOptions};
+use crate::error::{Error, Result};
+use crate::types::{FailOutcome, FlowDefinition, Task, WorkerStats};
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_postgres::{CancelToken, Client, NoTls, Statement};
+
+/// What a handler fails with: anything that converts into a boxed error (`String`, `&str`,
+/// `std::io::Error`, `anyhow::Error`, ...). Its `to_string()` becomes the task's error message.
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What a handler returns: the step's output, or an error.
+pub type HandlerResult = std::result::Result<Value, HandlerError>;
+
+type Handler = Arc<dyn Fn(Value) -> BoxFuture<'static, HandlerResult> + Send + Sync>;
+
+/// Step slug -> async handler. A handler receives the task's input (see the SQL API's data
+/// flow rules) and returns its output.
+#[derive(Clone, Default)]
+pub struct StepFunctions {
+    handlers: HashMap<String, Handler>,
+}
+
+impl StepFunctions {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds (or replaces) the handler of `step_slug`; builder style.
+    pub fn step<F, Fut>(mut self, step_slug: impl Into<String>, handler: F) -> Self
+    where
+        F: Fn(Value) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        self.insert(step_slug, handler);
+        self
+    }
+
+    /// Adds (or replaces) the handler of `step_slug`.
+    pub fn insert<F, Fut>(&mut self, step_slug: impl Into<String>, handler: F)
+    where
+        F: Fn(Value) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        let handler: Handler = Arc::new(move |input| handler(input).boxed());
+        self.handlers.insert(step_slug.into(), handler);
+    }
+
+    pub fn contains(&self, step_slug: &str) -> bool {
+        self.handlers.contains_key(step_slug)
+    }
+
+    /// The steps of `flow` that have no handler, in step order.
+    pub fn missing_for(&self, flow: &FlowDefinition) -> Vec<String> {
+        flow.steps
+            .iter()
+            .filter(|s| !self.contains(&s.step_slug))
+            .map(|s| s.step_slug.clone())
+            .collect()
+    }
+
+    fn get(&self, step_slug: &str) -> Option<Handler> {
+        self.handlers.get(step_slug).cloned()
+    }
+}
+
+impl std::fmt::Debug for StepFunctions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut slugs: Vec<&String> = self.handlers.keys().collect();
+        slugs.sort();
+        f.debug_struct("StepFunctions")
+            .field("steps", &slugs)
+            .finish()
+    }
+}
+
+/// How a [`Worker`] works.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub workflow_slug: String,
+    /// Tasks in flight at most (handlers running or answering). Default 10.
+    pub concurrency: usize,
+    /// Tasks claimed per `poll_tasks` call at most (never more than the free slots). Default 10.
+    pub batch_size: i32,
+    /// How long one `poll_tasks` waits for work server-side. Default 1000 ms.
+    pub max_wait_ms: i32,
+    /// Recorded with claimed tasks. Default `rust-<pid>-<random>`.
+    pub worker_id: String,
+    /// After the shutdown signal, how long to wait for running handlers. Default 30 s.
+    pub shutdown_deadline: Duration,
+}
+
+impl WorkerConfig {
+    pub fn new(workflow_slug: impl Into<String>) -> Self {
+        let random = uuid::Uuid::new_v4().simple().to_string();
+        WorkerConfig {
+            workflow_slug: workflow_slug.into(),
+            concurrency: 10,
+            batch_size: 10,
+            max_wait_ms: 1000,
+            worker_id: format!("rust-{}-{}", std::process::id(), &random[..8]),
+            shutdown_deadline: Duration::from_secs(30),
+        }
+    }
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+    pub fn batch_size(mut self, n: i32) -> Self {
+        self.batch_size = n.max(1);
+        self
+    }
+    pub fn max_wait_ms(mut self, ms: i32) -> Self {
+        self.max_wait_ms = ms.max(0);
+        self
+    }
+    pub fn worker_id(mut self, id: impl Into<String>) -> Self {
+        self.worker_id = id.into();
+        self
+    }
+    pub fn shutdown_deadline(mut self, deadline: Duration) -> Self {
+        self.shutdown_deadline = deadline;
+        self
+    }
+}
+
+/// A shutdown signal for [`Worker::run`]: `send(true)` on the sender stops the worker.
+pub fn shutdown_channel() -> (watch::Sender<bool>, watch::Receiver<bool>) {
+    watch::channel(false)
+}
+
+/// Resolves when the signal is true. A dropped sender never signals.
+async fn signalled(rx: &mut watch::Receiver<bool>) {
+    if rx.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Opens a connection (without TLS) and drives it on the current runtime.
+pub async fn connect(conn_str: &str, application_name: &str) -> Result<Client> {
+    let mut config = tokio_postgres::Config::from_str(conn_str).map_err(Error::Db)?;
+    if config.get_application_name().is_none() {
+        config.application_name(application_name);
+    }
+    let (client, connection) = config.connect(NoTls).await?;
+    tokio::spawn(async move {
+        // The error (if any) surfaces on the client's next call as a closed connection.
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+struct Answerer {
+    client: Client,
+    complete: Statement,
+    fail: Statement,
+}
+
+impl Answerer {
+    async fn new(client: Client) -> Result<Answerer> {
+        let complete = client
+            .prepare("SELECT quantum_flow.complete_task($1, $2, $3, $4::jsonb, $5)")
+            .await?;
+        let fail = client
+            .prepare("SELECT quantum_flow.fail_task($1, $2, $3, $4, $5)")
+            .await?;
+        Ok(Answerer {
+            client,
+            complete,
+            fail,
+        })
+    }
+
+    async fn complete(&self, task: &Task, output: &Value) -> Result<bool> {
+        let row = self
+            .client
+            .query_one(
+                &self.complete,
+                &[
+                    &task.run_id,
+                    &task.step_slug,
+                    &task.task_index,
+                    output,
+                    &Some(task.attempt),
+                ],
+            )
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    async fn fail(&self, task: &Task, message: &str) -> Result<FailOutcome> {
+        let row = self
+            .client
+            .query_one(
+                &self.fail,
+                &[
+                    &task.run_id,
+                    &task.step_slug,
+                    &task.task_index,
+                    &message,
+                    &Some(task.attempt),
+                ],
+            )
+            .await?;
+        let status: String = row.try_get(0)?;
+        FailOutcome::parse(&status)
+            .ok_or_else(|| Error::Decode(format!("fail_task returned {status:?}")))
+    }
+}
+
+/// What became of one claimed task.
+enum Outcome {
+    Completed,
+    Failed,
+    Ignored,
+    Abandoned,
+    AnswerError(Error),
+}
+
+/// A worker for one workflow. Build it with [`Worker::connect`], run it with [`Worker::run`].
+pub struct Worker {
+    config: WorkerConfig,
+    handlers: StepFunctions,
+    poll_client: Client,
+    poll_cancel: CancelToken,
+    answerer: Arc<Answerer>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("config", &self.config)
+            .field("handlers", &self.handlers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    /// Connects the worker's two connections and checks that the workflow exists
+    /// (`workflow_not_found`) and that every one of its steps has a handler
+    /// ([`Error::MissingHandlers`]).
+    pub async fn connect(
+        conn_str: &str,
+        config: WorkerConfig,
+        handlers: StepFunctions,
+    ) -> Result<Worker> {
+        let name = format!("quantum_flow worker {}", config.worker_id);
+        let answer_client = connect(conn_str, &name).await?;
+        let flow = api::get_flow(&answer_client, &config.workflow_slug).await?;
+        let missing = handlers.missing_for(&flow);
+        if !missing.is_empty() {
+            return Err(Error::MissingHandlers(missing));
+        }
+        let poll_client = connect(conn_str, &name).await?;
+        let poll_cancel = poll_client.cancel_token();
+        Ok(Worker {
+            config,
+            handlers,
+            poll_client,
+            poll_cancel,
+            answerer: Arc::new(Answerer::new(answer_client).await?),
+        })
+    }
+
+    pub fn config(&self) -> &WorkerConfig {
+        &self.config
+    }
+
+    /// Works until `shutdown` turns true (see the module docs for what shutdown does), or
+    /// until a connection fails or the workflow disappears (then the error is returned after
+    /// the tasks in hand are finished).
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<WorkerStats> {
+        let mut stats = WorkerStats::default();
+        let mut fatal: Option<Error> = None;
+        let mut in_flight: JoinSet<Outcome> = JoinSet::new();
+        let (hard_stop_tx, hard_stop) = watch::channel(false);
+
+        loop {
+            while let Some(joined) = in_flight.try_join_next() {
+                self.tally(joined, &mut stats, &mut fatal);
+            }
+            if fatal.is_some() || *shutdown.borrow() {
+                break;
+            }
+            let free = self.config.concurrency.saturating_sub(in_flight.len());
+            if free == 0 {
+                tokio::select! {
+                    Some(joined) = in_flight.join_next() => {
+                        self.tally(joined, &mut stats, &mut fatal)
+                    }
+                    _ = signalled(&mut shutdown) => {}
+                }
+                continue;
+            }
+            let options = PollOptions {
+                batch_size: self.config.batch_size.min(free as i32),
+                max_wait_ms: self.config.max_wait_ms,
+                worker_id: Some(self.config.worker_id.clone()),
+            };
+            let poll = api::poll_tasks(&self.poll_client, &self.config.workflow_slug, &options);
+            tokio::pin!(poll);
+            let polled = tokio::select! {
+                polled = &mut poll => polled,
+                _ = signalled(&mut shutdown) => {
+                    // Cancel the waiting poll, then still take its answer: an error means it
+                    // rolled back (claimed nothing), rows mean it committed its claims.
+                    let _ = self.poll_cancel.cancel_query(NoTls).await;
+                    poll.await
+                }
+            };
+            match polled {
+                Ok(tasks) => {
+                    for task in tasks {
+                        stats.claimed += 1;
+                        in_flight.spawn(run_task(
+                            task.clone(),
+                            self.handlers.get(&task.step_slug),
+                            self.answerer.clone(),
+                            hard_stop.clone(),
+                        ));
+                    }
+                }
+                Err(e) if *shutdown.borrow() && e.sqlstate() == Some("57014") => break,
+                Err(e) => fatal = Some(e),
+            }
+        }
+
+        // Finish what we hold, until the deadline; then drop the handlers still running.
+        let deadline = tokio::time::sleep(self.config.shutdown_deadline);
+        tokio::pin!(deadline);
+        let mut hard_stopped = false;
+        loop {
+            tokio::select! {
+                joined = in_flight.join_next() => match joined {
+                    Some(joined) => self.tally(joined, &mut stats, &mut fatal),
+                    None => break,
+                },
+                _ = &mut deadline, if !hard_stopped => {
+                    hard_stopped = true;
+                    let _ = hard_stop_tx.send(true);
+                }
+            }
+        }
+        match fatal {
+            Some(e) => Err(e),
+            None => Ok(stats),
+        }
+    }
+
+    fn tally(
+        &self,
+        joined: std::result::Result<Outcome, tokio::task::JoinError>,
+        stats: &mut WorkerStats,
+        fatal: &mut Option<Error>,
+    ) {
+        match joined {
+            Ok(Outcome::Completed) => stats.completed += 1,
+            Ok(Outcome::Failed) => stats.failed += 1,
+            Ok(Outcome::Ignored) => stats.ignored += 1,
+            Ok(Outcome::Abandoned) => stats.abandoned += 1,
+            Ok(Outcome::AnswerError(e)) => {
+                stats.answer_errors += 1;
+                stats.last_answer_error = Some(e.to_string());
+                // A closed answer connection makes every further claim useless: stop.
+                if self.answerer.client.is_closed() && fatal.is_none() {
+                    *fatal = Some(e);
+                }
+            }
+            // run_task itself does not panic (handler panics are caught inside it)
+            Err(e) => {
+                stats.answer_errors += 1;
+                stats.last_answer_error = Some(format!("task runner failed: {e}"));
+            }
+        }
+    }
+}
+
+/// The message of a caught panic payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_string()
+    }
+}
+
+async fn run_task(
+    task: Task,
+    handler: Option<Handler>,
+    answerer: Arc<Answerer>,
+    mut hard_stop: watch::Receiver<bool>,
+) -> Outcome {
+    let result: std::result::Result<Value, String> = match handler {
+        None => Err(format!(
+            "no handler for step \"{}\" in this worker",
+            task.step_slug
+        )),
+        Some(handler) => {
+            let input = task.input.clone();
+            // The handler is called inside the guarded future, so a panic while creating its
+            // future is caught too.
+            let guarded = AssertUnwindSafe(async move { handler(input).await }).catch_unwind();
+            tokio::select! {
+                finished = guarded => match finished {
+                    Ok(Ok(output)) => Ok(output),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(payload) => Err(format!("handler panicked: {}", panic_message(&*payload))),
+                },
+                _ = signalled(&mut hard_stop) => return Outcome::Abandoned,
+            }
+        }
+    };
+    // Answers are not interrupted by the shutdown deadline: a dropped query could still
+    // commit, so it is awaited to keep the stats exact.
+    match result {
+        Ok(output) => match answerer.complete(&task, &output).await {
+            Ok(true) => Outcome::Completed,
+            Ok(false) => Outcome::Ignored,
+            Err(e) => Outcome::AnswerError(e),
+        },
+        Err(message) => match answerer.fail(&task, &message).await {
+            Ok(FailOutcome::Queued | FailOutcome::Failed) => Outcome::Failed,
+            Ok(FailOutcome::Ignored) => Outcome::Ignored,
+            Err(e) => Outcome::AnswerError(e),
+        },
+    }
+}
