@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Builds quantum_flow and installs it into the PostgreSQL that $PG_CONFIG belongs to.
+#   QF_PROFILE=release (default) | debug
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$repo"
+flags=(--pg-config "$PG_CONFIG")
+if [ "${QF_PROFILE:-release}" = release ]; then flags+=(--release); fi
+if [ ! -w "$("$PG_CONFIG" --pkglibdir)" ]; then flags+=(--sudo); fi
+cargo pgrx install "${flags[@]}"
+echo "installed quantum_flow into $("$PG_CONFIG" --pkglibdir)"

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Tier 1: plain Rust unit tests of the engine's pure rules (no server needed).
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$repo"
+cargo test -q -p quantum_flow --lib
