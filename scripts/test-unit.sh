@@ -4,4 +4,5 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$repo"
-cargo test -q -p quantum_flow --lib
+# --release reuses the dependencies `make install` built
+cargo test -q --release -p quantum_flow --lib
