@@ -128,10 +128,15 @@ pub struct ClaimedTask {
     pub input: Jsonb,
 }
 
-/// One round of polling, in one statement: read up to `qty` visible messages (hiding them for
-/// `vt` seconds), lock their tasks (skipping tasks another transaction is completing or
-/// failing right now: their messages stay hidden and resurface after `vt` if that transaction
-/// aborts), claim the claimable ones and assemble their input, and report the others.
+/// One round of polling: read up to `qty` visible messages (hiding them for `vt` seconds), then
+/// lock their tasks (skipping tasks another transaction is completing or failing right now:
+/// their messages stay hidden and resurface after `vt` if that transaction aborts), claim the
+/// claimable ones and assemble their input, and report the others.
+///
+/// The read and the claim are two statements on purpose: `pgmq.read` is a volatile function
+/// and takes its own, newer snapshot, so a message it returns may belong to a task committed
+/// after an enclosing statement's snapshot. The claim statement starts after the read, so it
+/// sees the task behind every message read.
 ///
 /// A message visible while its task is `started` means the claim outlived the step's timeout:
 /// that claim counts as an attempt, and the task is handed over if attempts remain.
@@ -142,14 +147,20 @@ pub fn read_and_claim(
     qty: i32,
     worker_id: Option<&str>,
 ) -> QfResult<Vec<Polled>> {
+    let message_ids = query(
+        "SELECT msg_id FROM pgmq.read($1, $2, $3)",
+        &[queue.into(), vt.into(), qty.into()],
+        |r| req::<i64>(r, 1),
+    )?;
+    if message_ids.is_empty() {
+        return Ok(Vec::new());
+    }
     query(
-        "WITH msg AS MATERIALIZED ( \
-           SELECT m.msg_id FROM pgmq.read($1, $2, $3) AS m), \
-         task AS MATERIALIZED ( \
+        "WITH task AS MATERIALIZED ( \
            SELECT t.run_id, t.step_slug, t.task_index, t.status, t.attempts_count, t.message_id \
            FROM quantum_flow.step_tasks t \
-           JOIN quantum_flow.runs r ON r.run_id = t.run_id AND r.workflow_slug = $4 \
-           WHERE t.message_id IN (SELECT msg_id FROM msg) \
+           JOIN quantum_flow.runs r ON r.run_id = t.run_id AND r.workflow_slug = $2 \
+           WHERE t.message_id = ANY($1) \
            FOR UPDATE OF t SKIP LOCKED), \
          info AS MATERIALIZED ( \
            SELECT task.*, r.status AS run_status, r.input AS run_input, ws.step_type, \
@@ -160,12 +171,12 @@ pub fn read_and_claim(
                     AS claimable \
            FROM task \
            JOIN quantum_flow.runs r ON r.run_id = task.run_id \
-           JOIN quantum_flow.workflows w ON w.workflow_slug = $4 \
-           JOIN quantum_flow.workflow_steps ws ON ws.workflow_slug = $4 AND ws.step_slug = task.step_slug), \
+           JOIN quantum_flow.workflows w ON w.workflow_slug = $2 \
+           JOIN quantum_flow.workflow_steps ws ON ws.workflow_slug = $2 AND ws.step_slug = task.step_slug), \
          claimed AS ( \
            UPDATE quantum_flow.step_tasks t \
            SET status = 'started', attempts_count = t.attempts_count + 1, started_at = clock_timestamp(), \
-               worker_id = $5, \
+               worker_id = $3, \
                error_message = CASE WHEN i.status = 'started' \
                                     THEN format('attempt %s timed out after %ss', i.attempts_count, i.timeout) \
                                     ELSE t.error_message END \
@@ -179,18 +190,18 @@ pub fn read_and_claim(
                             SELECT jsonb_object_agg(d.dep_slug, ds.output) \
                             FROM quantum_flow.workflow_step_dependencies_def d \
                             JOIN quantum_flow.step_states ds ON ds.run_id = c.run_id AND ds.step_slug = d.dep_slug \
-                            WHERE d.workflow_slug = $4 AND d.step_slug = c.step_slug), '{}'::jsonb) END \
+                            WHERE d.workflow_slug = $2 AND d.step_slug = c.step_slug), '{}'::jsonb) END \
          FROM claimed c JOIN info i ON i.run_id = c.run_id AND i.step_slug = c.step_slug AND i.task_index = c.task_index \
          UNION ALL \
          SELECT CASE WHEN i.run_status = 'started' AND i.status = 'started' THEN 'exhausted' ELSE 'stale' END, \
                 i.message_id, i.run_id, i.step_slug, i.task_index, i.attempts_count, i.timeout, NULL \
          FROM info i WHERE NOT i.claimable \
          UNION ALL \
-         SELECT 'stale', m.msg_id, NULL, NULL, NULL, NULL, NULL, NULL FROM msg m \
+         SELECT 'stale', m.msg_id, NULL, NULL, NULL, NULL, NULL, NULL FROM unnest($1) AS m(msg_id) \
          WHERE NOT EXISTS (SELECT 1 FROM quantum_flow.step_tasks t \
-                           JOIN quantum_flow.runs r ON r.run_id = t.run_id AND r.workflow_slug = $4 \
+                           JOIN quantum_flow.runs r ON r.run_id = t.run_id AND r.workflow_slug = $2 \
                            WHERE t.message_id = m.msg_id)",
-        &[queue.into(), vt.into(), qty.into(), workflow_slug.into(), worker_id.into()],
+        &[message_ids.into(), workflow_slug.into(), worker_id.into()],
         |r| {
             let kind: String = req(r, 1)?;
             let message_id: i64 = req(r, 2)?;
