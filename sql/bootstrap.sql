@@ -122,6 +122,20 @@ CREATE TABLE step_tasks (
     FOREIGN KEY (run_id, step_slug) REFERENCES step_states ON DELETE CASCADE,
     CHECK (status = 'queued' OR attempts_count >= 1)
 ) WITH (fillfactor = 70);
+-- A map step's completed-task counter, split in shards (task_index % shard count) so that
+-- workers completing tasks of one step rarely wait for each other's commits; only the last
+-- completer of a shard adds the shard's total to step_states.tasks_completed.
+CREATE TABLE step_task_shards (
+    run_id          uuid NOT NULL,
+    step_slug       text NOT NULL,
+    shard           int NOT NULL CHECK (shard >= 0),
+    tasks_total     int NOT NULL CHECK (tasks_total > 0),
+    tasks_completed int NOT NULL DEFAULT 0 CHECK (tasks_completed >= 0),
+    PRIMARY KEY (run_id, step_slug, shard),
+    FOREIGN KEY (run_id, step_slug) REFERENCES step_states ON DELETE CASCADE,
+    CHECK (tasks_completed <= tasks_total)
+) WITH (fillfactor = 50);
+
 -- poll_tasks finds a message's task by message_id (set once at fan-out, never updated).
 CREATE INDEX step_tasks_message_id_idx ON step_tasks (message_id);
 -- No index mentions step_tasks.status or step_states' counters, and both tables leave room
@@ -133,3 +147,4 @@ COMMENT ON TABLE workflow_step_dependencies_def IS 'quantum_flow step dependenci
 COMMENT ON TABLE runs IS 'quantum_flow runs (internal; read with get_run)';
 COMMENT ON TABLE step_states IS 'quantum_flow per-run step states (internal; read with get_run)';
 COMMENT ON TABLE step_tasks IS 'quantum_flow tasks (internal; read with get_run)';
+COMMENT ON TABLE step_task_shards IS 'quantum_flow map-step completion counters (internal)';

@@ -3,8 +3,9 @@
 //! and `queue`.
 //!
 //! Lock order (every path takes locks in this order, so concurrent workers never deadlock):
-//! queue message -> task -> step state -> run -> dependent step states. A path that would
-//! need an earlier lock while holding a later one skips locked rows instead of waiting.
+//! queue message -> task -> counter shard -> step state -> run -> dependent step states. A
+//! path that would need an earlier lock while holding a later one skips locked rows instead
+//! of waiting.
 
 use crate::engine::backoff::retry_delay_seconds;
 use crate::engine::slug::queue_name;
@@ -168,12 +169,23 @@ pub fn complete_task(
     output: Jsonb,
     attempt: Option<i32>,
 ) -> QfResult<bool> {
-    let Some(workflow_slug) = queue::complete_task(run_id, step_slug, task_index, output, attempt)?
+    let Some((workflow_slug, is_map)) =
+        queue::complete_task(run_id, step_slug, task_index, output, attempt)?
     else {
         explain_unchanged(run_id, step_slug, task_index)?;
         return Ok(false);
     };
-    if !runs::count_completed_task(run_id, step_slug)? {
+    // A map task counts on its shard first; only a shard's last task touches the step row.
+    let newly_counted = if is_map {
+        runs::count_completed_shard_task(run_id, step_slug, task_index)?
+    } else {
+        Some(1)
+    };
+    let step_done = match newly_counted {
+        Some(n) => runs::count_completed_tasks(run_id, step_slug, n)?,
+        None => false,
+    };
+    if !step_done {
         return Ok(true);
     }
     runs::finish_step(run_id, step_slug)?;

@@ -6,10 +6,11 @@
 //! queue; the engine finds a message's task by `step_tasks.message_id`, so a foreign or
 //! malformed message in the queue is archived rather than breaking polls.
 //!
-//! Lock order, shared with `executor`: queue message, task, step state, run, dependent step
-//! states. Code that needs a message lock while holding a later lock skips locked messages
-//! instead of waiting (see `discard_run_messages`).
+//! Lock order, shared with `executor`: queue message, task, counter shard, step state, run,
+//! dependent step states. Code that needs a message lock while holding a later lock skips
+//! locked messages instead of waiting (see `discard_run_messages`).
 
+use crate::engine::COUNTER_SHARDS;
 use crate::error::QfResult;
 use crate::jsonb::Jsonb;
 use crate::store::{col, execute, query, query_dynamic, query_opt, req};
@@ -86,12 +87,15 @@ pub fn start_map_step(
          tasks AS ( \
            INSERT INTO quantum_flow.step_tasks (run_id, step_slug, task_index, item, message_id) \
            SELECT $2, $3, i.task_index, i.item, s.msg_id FROM items i JOIN sent s USING (task_index) \
-           RETURNING 1) \
+           RETURNING 1), \
+         shards AS ( \
+           INSERT INTO quantum_flow.step_task_shards (run_id, step_slug, shard, tasks_total) \
+           SELECT $2, $3, i.task_index % $5, count(*) FROM items i GROUP BY i.task_index % $5) \
          UPDATE quantum_flow.step_states \
          SET status = 'started', tasks_total = (SELECT count(*) FROM tasks), started_at = clock_timestamp() \
          WHERE run_id = $2 AND step_slug = $3 \
          RETURNING tasks_total",
-        &[queue.into(), run_id.into(), step_slug.into(), source_step.into()],
+        &[queue.into(), run_id.into(), step_slug.into(), source_step.into(), COUNTER_SHARDS.into()],
         |r| req::<i32>(r, 1),
     )?;
     Ok(n.unwrap_or(0))
@@ -233,28 +237,31 @@ pub fn read_and_claim(
 
 /// Marks a started task completed with `output` and deletes its message, in one statement
 /// (task lock first, then the message, per the lock order). `attempt`, when given, must be
-/// the task's current attempt. Returns None when nothing was completed.
+/// the task's current attempt. Returns the task's workflow and whether its step is a map step,
+/// or None when nothing was completed.
 pub fn complete_task(
     run_id: Uuid,
     step_slug: &str,
     task_index: i32,
     output: Jsonb,
     attempt: Option<i32>,
-) -> QfResult<Option<String>> {
+) -> QfResult<Option<(String, bool)>> {
     // 'qf_' || lower(slug) is engine::slug::queue_name, spelled in SQL so that one statement
     // both finds the task's workflow and deletes from its queue.
     query_opt(
         "WITH done AS ( \
            UPDATE quantum_flow.step_tasks t \
            SET status = 'completed', output = $4, completed_at = clock_timestamp() \
-           FROM quantum_flow.runs r \
+           FROM quantum_flow.runs r, quantum_flow.workflow_steps ws \
            WHERE t.run_id = $1 AND t.step_slug = $2 AND t.task_index = $3 AND t.status = 'started' \
              AND ($5::int IS NULL OR t.attempts_count = $5) \
              AND r.run_id = t.run_id AND r.status = 'started' \
-           RETURNING t.message_id, r.workflow_slug) \
-         SELECT d.workflow_slug, pgmq.delete('qf_' || lower(d.workflow_slug), d.message_id) FROM done d",
+             AND ws.workflow_slug = r.workflow_slug AND ws.step_slug = t.step_slug \
+           RETURNING t.message_id, r.workflow_slug, ws.step_type = 'map' AS is_map) \
+         SELECT d.workflow_slug, d.is_map, pgmq.delete('qf_' || lower(d.workflow_slug), d.message_id) \
+         FROM done d",
         &[run_id.into(), step_slug.into(), task_index.into(), output.into(), attempt.into()],
-        |r| req::<String>(r, 1),
+        |r| Ok((req::<String>(r, 1)?, req::<bool>(r, 2)?)),
     )
 }
 

@@ -4,3 +4,7 @@
 pub mod backoff;
 pub mod definition;
 pub mod slug;
+
+/// Shards of a map step's completed-task counter (see `step_task_shards`): task `i` counts on
+/// shard `i % COUNTER_SHARDS`.
+pub const COUNTER_SHARDS: i32 = 32;

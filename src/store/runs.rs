@@ -1,6 +1,7 @@
 //! Statements on the runtime tables (runs, step states, tasks).
 
 use super::{col, execute, query, query_opt, req};
+use crate::engine::COUNTER_SHARDS;
 use crate::error::QfResult;
 use crate::jsonb::Jsonb;
 use pgrx::datum::Uuid;
@@ -113,16 +114,38 @@ pub fn complete_empty_map(run_id: Uuid, step_slug: &str) -> QfResult<()> {
     Ok(())
 }
 
-/// Counts one completed task of a step; true when it was the step's last.
-///
-/// Concurrent completions of one step serialize on this row; under READ COMMITTED each sees
-/// the others' increments (the row is re-read after the lock wait), so exactly one sees the
-/// total.
-pub fn count_completed_task(run_id: Uuid, step_slug: &str) -> QfResult<bool> {
+/// Counts one completed task of a map step on its shard; returns the shard's task count when
+/// this was the shard's last task (the caller then adds it to the step with
+/// `count_completed_tasks`).
+pub fn count_completed_shard_task(
+    run_id: Uuid,
+    step_slug: &str,
+    task_index: i32,
+) -> QfResult<Option<i32>> {
     Ok(query_opt(
-        "UPDATE quantum_flow.step_states SET tasks_completed = tasks_completed + 1 \
+        "UPDATE quantum_flow.step_task_shards SET tasks_completed = tasks_completed + 1 \
+         WHERE run_id = $1 AND step_slug = $2 AND shard = $3 % $4 \
+         RETURNING CASE WHEN tasks_completed = tasks_total THEN tasks_total END",
+        &[
+            run_id.into(),
+            step_slug.into(),
+            task_index.into(),
+            COUNTER_SHARDS.into(),
+        ],
+        |r| col::<i32>(r, 1),
+    )?
+    .flatten())
+}
+
+/// Counts `n` completed tasks of a step; true when they were the step's last.
+///
+/// Concurrent counts on one step serialize on this row; under READ COMMITTED each sees the
+/// others' increments (the row is re-read after the lock wait), so exactly one sees the total.
+pub fn count_completed_tasks(run_id: Uuid, step_slug: &str, n: i32) -> QfResult<bool> {
+    Ok(query_opt(
+        "UPDATE quantum_flow.step_states SET tasks_completed = tasks_completed + $3 \
          WHERE run_id = $1 AND step_slug = $2 RETURNING tasks_completed = tasks_total",
-        &[run_id.into(), step_slug.into()],
+        &[run_id.into(), step_slug.into(), n.into()],
         |r| req::<bool>(r, 1),
     )?
     .unwrap_or(false))
@@ -131,8 +154,8 @@ pub fn count_completed_task(run_id: Uuid, step_slug: &str) -> QfResult<bool> {
 /// Marks a step completed, with its output: the single task's output, or the map tasks'
 /// outputs as an array in task order, aggregated once here.
 ///
-/// Runs as its own statement after `count_completed_task`, so its snapshot includes the
-/// other completers' task outputs (they committed before our counter update could proceed).
+/// Runs as its own statement after `count_completed_tasks`, so its snapshot includes the
+/// other completers' task outputs (they committed before our counter updates could proceed).
 pub fn finish_step(run_id: Uuid, step_slug: &str) -> QfResult<()> {
     execute(
         "UPDATE quantum_flow.step_states ss \
@@ -317,7 +340,11 @@ pub fn run_document(run_id: Uuid) -> QfResult<Option<Jsonb>> {
                       'step_slug', ss.step_slug, 'status', ss.status, \
                       'tasks_total', coalesce(ss.tasks_total, ws.initial_tasks, \
                                               CASE WHEN ws.step_type = 'single' THEN 1 END), \
-                      'tasks_completed', ss.tasks_completed, \
+                      'tasks_completed', CASE WHEN ss.status = 'started' AND ws.step_type = 'map' \
+                                              THEN (SELECT coalesce(sum(sh.tasks_completed), 0)::int \
+                                                    FROM quantum_flow.step_task_shards sh \
+                                                    WHERE sh.run_id = ss.run_id AND sh.step_slug = ss.step_slug) \
+                                              ELSE ss.tasks_completed END, \
                       'output', ss.output, 'error_message', ss.error_message) ORDER BY ws.step_index) \
              FROM quantum_flow.step_states ss \
              JOIN quantum_flow.workflow_steps ws ON ws.workflow_slug = ss.workflow_slug AND ws.step_slug = ss.step_slug \
