@@ -328,9 +328,18 @@ impl Worker {
                 polled = &mut poll => polled,
                 _ = signalled(&mut shutdown) => {
                     // Cancel the waiting poll, then still take its answer: an error means it
-                    // rolled back (claimed nothing), rows mean it committed its claims.
-                    let _ = self.poll_cancel.cancel_query(NoTls).await;
-                    poll.await
+                    // rolled back (claimed nothing), rows mean it committed its claims. A
+                    // cancel that reaches the server between statements is ignored there, so
+                    // it is repeated until the poll ends (once it has, the connection runs
+                    // nothing more, so an extra cancel is harmless).
+                    let mut retry = Duration::from_millis(50);
+                    loop {
+                        let _ = self.poll_cancel.cancel_query(NoTls).await;
+                        tokio::select! {
+                            polled = &mut poll => break polled,
+                            _ = tokio::time::sleep(retry) => retry = (retry * 2).min(Duration::from_secs(1)),
+                        }
+                    }
                 }
             };
             match polled {
