@@ -1,19 +1,33 @@
 # quantum_flow: one entry point for setting up, installing, testing and benchmarking.
 #
-#   make demo    install what is missing, build and install, run the demo on a throwaway cluster
-#   make test    the same setup, then every test tier
-#   make install build and install into the PostgreSQL of PG_CONFIG (default: PostgreSQL 15)
-#   make bench   the benchmark harness, on a throwaway cluster of its own
+#   make setup          install what is missing: Debian packages, cargo-pgrx 0.18.0, pgrx init,
+#                       pgmq's extension files (scripts/setup.sh; about a second when all is there)
+#   make install        setup, then build quantum_flow (release) and install it into the
+#                       PostgreSQL of PG_CONFIG (default: the system PostgreSQL 15)
+#   make demo           install, then the demo on the throwaway cluster
+#   make test           install, then every test tier on the throwaway cluster (scripts/test.sh)
+#   make test-unit | test-regress | test-isolation | test-e2e    one tier
+#   make bench          the benchmark harness, on a throwaway cluster of its own (scripts/bench.sh)
+#   make cluster-start | cluster-stop | cluster-status           the throwaway cluster by hand;
+#                       eval "$(scripts/cluster.sh env)" points psql at it
+#   make clean-cluster  stop the throwaway clusters and delete their state (.qf)
+#
+# The throwaway cluster (scripts/cluster.sh) keeps its data in .qf/ between runs; the targets
+# drop and recreate their own databases. It is stopped after demo/test, even on failure.
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
 PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 export PG_CONFIG
 
-# Runs a command with the throwaway cluster up, and stops it afterwards whatever happens.
-with_cluster = scripts/cluster.sh start && trap 'scripts/cluster.sh stop' EXIT && eval "$$(scripts/cluster.sh env)" &&
+TIERS := unit regress isolation e2e clients
 
-.PHONY: setup install demo test test-unit test-regress test-isolation test-e2e test-clients bench cluster-stop clean-cluster
+.PHONY: help setup install demo test $(addprefix test-,$(TIERS)) bench \
+	cluster-start cluster-stop cluster-status clean-cluster
+
+help:
+	@sed -n '1,/^$$/s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
 
 setup:
 	scripts/setup.sh
@@ -22,28 +36,29 @@ install: setup
 	scripts/install.sh
 
 demo: install
-	$(with_cluster) scripts/demo.sh
+	scripts/with-cluster.sh scripts/demo.sh
 
 test: install
-	scripts/test-unit.sh
-	$(with_cluster) \
-	  scripts/banner.sh "pg_regress" && scripts/test-regress.sh && \
-	  scripts/banner.sh "isolation" && scripts/test-isolation.sh && \
-	  scripts/banner.sh "end-to-end" && scripts/test-e2e.sh && \
-	  { [ ! -x scripts/test-clients.sh ] || { scripts/banner.sh "clients" && scripts/test-clients.sh; }; } && \
-	  scripts/banner.sh "all test tiers passed"
+	scripts/test.sh
 
 test-unit:
-	scripts/test-unit.sh
+	scripts/test.sh unit
 
-test-regress test-isolation test-e2e test-clients:
-	$(with_cluster) scripts/$@.sh
+test-regress test-isolation test-e2e test-clients: install
+	scripts/test.sh $(patsubst test-%,%,$@)
 
 bench: setup
-	scripts/bench.sh
+	@if [ -x scripts/bench.sh ]; then scripts/bench.sh; else echo "make bench: scripts/bench.sh does not exist yet"; fi
+
+cluster-start:
+	scripts/cluster.sh start
 
 cluster-stop:
 	scripts/cluster.sh stop
 
-clean-cluster: cluster-stop
-	rm -rf .qf
+cluster-status:
+	scripts/cluster.sh status
+
+clean-cluster:
+	QF_STATE_DIR="$(CURDIR)/.qf/bench" scripts/cluster.sh clean
+	scripts/cluster.sh clean

@@ -1,90 +1,177 @@
 #!/usr/bin/env bash
-# A throwaway PostgreSQL 15 cluster of our own, for the demo, the tests and the benchmark.
+# A throwaway PostgreSQL cluster of our own (PostgreSQL 15 by default), for the demo, the
+# tests and the benchmark.
 #
-#   scripts/cluster.sh start | stop | status | env
+#   scripts/cluster.sh start     initdb if needed, start, wait until ready (running: no-op)
+#   scripts/cluster.sh stop      fast shutdown (stopped: no-op)
+#   scripts/cluster.sh status    prints running/stopped; exit 0 running, 3 stopped
+#   scripts/cluster.sh env       export lines for eval: eval "$(scripts/cluster.sh env)"
+#   scripts/cluster.sh clean     stop, then delete the whole state directory
+#   scripts/cluster.sh statedir  prints the state directory in use
 #
-# State (data, socket, log, chosen port) lives in $QF_STATE_DIR, default <repo>/.qf/cluster
-# (git-ignored). The port is $QF_PORT, else the first free port from 54329 up, remembered in
-# the state dir. As root the server runs as the `postgres` user (PostgreSQL refuses root);
-# otherwise as the invoking user. `env` prints the PG* variables to reach it.
+# State lives in $QF_STATE_DIR, default <repo>/.qf (git-ignored): pgdata/ (the data
+# directory, kept between runs: initdb only when absent), sock/ (Unix socket), postgres.log,
+# port. As root the state dir moves to /tmp/quantum_flow-<hash> when the `postgres` user
+# cannot reach the repo (see qf_state_dir in scripts/lib.sh).
+#
+# Port: $QF_PORT if set, else the port used last time (remembered in <state>/port) if still
+# free, else the first free port from 54329 up. As root the server runs as the `postgres`
+# user (PostgreSQL refuses to run as root), otherwise as the invoking user. Clients connect
+# over TCP to 127.0.0.1 with trust authentication.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 bindir="$("$PG_CONFIG" --bindir)"
-state="${QF_STATE_DIR:-$repo/.qf/cluster}"
+state="$(qf_state_dir)"
+data="$state/pgdata"
+sock="$state/sock"
+log="$state/postgres.log"
+portfile="$state/port"
 
-if [ "$(id -u)" -eq 0 ]; then
+if is_root; then
     run_as=(runuser -u postgres --)
     db_user=postgres
-    # the postgres user must be able to reach the state dir; a repo under /root is not
-    mkdir -p "$state"
-    if ! runuser -u postgres -- test -x "$state" 2>/dev/null; then
-        state="/tmp/quantum_flow-$(printf '%s' "$state" | sha1sum | cut -c1-12)"
-    fi
 else
     run_as=()
     db_user="$(id -un)"
 fi
-data="$state/data"
-sock="$state/sock"
-log="$state/postgres.log"
 
-port_free() {
-    ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+# Runs a server binary as the server's user, from a directory that user can read (postgres
+# cannot stat a cwd under /root), and never with RUST_BACKTRACE: pgrx would append Rust
+# backtraces to error messages and break golden test output.
+pg() {
+    (cd / && "${run_as[@]}" env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "$@")
+}
+
+say() { echo "cluster: $*"; }
+die() {
+    echo "cluster: error: $*" >&2
+    exit 1
 }
 
 running() {
-    [ -f "$data/postmaster.pid" ] && "${run_as[@]}" "$bindir/pg_ctl" -D "$data" status >/dev/null 2>&1
+    [ -f "$data/postmaster.pid" ] && pg "$bindir/pg_ctl" -D "$data" status >/dev/null 2>&1
+}
+
+# Free: no PostgreSQL answers there and nothing listens on it (any address).
+port_free() {
+    local p="$1" rc=0
+    # pg_isready: 0 accepting, 1 rejecting, 2 no response, 3 no attempt; only 2 means free.
+    "$bindir/pg_isready" -q -h 127.0.0.1 -p "$p" -t 2 >/dev/null 2>&1 || rc=$?
+    if [ "$rc" -ne 2 ]; then return 1; fi
+    if command -v ss >/dev/null 2>&1; then
+        if ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then return 1; fi
+    fi
+    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then return 1; fi
+    return 0
 }
 
 choose_port() {
     if [ -n "${QF_PORT:-}" ]; then
         echo "$QF_PORT"
-    elif [ -f "$state/port" ] && { running || port_free "$(cat "$state/port")"; }; then
-        cat "$state/port"
-    else
-        local p=54329
-        while ! port_free "$p"; do p=$((p + 1)); done
-        echo "$p"
+        return
+    fi
+    if [ -s "$portfile" ] && port_free "$(cat "$portfile")"; then
+        cat "$portfile"
+        return
+    fi
+    local p=54329
+    while ! port_free "$p"; do
+        p=$((p + 1))
+        [ "$p" -lt 65535 ] || die "no free port from 54329 up"
+    done
+    echo "$p"
+}
+
+# The settings, rewritten at every start (the port may change). Included from
+# postgresql.conf, so ALTER SYSTEM still wins over them. fsync stays on (the default):
+# the benchmark measures real durability.
+write_settings() {
+    local port="$1"
+    pg tee "$data/quantum_flow.conf" >/dev/null <<EOF
+# Written by scripts/cluster.sh at every start; edits are lost.
+port = $port
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '${sock//\'/\'\'}'
+max_connections = 100
+shared_buffers = '256MB'
+max_prepared_transactions = 0
+fsync = on
+EOF
+    if ! grep -q "^include_if_exists = 'quantum_flow.conf'" "$data/postgresql.conf"; then
+        echo "include_if_exists = 'quantum_flow.conf'" | pg tee -a "$data/postgresql.conf" >/dev/null
     fi
 }
 
 start() {
-    mkdir -p "$state" "$sock"
-    if [ "$(id -u)" -eq 0 ]; then chown postgres "$state" "$sock"; fi
+    mkdir -p "$state"
+    if is_root; then
+        chown postgres "$state"
+        runuser -u postgres -- test -w "$state" ||
+            die "the postgres user cannot write $state (check the permissions of its parents)"
+    fi
+    pg mkdir -p "$sock"
     if [ ! -f "$data/PG_VERSION" ]; then
-        "${run_as[@]}" "$bindir/initdb" -D "$data" --auth=trust -E UTF8 --locale=C -U "$db_user" >/dev/null
+        say "initdb $data"
+        pg "$bindir/initdb" -D "$data" --auth=trust -E UTF8 --locale=C -U "$db_user" >"$state/initdb.log" 2>&1 ||
+            { cat "$state/initdb.log" >&2; die "initdb failed"; }
     fi
     if running; then
-        echo "cluster already running on port $(cat "$state/port")"
+        say "already running on port $(cat "$portfile")"
         return
     fi
     local port
     port="$(choose_port)"
-    echo "$port" >"$state/port"
-    # A server must not inherit RUST_BACKTRACE: pgrx would append Rust backtraces to errors.
-    "${run_as[@]}" env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "$bindir/pg_ctl" -D "$data" -l "$log" -w -t 60 \
-        -o "-p $port -k $sock -c listen_addresses=127.0.0.1 -c max_connections=100 -c shared_buffers=256MB" \
-        start >/dev/null
-    echo "cluster started on port $port (data in $data)"
+    echo "$port" >"$portfile"
+    write_settings "$port"
+    if ! pg "$bindir/pg_ctl" -D "$data" -l "$log" -w -t 120 start >/dev/null; then
+        tail -n 30 "$log" >&2 || true
+        die "the server did not start (log: $log)"
+    fi
+    # pg_ctl -w waits for the postmaster; also make sure TCP connections are accepted.
+    local i
+    for i in $(seq 1 60); do
+        if "$bindir/pg_isready" -q -h 127.0.0.1 -p "$port"; then break; fi
+        [ "$i" -lt 60 ] || die "server on port $port not ready after 30s (log: $log)"
+        sleep 0.5
+    done
+    say "started on port $port (data $data, log $log)"
 }
 
 stop() {
     if running; then
-        "${run_as[@]}" "$bindir/pg_ctl" -D "$data" -m fast -w stop >/dev/null
-        echo "cluster stopped"
+        pg "$bindir/pg_ctl" -D "$data" -m fast -w -t 120 stop >/dev/null
+        say "stopped"
+    else
+        say "not running"
     fi
 }
 
 case "${1:-}" in
 start) start ;;
 stop) stop ;;
-status) if running; then echo "running on port $(cat "$state/port")"; else echo "stopped"; exit 3; fi ;;
+status)
+    if running; then
+        say "running on port $(cat "$portfile") (data $data)"
+    else
+        say "stopped"
+        exit 3
+    fi
+    ;;
 env)
-    port="$(cat "$state/port" 2>/dev/null || choose_port)"
+    if [ -s "$portfile" ]; then port="$(cat "$portfile")"; else port="$(choose_port)"; fi
     echo "export PGHOST=127.0.0.1 PGPORT=$port PGUSER=$db_user PGDATABASE=postgres"
     echo "export QF_TEST_DATABASE_URL=postgres://$db_user@127.0.0.1:$port/postgres"
     ;;
-*) echo "usage: $0 start|stop|status|env" >&2; exit 2 ;;
+clean)
+    stop
+    rm -rf "$state"
+    say "deleted $state"
+    ;;
+statedir) echo "$state" ;;
+*)
+    echo "usage: $0 start|stop|status|env|clean|statedir" >&2
+    exit 2
+    ;;
 esac

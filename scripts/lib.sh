@@ -1,12 +1,43 @@
 # shellcheck shell=bash disable=SC2034
-# Shared by the scripts in this directory (sourced, not run).
+# Shared by the scripts in this directory (sourced, not run). Defines:
+#   repo        absolute path of the repository
+#   PG_CONFIG   the pg_config of the PostgreSQL we build for and run (exported;
+#               default /usr/lib/postgresql/15/bin/pg_config)
+#   is_root, as_root, qf_state_dir, banner
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PG_CONFIG="${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}"
 export PG_CONFIG
 
+is_root() { [ "$(id -u)" -eq 0 ]; }
+
 # Run a command as root: directly when we are root, through sudo otherwise.
 as_root() {
-    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+    if is_root; then "$@"; else sudo "$@"; fi
+}
+
+# The throwaway cluster's state directory: $QF_STATE_DIR, default <repo>/.qf.
+# As root the server runs as `postgres`, which must be able to reach that directory. A repo
+# under a directory postgres cannot traverse (typically /root) cannot hold it, so the state
+# then lives in /tmp/quantum_flow-<hash of the wanted path> instead (one per repo checkout
+# and per QF_STATE_DIR, so the test and bench clusters never share one).
+qf_state_dir() {
+    local want="${QF_STATE_DIR:-$repo/.qf}" probe
+    if ! is_root; then
+        echo "$want"
+        return
+    fi
+    # The nearest existing ancestor decides whether postgres can get there.
+    probe="$want"
+    while [ ! -e "$probe" ]; do probe="$(dirname "$probe")"; done
+    if runuser -u postgres -- test -x "$probe" 2>/dev/null; then
+        echo "$want"
+    else
+        echo "/tmp/quantum_flow-$(printf '%s' "$want" | sha256sum | cut -c1-12)"
+    fi
+}
+
+banner() {
+    printf '\n==== %s ====\n' "$*"
 }
 
 # Load ~/.cargo/env when cargo is not on PATH yet (fresh shells, CI).
@@ -14,4 +45,3 @@ if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
     # shellcheck disable=SC1091
     . "$HOME/.cargo/env"
 fi
-

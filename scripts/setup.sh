@@ -1,67 +1,105 @@
 #!/usr/bin/env bash
-# Installs what building and testing quantum_flow needs, skipping whatever is already there:
-# Debian packages (PostgreSQL 15 and its server headers, clang), cargo-pgrx 0.18.0, pgrx
-# initialised against the system PostgreSQL 15, and pgmq's extension files (taken from the
-# pgmq crate, see tools/pgmq-files). Idempotent and non-interactive.
+# Installs what building and testing quantum_flow needs, skipping whatever is already there.
+# Idempotent and non-interactive; every step checks first and prints one line, "ok: X" or
+# "installing: X". With everything present it takes about a second.
+#
+#   1. Debian packages: PostgreSQL 15, its server headers, clang (bindgen), sudo, pkg-config,
+#      python3-venv (the Python client's tests)
+#   2. cargo-pgrx 0.18.0 (cargo install, about 4 minutes on 2 cores)
+#   3. pgrx initialised against the system PostgreSQL (cargo pgrx init --pg15 $PG_CONFIG)
+#   4. pgmq's extension files, taken from the pgmq crate that cargo fetches for the workspace
+#      member tools/pgmq-files, copied into $(pg_config --sharedir)/extension
+#
+# Environment: PG_CONFIG (default /usr/lib/postgresql/15/bin/pg_config), PGRX_HOME (default
+# ~/.pgrx). As a non-root user, writes outside $HOME go through sudo.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$repo"
 
 PGRX_VERSION=0.18.0
+PG_MAJOR=15
 packages=(postgresql-15 postgresql-server-dev-15 clang libclang-dev sudo pkg-config python3-venv)
 
+die() {
+    echo "setup: error: $*" >&2
+    exit 1
+}
+
+if ! is_root && ! command -v sudo >/dev/null 2>&1; then
+    root_hint="run this script as root once (sudo is not installed)"
+else
+    root_hint=""
+fi
+
+# 1. Debian packages
 missing=()
 for p in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
         missing+=("$p")
     fi
 done
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "installing: Debian packages ${missing[*]}"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "ok: Debian packages (${packages[*]})"
 else
-    echo "ok: Debian packages"
+    echo "installing: Debian packages ${missing[*]}"
+    [ -z "$root_hint" ] || die "$root_hint"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
 fi
 
-if ! command -v cargo >/dev/null 2>&1; then
-    echo "error: cargo is not installed; install Rust (https://rustup.rs) and re-run" >&2
-    exit 1
-fi
+[ -x "$PG_CONFIG" ] || die "PG_CONFIG=$PG_CONFIG is not an executable pg_config"
+pg_version="$("$PG_CONFIG" --version)"
+case "$pg_version" in
+"PostgreSQL $PG_MAJOR".*) ;;
+*) die "$PG_CONFIG is $pg_version; quantum_flow is built for PostgreSQL $PG_MAJOR here" ;;
+esac
 
-if cargo pgrx --version 2>/dev/null | grep -q " $PGRX_VERSION\$"; then
+command -v cargo >/dev/null 2>&1 ||
+    die "cargo is not installed: install Rust (https://rustup.rs), then re-run"
+
+# 2. cargo-pgrx, the version matching the pgrx crate the extension uses
+if [ "$(cargo pgrx --version 2>/dev/null)" = "cargo-pgrx $PGRX_VERSION" ]; then
     echo "ok: cargo-pgrx $PGRX_VERSION"
 else
-    echo "installing: cargo-pgrx $PGRX_VERSION (a few minutes)"
+    echo "installing: cargo-pgrx $PGRX_VERSION (about 4 minutes)"
     cargo install cargo-pgrx --version "$PGRX_VERSION" --locked --quiet
 fi
 
+# 3. pgrx configuration: uses the system server, downloads nothing
 pgrx_config="${PGRX_HOME:-$HOME/.pgrx}/config.toml"
-if [ -f "$pgrx_config" ] && grep -q "^pg15 = \"$PG_CONFIG\"" "$pgrx_config"; then
-    echo "ok: pgrx initialised for $PG_CONFIG"
+if [ -f "$pgrx_config" ] && grep -Eq "^pg$PG_MAJOR *= *\"$PG_CONFIG\"" "$pgrx_config"; then
+    echo "ok: pgrx initialised (pg$PG_MAJOR = $PG_CONFIG)"
 else
-    echo "installing: pgrx configuration for $PG_CONFIG"
-    cargo pgrx init --pg15 "$PG_CONFIG" >/dev/null
+    echo "installing: pgrx configuration (cargo pgrx init --pg$PG_MAJOR $PG_CONFIG)"
+    cargo pgrx init "--pg$PG_MAJOR" "$PG_CONFIG" >/dev/null
 fi
 
-# pgmq is SQL-only: its control and script files ship inside the pgmq crate.
-pgmq_dir=$(cargo metadata --format-version 1 --manifest-path "$repo/Cargo.toml" 2>/dev/null |
-    python3 -c 'import json,sys,os
+# 4. pgmq: SQL-only, its control and script files ship inside the pgmq crate
+if ! metadata="$(cargo metadata --format-version 1 --manifest-path "$repo/Cargo.toml")"; then
+    die "cargo metadata failed (see above); it is how the pgmq crate is located"
+fi
+pgmq_dir="$(python3 -c '
+import json, os, sys
 for p in json.load(sys.stdin)["packages"]:
     if p["name"] == "pgmq":
-        print(os.path.join(os.path.dirname(p["manifest_path"]), "src/install/embedded"))')
-if [ -z "$pgmq_dir" ] || [ ! -f "$pgmq_dir/pgmq.control" ]; then
-    echo "error: could not locate the pgmq crate's embedded extension files" >&2
-    exit 1
+        print(os.path.join(os.path.dirname(p["manifest_path"]), "src", "install", "embedded"))
+        break
+' <<<"$metadata")"
+if [ -z "$pgmq_dir" ] || [ ! -f "$pgmq_dir/pgmq.control" ] || [ ! -f "$pgmq_dir/sql/pgmq.sql" ]; then
+    die "the pgmq crate's embedded extension files were not found (is tools/pgmq-files a workspace member?)"
 fi
-pgmq_version=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$pgmq_dir/pgmq.control")
+pgmq_version="$(sed -n "s/^default_version *= *'\(.*\)'.*/\1/p" "$pgmq_dir/pgmq.control")"
+[ -n "$pgmq_version" ] || die "no default_version in $pgmq_dir/pgmq.control"
 ext_dir="$("$PG_CONFIG" --sharedir)/extension"
 if cmp -s "$pgmq_dir/pgmq.control" "$ext_dir/pgmq.control" &&
     cmp -s "$pgmq_dir/sql/pgmq.sql" "$ext_dir/pgmq--$pgmq_version.sql"; then
-    echo "ok: pgmq $pgmq_version extension files"
+    echo "ok: pgmq $pgmq_version extension files in $ext_dir"
 else
     echo "installing: pgmq $pgmq_version extension files into $ext_dir"
-    as_root install -m 644 "$pgmq_dir/pgmq.control" "$ext_dir/pgmq.control"
-    as_root install -m 644 "$pgmq_dir/sql/pgmq.sql" "$ext_dir/pgmq--$pgmq_version.sql"
+    if [ ! -w "$ext_dir" ]; then [ -z "$root_hint" ] || die "$root_hint"; fi
+    if [ -w "$ext_dir" ]; then sudo_=(); else sudo_=(as_root); fi
+    "${sudo_[@]}" install -m 644 "$pgmq_dir/pgmq.control" "$ext_dir/pgmq.control"
+    "${sudo_[@]}" install -m 644 "$pgmq_dir/sql/pgmq.sql" "$ext_dir/pgmq--$pgmq_version.sql"
 fi

@@ -1,2 +1,0 @@
-#!/usr/bin/env bash
-printf '\n==== %s ====\n' "$*"
