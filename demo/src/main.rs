@@ -1,12 +1,13 @@
 //! `make demo`: the seed guide's workflows, run end to end by separate worker processes.
 //!
 //! ```text
-//! quantum_flow_demo <database-url> [--database NAME | --in-place] [--workers N]
+//! quantum_flow_demo <database-url> [--fresh-database NAME] [--workers N]
 //! quantum_flow_demo worker <database-url> --id NAME [--concurrency N] <workflow-slug>...
 //! ```
 //!
-//! The main process creates a fresh database (`quantum_flow_demo` on the cluster of the URL,
-//! or uses the URL's database with `--in-place`), defines three workflows (the seed's Quick
+//! The main process works in the URL's database (`make demo` gives it a fresh one; with
+//! `--fresh-database NAME` it drops and creates database NAME on that cluster itself),
+//! installs the extension if missing, defines three workflows (the seed's Quick
 //! Start, the seed's ETL over `demo/data/customers.csv`, and the workflow an LLM wrote in
 //! `demo/data/llm_workflow.json`), starts worker processes (this binary in `worker` mode),
 //! starts one run of each workflow and shows their progress until they end. Workers stop
@@ -33,7 +34,7 @@ use tokio::process::{Child, Command};
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const USAGE: &str = "usage:
-  quantum_flow_demo <database-url> [--database NAME | --in-place] [--workers N]
+  quantum_flow_demo <database-url> [--fresh-database NAME] [--workers N]
   quantum_flow_demo worker <database-url> --id NAME [--concurrency N] <workflow-slug>...";
 
 #[tokio::main]
@@ -129,14 +130,13 @@ struct DemoOptions {
 
 fn parse_demo_options(args: &[String]) -> Result<DemoOptions, BoxError> {
     let mut options = DemoOptions {
-        database: Some("quantum_flow_demo".into()),
+        database: None,
         workers: 3,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--database" => options.database = Some(args.next().ok_or(USAGE)?.clone()),
-            "--in-place" => options.database = None,
+            "--fresh-database" => options.database = Some(args.next().ok_or(USAGE)?.clone()),
             "--workers" => options.workers = args.next().ok_or(USAGE)?.parse()?,
             _ => return Err(USAGE.into()),
         }
@@ -183,7 +183,12 @@ async fn demo_main(url: &str, args: &[String]) -> Result<ExitCode, BoxError> {
         .get(0);
     let where_ = match &options.database {
         Some(name) => format!("fresh database {name}"),
-        None => "database of the given URL".to_string(),
+        None => format!(
+            "database {}",
+            db.query_one("SELECT current_database()", &[])
+                .await?
+                .get::<_, String>(0)
+        ),
     };
     println!("== setup: {where_}, quantum_flow {version}");
 
