@@ -136,8 +136,6 @@ CREATE TABLE step_task_shards (
     CHECK (tasks_completed <= tasks_total)
 ) WITH (fillfactor = 50);
 
--- poll_tasks finds a message's task by message_id (set once at fan-out, never updated).
-CREATE INDEX step_tasks_message_id_idx ON step_tasks (message_id);
 -- No index mentions step_tasks.status or step_states' counters, and both tables leave room
 -- in each page, so the hot path's updates (claim, complete, count) stay HOT updates.
 

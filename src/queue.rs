@@ -2,14 +2,15 @@
 //! `engine::slug::queue_name`; one message per task, reused across the task's attempts (a
 //! retry moves the message's visibility time instead of sending a new one).
 //!
-//! Message body: `{"run_id": ..., "step_slug": ..., "task_index": ...}` for people reading the
-//! queue; the engine finds a message's task by `step_tasks.message_id`, so a foreign or
-//! malformed message in the queue is archived rather than breaking polls.
+//! Message body: `{"run_id": ..., "step_slug": ..., "task_index": ...}`. A poll finds a
+//! message's task by that key and checks that the task's `message_id` is this message; a
+//! foreign or malformed message in the queue is archived rather than breaking polls.
 //!
 //! Lock order, shared with `executor`: queue message, task, counter shard, step state, run,
 //! dependent step states. Code that needs a message lock while holding a later lock skips
 //! locked messages instead of waiting (see `discard_run_messages`).
 
+use crate::engine::message::{parse_task_index, parse_uuid};
 use crate::engine::COUNTER_SHARDS;
 use crate::error::QfResult;
 use crate::jsonb::Jsonb;
@@ -151,36 +152,67 @@ pub fn read_and_claim(
     qty: i32,
     worker_id: Option<&str>,
 ) -> QfResult<Vec<Polled>> {
-    let message_ids = query(
-        "SELECT msg_id FROM pgmq.read($1, $2, $3)",
+    // The task key is read from the message body as text and parsed in Rust (so a foreign
+    // message cannot make a cast fail); the claim then looks tasks up by primary key and
+    // checks that the task's message is this message.
+    let read = query(
+        "SELECT m.msg_id, m.message->>'run_id', m.message->>'step_slug', m.message->>'task_index' \
+         FROM pgmq.read($1, $2, $3) AS m",
         &[queue.into(), vt.into(), qty.into()],
-        |r| req::<i64>(r, 1),
+        |r| {
+            Ok((
+                req::<i64>(r, 1)?,
+                col::<String>(r, 2)?,
+                col::<String>(r, 3)?,
+                col::<String>(r, 4)?,
+            ))
+        },
     )?;
-    if message_ids.is_empty() {
-        return Ok(Vec::new());
+    let mut polled = Vec::with_capacity(read.len());
+    let (mut ids, mut run_ids, mut steps, mut indexes) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (message_id, run_id, step_slug, task_index) in read {
+        let run_id = run_id.as_deref().and_then(parse_uuid);
+        let task_index = task_index.as_deref().and_then(parse_task_index);
+        match (run_id, step_slug, task_index) {
+            (Some(run_id), Some(step_slug), Some(task_index)) => {
+                ids.push(message_id);
+                run_ids.push(Uuid::from_bytes(run_id));
+                steps.push(step_slug);
+                indexes.push(task_index);
+            }
+            _ => polled.push(Polled::Stale { message_id }),
+        }
     }
-    query(
-        "WITH task AS MATERIALIZED ( \
+    if ids.is_empty() {
+        return Ok(polled);
+    }
+    let claimed = query(
+        "WITH msg AS ( \
+           SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::int[]) \
+                         AS m(msg_id, run_id, step_slug, task_index)), \
+         task AS MATERIALIZED ( \
            SELECT t.run_id, t.step_slug, t.task_index, t.status, t.attempts_count, t.message_id \
-           FROM quantum_flow.step_tasks t \
-           JOIN quantum_flow.runs r ON r.run_id = t.run_id AND r.workflow_slug = $2 \
-           WHERE t.message_id = ANY($1) \
+           FROM msg \
+           JOIN quantum_flow.step_tasks t ON t.run_id = msg.run_id AND t.step_slug = msg.step_slug \
+                                         AND t.task_index = msg.task_index AND t.message_id = msg.msg_id \
            FOR UPDATE OF t SKIP LOCKED), \
          info AS MATERIALIZED ( \
-           SELECT task.*, r.status AS run_status, r.input AS run_input, ws.step_type, \
+           SELECT task.*, r.workflow_slug, r.status AS run_status, r.input AS run_input, ws.step_type, \
                   coalesce(ws.max_attempts, w.max_attempts) AS max_attempts, \
                   coalesce(ws.timeout, w.timeout) AS timeout, \
-                  r.status = 'started' AND (task.status = 'queued' OR \
+                  r.workflow_slug = $5 AND r.status = 'started' AND (task.status = 'queued' OR \
                     (task.status = 'started' AND task.attempts_count < coalesce(ws.max_attempts, w.max_attempts))) \
                     AS claimable \
            FROM task \
            JOIN quantum_flow.runs r ON r.run_id = task.run_id \
-           JOIN quantum_flow.workflows w ON w.workflow_slug = $2 \
-           JOIN quantum_flow.workflow_steps ws ON ws.workflow_slug = $2 AND ws.step_slug = task.step_slug), \
+           JOIN quantum_flow.workflows w ON w.workflow_slug = r.workflow_slug \
+           JOIN quantum_flow.workflow_steps ws ON ws.workflow_slug = r.workflow_slug \
+                                              AND ws.step_slug = task.step_slug), \
          claimed AS ( \
            UPDATE quantum_flow.step_tasks t \
            SET status = 'started', attempts_count = t.attempts_count + 1, started_at = clock_timestamp(), \
-               worker_id = $3, \
+               worker_id = $6, \
                error_message = CASE WHEN i.status = 'started' \
                                     THEN format('attempt %s timed out after %ss', i.attempts_count, i.timeout) \
                                     ELSE t.error_message END \
@@ -194,18 +226,19 @@ pub fn read_and_claim(
                             SELECT jsonb_object_agg(d.dep_slug, ds.output) \
                             FROM quantum_flow.workflow_step_dependencies_def d \
                             JOIN quantum_flow.step_states ds ON ds.run_id = c.run_id AND ds.step_slug = d.dep_slug \
-                            WHERE d.workflow_slug = $2 AND d.step_slug = c.step_slug), '{}'::jsonb) END \
-         FROM claimed c JOIN info i ON i.run_id = c.run_id AND i.step_slug = c.step_slug AND i.task_index = c.task_index \
+                            WHERE d.workflow_slug = $5 AND d.step_slug = c.step_slug), '{}'::jsonb) END \
+         FROM claimed c JOIN info i ON i.message_id = c.message_id \
          UNION ALL \
-         SELECT CASE WHEN i.run_status = 'started' AND i.status = 'started' THEN 'exhausted' ELSE 'stale' END, \
+         SELECT CASE WHEN i.run_status = 'started' AND i.status = 'started' AND i.workflow_slug = $5 \
+                     THEN 'exhausted' ELSE 'stale' END, \
                 i.message_id, i.run_id, i.step_slug, i.task_index, i.attempts_count, i.timeout, NULL \
          FROM info i WHERE NOT i.claimable \
          UNION ALL \
-         SELECT 'stale', m.msg_id, NULL, NULL, NULL, NULL, NULL, NULL FROM unnest($1) AS m(msg_id) \
+         SELECT 'stale', msg.msg_id, NULL, NULL, NULL, NULL, NULL, NULL FROM msg \
          WHERE NOT EXISTS (SELECT 1 FROM quantum_flow.step_tasks t \
-                           JOIN quantum_flow.runs r ON r.run_id = t.run_id AND r.workflow_slug = $2 \
-                           WHERE t.message_id = m.msg_id)",
-        &[message_ids.into(), workflow_slug.into(), worker_id.into()],
+                           WHERE t.run_id = msg.run_id AND t.step_slug = msg.step_slug \
+                             AND t.task_index = msg.task_index AND t.message_id = msg.msg_id)",
+        &[ids.into(), run_ids.into(), steps.into(), indexes.into(), workflow_slug.into(), worker_id.into()],
         |r| {
             let kind: String = req(r, 1)?;
             let message_id: i64 = req(r, 2)?;
@@ -232,7 +265,9 @@ pub fn read_and_claim(
                 _ => Polled::Stale { message_id },
             })
         },
-    )
+    )?;
+    polled.extend(claimed);
+    Ok(polled)
 }
 
 /// Marks a started task completed with `output` and deletes its message, in one statement

@@ -3,6 +3,7 @@
 
 pub mod backoff;
 pub mod definition;
+pub mod message;
 pub mod slug;
 
 /// Shards of a map step's completed-task counter (see `step_task_shards`): task `i` counts on
