@@ -73,8 +73,9 @@ CREATE TABLE runs (
     CHECK ((status = 'failed') = (failed_at IS NOT NULL)),
     CHECK (status <> 'completed' OR remaining_steps = 0)
 );
--- add_step / delete_flow ask "does this workflow have a started run?"
-CREATE INDEX runs_started_idx ON runs (workflow_slug) WHERE status = 'started';
+-- add_step / delete_flow ask "does this workflow have a started run?", and delete_flow's
+-- cascade finds the workflow's runs
+CREATE INDEX runs_workflow_status_idx ON runs (workflow_slug, status);
 
 CREATE TABLE step_states (
     run_id          uuid NOT NULL REFERENCES runs ON DELETE CASCADE,
@@ -93,7 +94,9 @@ CREATE TABLE step_states (
     completed_at    timestamptz,
     failed_at       timestamptz,
     PRIMARY KEY (run_id, step_slug),
-    FOREIGN KEY (workflow_slug, step_slug) REFERENCES workflow_steps ON DELETE CASCADE,
+    -- (workflow_slug, step_slug) names a workflow_steps row; no foreign key, because steps are
+    -- only ever deleted with their workflow, whose runs (and so these rows) go with it, and
+    -- the key's cascade would scan this table once per deleted step
     CHECK (tasks_total IS NULL OR tasks_completed <= tasks_total),
     CHECK (status = 'created' OR remaining_deps = 0),
     CHECK (status <> 'completed' OR tasks_completed = tasks_total)
