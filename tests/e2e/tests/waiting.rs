@@ -1,0 +1,275 @@
+//! poll_tasks(max_wait_ms => N): woken early by other sessions' commits, returns empty after
+//! N ms when there is no work, does not spin while idle, and picks up a backoff retry when it
+//! becomes due.
+
+use quantum_flow_e2e::*;
+use serde_json::json;
+use std::time::{Duration, Instant};
+use tokio_postgres::Client;
+
+/// The backend pid of a connection.
+async fn backend_pid(client: &Client) -> i32 {
+    client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Waits until backend `pid` sleeps inside poll_tasks (wait event class "Extension").
+async fn wait_until_sleeping(observer: &Client, pid: i32) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let sleeping: bool = observer
+            .query_one(
+                "SELECT coalesce((SELECT wait_event_type = 'Extension' FROM pg_stat_activity \
+                                  WHERE pid = $1), false)",
+                &[&pid],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if sleeping {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "backend {pid} never slept in poll_tasks"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A poll_tasks call running on its own connection: (claimed tasks, how long the call took).
+type PendingPoll = tokio::task::JoinHandle<(Vec<Task>, Duration)>;
+
+/// Starts poll_tasks(slug, 10, max_wait_ms) on `poller` and returns once it is asleep.
+async fn start_waiting_poll(
+    observer: &Client,
+    poller: Client,
+    slug: &'static str,
+    max_wait_ms: i32,
+) -> PendingPoll {
+    let pid = backend_pid(&poller).await;
+    let handle = tokio::spawn(async move {
+        let started = Instant::now();
+        let tasks = poll(&poller, slug, 10, max_wait_ms)
+            .await
+            .unwrap_or_else(|e| panic!("poll_tasks: {}", describe(&e)));
+        (tasks, started.elapsed())
+    });
+    wait_until_sleeping(observer, pid).await;
+    handle
+}
+
+const WAIT_MS: i32 = 5000;
+/// Far below WAIT_MS: only a wake-up mechanism that does not work at all can miss it.
+const EARLY: Duration = Duration::from_secs(4);
+
+#[tokio::test]
+async fn a_completion_that_readies_a_step_wakes_a_waiting_poller() {
+    let url = fresh_database("qf_e2e_waiting_complete").await;
+    let main = connect(&url).await;
+    exec(
+        &main,
+        "SELECT quantum_flow.create_flow('wake'); \
+         SELECT quantum_flow.add_step('wake', 'a'); \
+         SELECT quantum_flow.add_step('wake', 'b', ARRAY['a']);",
+    )
+    .await;
+    let run = start_flow(&main, "wake", &json!({"n": 1})).await;
+    let a = poll(&main, "wake", 10, 0).await.unwrap();
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].step_slug, "a");
+
+    let waiting = start_waiting_poll(&main, connect(&url).await, "wake", WAIT_MS).await;
+    let completed_at = Instant::now();
+    assert!(complete(&main, &a[0], &json!("A")).await.unwrap());
+    let (tasks, took) = waiting.await.unwrap();
+    println!(
+        "poll returned {:?} after the completion ({took:?} in all)",
+        completed_at.elapsed()
+    );
+    assert!(took < EARLY, "poll_tasks returned after {took:?}");
+    assert_eq!(
+        tasks,
+        vec![Task {
+            run_id: run,
+            step_slug: "b".into(),
+            task_index: 0,
+            attempt: 1,
+            input: json!({"run": {"n": 1}, "a": "A"}),
+        }]
+    );
+}
+
+#[tokio::test]
+async fn start_flow_wakes_a_waiting_poller() {
+    let url = fresh_database("qf_e2e_waiting_start").await;
+    let main = connect(&url).await;
+    exec(
+        &main,
+        "SELECT quantum_flow.create_flow('wake'); SELECT quantum_flow.add_step('wake', 'a');",
+    )
+    .await;
+    let waiting = start_waiting_poll(&main, connect(&url).await, "wake", WAIT_MS).await;
+    let started_at = Instant::now();
+    let run = start_flow(&main, "wake", &json!([1, 2])).await;
+    let (tasks, took) = waiting.await.unwrap();
+    println!(
+        "poll returned {:?} after start_flow ({took:?} in all)",
+        started_at.elapsed()
+    );
+    assert!(took < EARLY, "poll_tasks returned after {took:?}");
+    assert_eq!(
+        tasks,
+        vec![Task {
+            run_id: run,
+            step_slug: "a".into(),
+            task_index: 0,
+            attempt: 1,
+            input: json!({"run": [1, 2]}),
+        }]
+    );
+}
+
+#[tokio::test]
+async fn with_no_work_poll_returns_nothing_after_max_wait() {
+    let url = fresh_database("qf_e2e_waiting_empty").await;
+    let main = connect(&url).await;
+    exec(
+        &main,
+        "SELECT quantum_flow.create_flow('idle'); SELECT quantum_flow.add_step('idle', 'a');",
+    )
+    .await;
+    let started = Instant::now();
+    let tasks = poll(&main, "idle", 10, 1000).await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(tasks, vec![]);
+    assert!(
+        took >= Duration::from_millis(1000),
+        "returned after {took:?}"
+    );
+    assert!(took < Duration::from_secs(3), "returned after {took:?}");
+}
+
+/// Reads of the queue table so far: scans (sequential and index) plus updated rows, from the
+/// cumulative statistics, with this session's stats snapshot discarded first.
+async fn queue_reads(observer: &Client, table: &str) -> i64 {
+    observer
+        .query_one(
+            "SELECT coalesce(seq_scan, 0) + coalesce(idx_scan, 0) + n_tup_upd \
+             FROM pg_stat_user_tables, pg_stat_clear_snapshot() \
+             WHERE schemaname = 'pgmq' AND relname = $1",
+            &[&table],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("reading stats of {table}: {}", describe(&e)))
+        .get(0)
+}
+
+/// Waits until the database has no backend but `observer` (a closed session has then
+/// flushed its statistics: a backend reports them when it exits).
+async fn wait_for_other_sessions_to_end(observer: &Client) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let others: i64 = observer
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if others == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "other sessions did not end");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_idle_poller_reads_the_queue_a_bounded_number_of_times() {
+    let url = fresh_database("qf_e2e_waiting_idle").await;
+    {
+        let setup = connect(&url).await;
+        exec(
+            &setup,
+            "SELECT quantum_flow.create_flow('idle'); SELECT quantum_flow.add_step('idle', 'a');",
+        )
+        .await;
+    }
+    let observer = connect(&url).await;
+    wait_for_other_sessions_to_end(&observer).await;
+    let before = queue_reads(&observer, "q_qf_idle").await;
+
+    // The waiting session reports its statistics when it exits, so count after it has gone.
+    let took = {
+        let waiter = connect(&url).await;
+        let started = Instant::now();
+        let tasks = poll(&waiter, "idle", 10, 3000).await.unwrap();
+        assert_eq!(tasks, vec![]);
+        started.elapsed()
+    };
+    assert!(
+        took >= Duration::from_millis(3000),
+        "returned after {took:?}"
+    );
+    wait_for_other_sessions_to_end(&observer).await;
+    // The stats of an exiting backend are flushed synchronously; a short pause covers the
+    // window between its removal from pg_stat_activity and the flush.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let reads = queue_reads(&observer, "q_qf_idle").await - before;
+    println!("an idle poll of {took:?} read the queue table {reads} times");
+    // poll_tasks re-checks at least every 500 ms: 7 rounds in 3 s, each a pgmq.read plus (all
+    // but the last) a look at the queue's next visibility time: 13 reads. The bound leaves room
+    // for a few stray latch wake-ups; a poller that spun would read it thousands of times.
+    assert!(reads >= 1, "the idle poll never looked at the queue");
+    assert!(
+        reads <= 20,
+        "an idle poll of 3 s read the queue {reads} times"
+    );
+}
+
+#[tokio::test]
+async fn a_backoff_retry_reaches_a_waiting_poller_when_due() {
+    let url = fresh_database("qf_e2e_waiting_backoff").await;
+    let main = connect(&url).await;
+    exec(
+        &main,
+        "SELECT quantum_flow.create_flow('backoff', base_delay => 1); \
+         SELECT quantum_flow.add_step('backoff', 'a');",
+    )
+    .await;
+    let run = start_flow(&main, "backoff", &json!({})).await;
+    let first = poll(&main, "backoff", 10, 0).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].attempt, 1);
+
+    let waiting = start_waiting_poll(&main, connect(&url).await, "backoff", WAIT_MS).await;
+    let failing = Instant::now();
+    assert_eq!(fail(&main, &first[0], "boom").await.unwrap(), "queued");
+    let (tasks, took) = waiting.await.unwrap();
+    let after_fail = failing.elapsed();
+    println!("retry arrived {after_fail:?} after fail_task");
+    assert_eq!(
+        tasks,
+        vec![Task {
+            run_id: run,
+            step_slug: "a".into(),
+            task_index: 0,
+            attempt: 2,
+            input: json!({"run": {}}),
+        }]
+    );
+    assert!(
+        after_fail >= Duration::from_millis(900),
+        "the retry arrived {after_fail:?} after fail_task, before its 1 s backoff"
+    );
+    assert!(
+        took < Duration::from_millis(WAIT_MS as u64),
+        "the waiting poll ran out ({took:?}) instead of returning the retry"
+    );
+}
