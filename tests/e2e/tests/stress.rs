@@ -320,3 +320,98 @@ async fn stress_many_workers_random_failures() {
         );
     }
 }
+
+/// Waits until backend `pid` waits for a heavyweight lock.
+async fn wait_until_lock_wait(observer: &tokio_postgres::Client, pid: i32) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let waiting: bool = observer
+            .query_one(
+                "SELECT coalesce((SELECT wait_event_type = 'Lock' FROM pg_stat_activity \
+                                  WHERE pid = $1), false)",
+                &[&pid],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "backend {pid} never waited for a lock"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn backend_pid(client: &tokio_postgres::Client) -> i32 {
+    client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// The race the stress test once hit (three tasks lost out of ~6,000), made deterministic: a
+/// poll starts while a start_flow is uncommitted, and its pgmq.read has to wait (here, behind
+/// a queued SHARE lock on the queue table) until after that commit. The read then returns the
+/// new message; the poll must claim its task, not mistake it for a stale message (archiving it
+/// would lose the task and leave the run started forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_whose_read_waits_for_a_commit_claims_the_committed_task() {
+    let url = fresh_database("qf_e2e_stress_race").await;
+    let starter = connect(&url).await;
+    exec(
+        &starter,
+        "SELECT quantum_flow.create_flow('race'); SELECT quantum_flow.add_step('race', 'a');",
+    )
+    .await;
+    let observer = connect(&url).await;
+
+    exec(&starter, "BEGIN").await;
+    let run = start_flow(&starter, "race", &json!({"r": 1})).await;
+
+    // A SHARE lock request queued behind the uncommitted start_flow, held briefly once granted.
+    let locker = connect(&url).await;
+    let locker_pid = backend_pid(&locker).await;
+    let locking = tokio::spawn(async move {
+        locker
+            .batch_execute("BEGIN; LOCK TABLE pgmq.q_qf_race IN SHARE MODE")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        locker.batch_execute("COMMIT").await.unwrap();
+    });
+    wait_until_lock_wait(&observer, locker_pid).await;
+
+    // The poll's read queues behind that lock request.
+    let poller = connect(&url).await;
+    let poller_pid = backend_pid(&poller).await;
+    let polling = tokio::spawn(async move { poll(&poller, "race", 10, 0).await });
+    wait_until_lock_wait(&observer, poller_pid).await;
+
+    exec(&starter, "COMMIT").await;
+    locking.await.unwrap();
+    let claimed = polling
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("poll_tasks: {}", describe(&e)));
+
+    assert_eq!(
+        archive_len(&observer, "race").await,
+        0,
+        "the new task's message was archived as stale"
+    );
+    assert_eq!(
+        claimed,
+        vec![Task {
+            run_id: run,
+            step_slug: "a".into(),
+            task_index: 0,
+            attempt: 1,
+            input: json!({"run": {"r": 1}}),
+        }]
+    );
+    assert_eq!(queue_len(&observer, "race").await, 1, "the claimed message");
+}
