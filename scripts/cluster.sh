@@ -76,7 +76,7 @@ choose_port() {
         cat "$portfile"
         return
     fi
-    local p=54329
+    local p="${1:-54329}"
     while ! port_free "$p"; do
         p=$((p + 1))
         [ "$p" -lt 65535 ] || die "no free port from 54329 up"
@@ -121,14 +121,25 @@ start() {
         say "already running on port $(cat "$portfile")"
         return
     fi
-    local port
-    port="$(choose_port)"
-    echo "$port" >"$portfile"
-    write_settings "$port"
-    if ! pg "$bindir/pg_ctl" -D "$data" -l "$log" -w -t 120 start >/dev/null; then
+    local port from=54329 attempt
+    for attempt in 1 2 3 4 5; do
+        port="$(choose_port "$from")"
+        echo "$port" >"$portfile"
+        write_settings "$port"
+        if pg "$bindir/pg_ctl" -D "$data" -l "$log" -w -t 120 start >/dev/null; then
+            break
+        fi
+        # Another server may take a free port between our check and our bind: move on.
+        if [ -z "${QF_PORT:-}" ] && [ "$attempt" -lt 5 ] &&
+            tail -n 20 "$log" 2>/dev/null | grep -q 'Address already in use'; then
+            say "port $port was taken meanwhile; trying the next free one"
+            rm -f "$portfile"
+            from=$((port + 1))
+            continue
+        fi
         tail -n 30 "$log" >&2 || true
         die "the server did not start (log: $log)"
-    fi
+    done
     # pg_ctl -w waits for the postmaster; also make sure TCP connections are accepted.
     local i
     for i in $(seq 1 60); do
