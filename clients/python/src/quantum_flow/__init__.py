@@ -1,0 +1,77 @@
+"""Python client for quantum_flow, a durable DAG workflow engine inside PostgreSQL.
+
+Functions named after the extension's SQL functions work on a psycopg 3 connection
+(:mod:`quantum_flow.api`); :class:`Worker` works a workflow's tasks with Python functions;
+:func:`execute_dynamic` runs a workflow to the end; :func:`define_from_json` creates a
+workflow from an LLM-style JSON document.
+"""
+
+from .api import (
+    add_step,
+    complete_task,
+    create_flow,
+    delete_flow,
+    fail_task,
+    get_flow,
+    get_run,
+    is_valid_slug,
+    list_flows,
+    poll_tasks,
+    start_flow,
+)
+from .errors import (
+    ERROR_CODES,
+    InvalidFlowDocument,
+    MissingStepFunctions,
+    QuantumFlowError,
+    RunFailed,
+    RunTimeout,
+)
+from .execute import execute_dynamic
+from .spec import define_from_json, parse_flow_document
+from .types import (
+    FlowDefinition,
+    FlowStep,
+    Run,
+    Step,
+    StepState,
+    Task,
+    WorkerStats,
+    Workflow,
+)
+from .worker import StepFunction, Worker
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ERROR_CODES",
+    "FlowDefinition",
+    "FlowStep",
+    "InvalidFlowDocument",
+    "MissingStepFunctions",
+    "QuantumFlowError",
+    "Run",
+    "RunFailed",
+    "RunTimeout",
+    "Step",
+    "StepFunction",
+    "StepState",
+    "Task",
+    "Worker",
+    "WorkerStats",
+    "Workflow",
+    "add_step",
+    "complete_task",
+    "create_flow",
+    "define_from_json",
+    "delete_flow",
+    "execute_dynamic",
+    "fail_task",
+    "get_flow",
+    "get_run",
+    "is_valid_slug",
+    "list_flows",
+    "parse_flow_document",
+    "poll_tasks",
+    "start_flow",
+]

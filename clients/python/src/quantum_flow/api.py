@@ -1,0 +1,251 @@
+"""One function per SQL function of the extension, on a psycopg 3 connection.
+
+Every value is bound as a parameter. Each function runs one statement on the connection it
+is given and leaves transaction control to the caller: on an ``autocommit=True`` connection
+each call commits by itself; otherwise wrap calls in ``with conn.transaction():`` (or commit).
+Errors of the extension are raised as :class:`~quantum_flow.QuantumFlowError`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence, Union
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from .errors import translate_errors
+from .types import FailOutcome, FlowDefinition, Run, Step, StepType, Task, Workflow
+
+Connection = psycopg.Connection[Any]
+#: A run id: a UUID, or its text form.
+RunId = Union[UUID, str]
+
+_WORKFLOW_COLUMNS = "workflow_slug, max_attempts, timeout, base_delay, created_at"
+_STEP_COLUMNS = (
+    "workflow_slug, step_slug, step_type, step_index, deps_count, "
+    "initial_tasks, max_attempts, timeout, base_delay"
+)
+
+
+def _rows(conn: Connection, query: str, params: Sequence[Any] = ()) -> List[Dict[str, Any]]:
+    with translate_errors(), conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(query, params)
+        return cur.fetchall()
+
+
+def _one(conn: Connection, query: str, params: Sequence[Any] = ()) -> Dict[str, Any]:
+    rows = _rows(conn, query, params)
+    if len(rows) != 1:  # pragma: no cover - every function used here returns one row
+        raise RuntimeError(f"expected one row from {query!r}, got {len(rows)}")
+    return rows[0]
+
+
+def _scalar(conn: Connection, query: str, params: Sequence[Any] = ()) -> Any:
+    return next(iter(_one(conn, query, params).values()))
+
+
+# ---------------------------------------------------------------------------------------------
+# Definitions
+
+
+def create_flow(
+    conn: Connection,
+    workflow_slug: str,
+    *,
+    max_attempts: Optional[int] = None,
+    timeout: Optional[int] = None,
+    base_delay: Optional[int] = None,
+) -> Workflow:
+    """Creates a workflow and its queue.
+
+    Options left ``None`` take the server's defaults (3 attempts, 30 s timeout, 1 s base
+    delay). Called again with the same options it returns the existing row; other options
+    raise ``workflow_exists``.
+    """
+    args = ["%s::text"]
+    params: List[Any] = [workflow_slug]
+    # Only the options given are passed (by name), so the server's defaults apply to the rest.
+    for name, value in (
+        ("max_attempts", max_attempts),
+        ("timeout", timeout),
+        ("base_delay", base_delay),
+    ):
+        if value is not None:
+            args.append(f"{name} => %s::int")
+            params.append(value)
+    row = _one(
+        conn,
+        f"SELECT {_WORKFLOW_COLUMNS} FROM quantum_flow.create_flow({', '.join(args)})",
+        params,
+    )
+    return Workflow(**row)
+
+
+def add_step(
+    conn: Connection,
+    workflow_slug: str,
+    step_slug: str,
+    depends_on: Sequence[str] = (),
+    *,
+    step_type: StepType = "single",
+    initial_tasks: Optional[int] = None,
+    max_attempts: Optional[int] = None,
+    timeout: Optional[int] = None,
+    base_delay: Optional[int] = None,
+) -> Step:
+    """Adds a step; its dependencies must already be steps of the workflow.
+
+    ``initial_tasks`` (map steps only) is the expected task count that progress shows before
+    the real count is known. Retry options left ``None`` inherit the workflow's. Called again
+    with an identical definition it returns the existing row; a different one raises
+    ``step_exists``.
+    """
+    row = _one(
+        conn,
+        f"SELECT {_STEP_COLUMNS} FROM quantum_flow.add_step("
+        "%s::text, %s::text, %s::text[], %s::text, %s::int, %s::int, %s::int, %s::int)",
+        [
+            workflow_slug,
+            step_slug,
+            list(depends_on),
+            step_type,
+            initial_tasks,
+            max_attempts,
+            timeout,
+            base_delay,
+        ],
+    )
+    return Step(**row)
+
+
+def list_flows(conn: Connection) -> List[Workflow]:
+    """Every workflow, ordered by slug."""
+    return [
+        Workflow(**row)
+        for row in _rows(conn, f"SELECT {_WORKFLOW_COLUMNS} FROM quantum_flow.list_flows()")
+    ]
+
+
+def get_flow(conn: Connection, workflow_slug: str) -> FlowDefinition:
+    """A workflow with its steps (``workflow_not_found`` if there is none)."""
+    doc = _scalar(conn, "SELECT quantum_flow.get_flow(%s::text)", [workflow_slug])
+    return FlowDefinition.from_json(doc)
+
+
+def delete_flow(conn: Connection, workflow_slug: str) -> None:
+    """Removes a workflow, its runs, tasks and queue (``workflow_has_active_runs`` while a run
+    of it is started)."""
+    _rows(conn, "SELECT quantum_flow.delete_flow(%s::text)", [workflow_slug])
+
+
+def is_valid_slug(conn: Connection, slug: Optional[str]) -> bool:
+    """Whether the server accepts ``slug`` as a workflow slug (no side effects)."""
+    return bool(_scalar(conn, "SELECT quantum_flow.is_valid_slug(%s::text)", [slug]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs
+
+
+def start_flow(
+    conn: Connection,
+    workflow_slug: str,
+    input: Any = None,
+    run_id: Optional[RunId] = None,
+) -> UUID:
+    """Starts a run with ``input`` (``None``: ``{}``) and returns its id.
+
+    ``run_id`` lets the caller choose the id (``run_exists`` if it is taken), which makes
+    submission idempotent.
+    """
+    value = _scalar(
+        conn,
+        "SELECT quantum_flow.start_flow(%s::text, %s::jsonb, %s::uuid)",
+        [workflow_slug, Jsonb({} if input is None else input), _uuid_param(run_id)],
+    )
+    return _as_uuid(value)
+
+
+def poll_tasks(
+    conn: Connection,
+    workflow_slug: str,
+    *,
+    batch_size: int = 10,
+    max_wait_ms: int = 0,
+    worker_id: Optional[str] = None,
+) -> List[Task]:
+    """Claims up to ``batch_size`` ready tasks of the workflow, with their input.
+
+    With ``max_wait_ms > 0`` the call waits server-side for work, holding its transaction
+    open: use an autocommit connection. Claimed tasks are hidden from other pollers for their
+    step's timeout.
+    """
+    rows = _rows(
+        conn,
+        "SELECT run_id, step_slug, task_index, attempt, input "
+        "FROM quantum_flow.poll_tasks(%s::text, %s::int, %s::int, %s::text)",
+        [workflow_slug, batch_size, max_wait_ms, worker_id],
+    )
+    return [Task(**row) for row in rows]
+
+
+def complete_task(
+    conn: Connection,
+    run_id: RunId,
+    step_slug: str,
+    task_index: int,
+    output: Any,
+    attempt: Optional[int] = None,
+) -> bool:
+    """Completes a claimed task with ``output`` (any JSON value).
+
+    True when this call completed it; False for a late or duplicate call. Pass the
+    ``attempt`` that :func:`poll_tasks` returned so that an answer for an attempt that timed
+    out and was handed on does not count.
+    """
+    return bool(
+        _scalar(
+            conn,
+            "SELECT quantum_flow.complete_task(%s::uuid, %s::text, %s::int, %s::jsonb, %s::int)",
+            [_uuid_param(run_id), step_slug, task_index, Jsonb(output), attempt],
+        )
+    )
+
+
+def fail_task(
+    conn: Connection,
+    run_id: RunId,
+    step_slug: str,
+    task_index: int,
+    error_message: str,
+    attempt: Optional[int] = None,
+) -> FailOutcome:
+    """Reports a failed attempt of a claimed task.
+
+    Returns ``"queued"`` (it will be retried after backoff), ``"failed"`` (attempts
+    exhausted: the step and the run fail with this message) or ``"ignored"`` (a late or
+    duplicate call).
+    """
+    outcome: FailOutcome = _scalar(
+        conn,
+        "SELECT quantum_flow.fail_task(%s::uuid, %s::text, %s::int, %s::text, %s::int)",
+        [_uuid_param(run_id), step_slug, task_index, error_message, attempt],
+    )
+    return outcome
+
+
+def get_run(conn: Connection, run_id: RunId) -> Run:
+    """A run's state (``run_not_found`` if there is none)."""
+    doc = _scalar(conn, "SELECT quantum_flow.get_run(%s::uuid)", [_uuid_param(run_id)])
+    return Run.from_json(doc)
+
+
+def _uuid_param(run_id: Optional[RunId]) -> Optional[str]:
+    # Sent as text and cast by the server, so a malformed id is the server's error.
+    return None if run_id is None else str(run_id)
+
+
+def _as_uuid(value: Any) -> UUID:
+    return value if isinstance(value, UUID) else UUID(str(value))

@@ -1,0 +1,125 @@
+"""Errors raised by the client.
+
+Every error the extension raises has a message ``"<code>: <explanation>"`` and a stable
+SQLSTATE. :func:`translate_errors` turns such psycopg errors into :class:`QuantumFlowError`;
+every other database error passes through unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator, Optional, Sequence
+from uuid import UUID
+
+import psycopg
+
+#: Every code word the extension raises, with its documented SQLSTATE.
+ERROR_CODES: dict[str, str] = {
+    "invalid_workflow_slug": "22023",
+    "invalid_step_slug": "22023",
+    "invalid_step_type": "22023",
+    "invalid_option": "22023",
+    "invalid_map_input": "22023",
+    "null_argument": "22004",
+    "workflow_not_found": "P0002",
+    "run_not_found": "P0002",
+    "task_not_found": "P0002",
+    "workflow_exists": "23505",
+    "step_exists": "23505",
+    "run_exists": "23505",
+    "duplicate_dependency": "23505",
+    "dependency_not_found": "23503",
+    "self_dependency": "23514",
+    "map_step_too_many_dependencies": "23514",
+    "workflow_has_active_runs": "55006",
+    "workflow_has_no_steps": "55000",
+    "internal_error": "XX000",
+}
+
+
+class QuantumFlowError(Exception):
+    """The extension refused a call.
+
+    ``code`` is the code word (``"workflow_not_found"``), ``sqlstate`` the five-character
+    SQLSTATE (``"P0002"``) and ``message`` the server's whole message
+    (``"workflow_not_found: ..."``).
+    """
+
+    def __init__(self, code: str, sqlstate: Optional[str], message: str) -> None:
+        super().__init__(code, sqlstate, message)
+        self.code = code
+        self.sqlstate = sqlstate
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.message} (SQLSTATE {self.sqlstate})"
+
+
+class MissingStepFunctions(ValueError):
+    """Steps of a workflow that have no function, named in step order."""
+
+    def __init__(self, workflow_slug: str, steps: Sequence[str]) -> None:
+        self.workflow_slug = workflow_slug
+        self.steps = list(steps)
+        super().__init__(
+            f"workflow {workflow_slug!r} has no function for step(s): {', '.join(self.steps)}"
+        )
+
+
+class InvalidFlowDocument(ValueError):
+    """A workflow document given to :func:`define_from_json` that cannot be read."""
+
+
+class RunFailed(Exception):
+    """:func:`execute_dynamic`: the run failed; ``message`` is the run's error message."""
+
+    def __init__(self, run_id: UUID, message: str) -> None:
+        super().__init__(run_id, message)
+        self.run_id = run_id
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} failed: {self.message}"
+
+
+class RunTimeout(TimeoutError):
+    """:func:`execute_dynamic`: the run did not end in time (it is left ``started``)."""
+
+    def __init__(self, run_id: UUID, timeout: float) -> None:
+        super().__init__(run_id, timeout)
+        self.run_id = run_id
+        self.timeout = timeout
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} did not end within {self.timeout:g} s"
+
+
+def error_code(message: str) -> Optional[str]:
+    """The known code word a message starts with (``"<code>: ..."``), else None."""
+    word, colon, _ = message.partition(":")
+    if colon and word in ERROR_CODES:
+        return word
+    return None
+
+
+def from_psycopg(error: psycopg.Error) -> Optional[QuantumFlowError]:
+    """The :class:`QuantumFlowError` a psycopg error stands for, if it is one of ours."""
+    message = error.diag.message_primary
+    if not message:
+        return None
+    code = error_code(message)
+    if code is None:
+        return None
+    return QuantumFlowError(code, error.sqlstate, message)
+
+
+@contextlib.contextmanager
+def translate_errors() -> Iterator[None]:
+    """Re-raises the extension's errors as :class:`QuantumFlowError` (chained)."""
+    try:
+        yield
+    except psycopg.Error as e:
+        qf = from_psycopg(e)
+        if qf is None:
+            raise
+        raise qf from e

@@ -1,0 +1,188 @@
+"""Result types of the SQL API, as frozen dataclasses."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, List, Literal, Mapping, Optional
+from uuid import UUID
+
+StepType = Literal["single", "map"]
+RunStatus = Literal["started", "completed", "failed"]
+StepStatus = Literal["created", "started", "completed", "failed"]
+#: What ``fail_task`` returns: the task's status after the call.
+FailOutcome = Literal["queued", "failed", "ignored"]
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """A row of ``quantum_flow.workflows``."""
+
+    workflow_slug: str
+    max_attempts: int
+    timeout: int
+    base_delay: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Step:
+    """A row of ``quantum_flow.workflow_steps`` (NULL retry options inherit the workflow's)."""
+
+    workflow_slug: str
+    step_slug: str
+    step_type: StepType
+    step_index: int
+    deps_count: int
+    initial_tasks: Optional[int]
+    max_attempts: Optional[int]
+    timeout: Optional[int]
+    base_delay: Optional[int]
+
+
+@dataclass(frozen=True)
+class FlowStep:
+    """A step as ``get_flow`` describes it."""
+
+    step_slug: str
+    step_type: StepType
+    step_index: int
+    depends_on: List[str]
+    initial_tasks: Optional[int]
+    max_attempts: Optional[int]
+    timeout: Optional[int]
+    base_delay: Optional[int]
+
+
+@dataclass(frozen=True)
+class FlowDefinition:
+    """A workflow with its steps in order of addition (``get_flow``)."""
+
+    workflow_slug: str
+    max_attempts: int
+    timeout: int
+    base_delay: int
+    created_at: datetime
+    steps: List[FlowStep] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> FlowDefinition:
+        return cls(
+            workflow_slug=doc["workflow_slug"],
+            max_attempts=doc["max_attempts"],
+            timeout=doc["timeout"],
+            base_delay=doc["base_delay"],
+            created_at=parse_timestamp(doc["created_at"]),
+            steps=[
+                FlowStep(
+                    step_slug=s["step_slug"],
+                    step_type=s["step_type"],
+                    step_index=s["step_index"],
+                    depends_on=list(s["depends_on"]),
+                    initial_tasks=s.get("initial_tasks"),
+                    max_attempts=s.get("max_attempts"),
+                    timeout=s.get("timeout"),
+                    base_delay=s.get("base_delay"),
+                )
+                for s in doc["steps"]
+            ],
+        )
+
+
+@dataclass(frozen=True)
+class Task:
+    """A claimed task (a row of ``poll_tasks``)."""
+
+    run_id: UUID
+    step_slug: str
+    task_index: int
+    attempt: int
+    input: Any
+
+
+@dataclass(frozen=True)
+class StepState:
+    """A step of a run, as ``get_run`` reports it."""
+
+    step_slug: str
+    status: StepStatus
+    tasks_total: Optional[int]
+    tasks_completed: int
+    output: Any
+    error_message: Optional[str]
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run's state (``get_run``)."""
+
+    run_id: UUID
+    workflow_slug: str
+    status: RunStatus
+    input: Any
+    output: Any
+    error_message: Optional[str]
+    started_at: Optional[datetime]
+    completed_at: Optional[datetime]
+    failed_at: Optional[datetime]
+    steps: List[StepState] = field(default_factory=list)
+
+    def step(self, step_slug: str) -> StepState:
+        """The state of step ``step_slug`` (KeyError if the run has no such step)."""
+        for s in self.steps:
+            if s.step_slug == step_slug:
+                return s
+        raise KeyError(step_slug)
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Run:
+        return cls(
+            run_id=UUID(doc["run_id"]),
+            workflow_slug=doc["workflow_slug"],
+            status=doc["status"],
+            input=doc.get("input"),
+            output=doc.get("output"),
+            error_message=doc.get("error_message"),
+            started_at=_optional_timestamp(doc.get("started_at")),
+            completed_at=_optional_timestamp(doc.get("completed_at")),
+            failed_at=_optional_timestamp(doc.get("failed_at")),
+            steps=[
+                StepState(
+                    step_slug=s["step_slug"],
+                    status=s["status"],
+                    tasks_total=s.get("tasks_total"),
+                    tasks_completed=s["tasks_completed"],
+                    output=s.get("output"),
+                    error_message=s.get("error_message"),
+                )
+                for s in doc["steps"]
+            ],
+        )
+
+
+@dataclass(frozen=True)
+class WorkerStats:
+    """What a :class:`~quantum_flow.Worker` did."""
+
+    completed: int = 0
+    failed: int = 0
+    #: Answers the server did not count (a late answer for an attempt that was handed on).
+    ignored: int = 0
+
+
+# PostgreSQL writes timestamps in JSON as ISO 8601 with 0 to 6 fractional digits;
+# datetime.fromisoformat before Python 3.11 accepts only 3 or 6.
+_FRACTION = re.compile(r"\.(\d{1,6})")
+
+
+def parse_timestamp(value: str) -> datetime:
+    """A JSON timestamp of the server as an aware datetime."""
+    value = _FRACTION.sub(lambda m: "." + m.group(1).ljust(6, "0"), value, count=1)
+    if value.endswith("Z"):
+        value = value[:-1] + "+00:00"
+    return datetime.fromisoformat(value)
+
+
+def _optional_timestamp(value: Optional[str]) -> Optional[datetime]:
+    return None if value is None else parse_timestamp(value)

@@ -1,0 +1,301 @@
+"""A worker: claims a workflow's tasks, runs the step's function for each, answers.
+
+Connections: the worker opens its own connections from a connection string (autocommit).
+One runs only ``poll_tasks``; each thread of the pool answers on a connection of its own, so
+answers never wait behind a poll that is waiting for work.
+
+Shutdown (:meth:`Worker.stop`): the worker stops claiming. A ``poll_tasks`` that is waiting
+for work is cancelled; a cancelled poll rolls back, so it claimed nothing, and a poll that
+returned first hands its tasks to the functions as usual. Every task the worker holds is
+finished and answered before :meth:`Worker.run` returns.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, List, Mapping, Optional
+
+import psycopg
+
+from . import api
+from .errors import MissingStepFunctions, QuantumFlowError
+from .types import FlowDefinition, Task, WorkerStats
+
+log = logging.getLogger("quantum_flow.worker")
+
+#: A step function: receives the task's input (see the SQL API's data flow rules) and
+#: returns its output, any JSON-serialisable value. An exception fails the attempt with the
+#: exception's message.
+StepFunction = Callable[[Any], Any]
+
+
+def missing_step_functions(
+    flow: FlowDefinition, step_functions: Mapping[str, StepFunction]
+) -> List[str]:
+    """The steps of ``flow`` that have no function in ``step_functions``, in step order."""
+    return [s.step_slug for s in flow.steps if s.step_slug not in step_functions]
+
+
+def error_message_of(error: BaseException) -> str:
+    """The message a failed attempt is reported with: the exception's text, else its type."""
+    text = str(error)
+    return text if text else type(error).__name__
+
+
+class Worker:
+    """Works the tasks of one workflow with a pool of threads.
+
+    ``step_functions`` maps every step slug of the workflow to its function. ``concurrency``
+    tasks are worked at once at most; a poll claims at most ``batch_size`` tasks and never
+    more than the free slots, so no claimed task waits for a thread while its timeout runs.
+    Each ``poll_tasks`` waits up to ``max_wait_ms`` for work server-side.
+
+    Use :meth:`run` (blocks until :meth:`stop`) or :meth:`start` (a background thread).
+    """
+
+    def __init__(
+        self,
+        conninfo: str,
+        workflow_slug: str,
+        step_functions: Mapping[str, StepFunction],
+        *,
+        batch_size: int = 10,
+        max_wait_ms: int = 1000,
+        concurrency: int = 4,
+        worker_id: Optional[str] = None,
+        retry_delay: float = 1.0,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        if concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+        if max_wait_ms < 0:
+            raise ValueError("max_wait_ms must be >= 0")
+        self.conninfo = conninfo
+        self.workflow_slug = workflow_slug
+        self.step_functions = dict(step_functions)
+        self.batch_size = batch_size
+        self.max_wait_ms = max_wait_ms
+        self.concurrency = concurrency
+        self.worker_id = worker_id or f"python-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        #: Seconds to wait before polling again after a database error.
+        self.retry_delay = retry_delay
+
+        self._stopping = threading.Event()
+        self._slots = threading.Condition()
+        self._in_flight = 0
+        self._stats_lock = threading.Lock()
+        self._completed = 0
+        self._failed = 0
+        self._ignored = 0
+        self._poll_conn: Optional[psycopg.Connection[Any]] = None
+        self._polling = False
+        self._local = threading.local()
+        self._answer_conns: List[psycopg.Connection[Any]] = []
+        self._thread: Optional[threading.Thread] = None
+        self._thread_error: Optional[BaseException] = None
+
+    # -- public ----------------------------------------------------------------------------
+
+    @property
+    def stats(self) -> WorkerStats:
+        with self._stats_lock:
+            return WorkerStats(self._completed, self._failed, self._ignored)
+
+    def run(self) -> WorkerStats:
+        """Works tasks until :meth:`stop` is called, then finishes the tasks it holds.
+
+        Raises :class:`MissingStepFunctions` before claiming anything when a step of the
+        workflow has no function (and ``workflow_not_found`` for an unknown workflow).
+        """
+        self._poll_conn = psycopg.connect(self.conninfo, autocommit=True)
+        try:
+            missing = missing_step_functions(
+                api.get_flow(self._poll_conn, self.workflow_slug), self.step_functions
+            )
+            if missing:
+                raise MissingStepFunctions(self.workflow_slug, missing)
+            with ThreadPoolExecutor(
+                max_workers=self.concurrency, thread_name_prefix="quantum_flow-task"
+            ) as pool:
+                self._claim_loop(pool)
+            # Leaving the `with` waited for every task the worker held.
+        finally:
+            with self._slots:
+                conn, self._poll_conn = self._poll_conn, None
+            conn.close()
+            for c in self._answer_conns:
+                c.close()
+            self._answer_conns.clear()
+        return self.stats
+
+    def start(self) -> Worker:
+        """Runs the worker in a background thread; :meth:`stop` ends it."""
+        if self._thread is not None:
+            raise RuntimeError("worker already started")
+
+        def target() -> None:
+            try:
+                self.run()
+            except BaseException as e:  # reported by stop()
+                self._thread_error = e
+                log.exception("quantum_flow worker for %r stopped", self.workflow_slug)
+
+        self._thread = threading.Thread(
+            target=target, name=f"quantum_flow-worker-{self.workflow_slug}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: Optional[float] = None) -> WorkerStats:
+        """Stops claiming, lets held tasks finish, and returns the stats.
+
+        When the worker runs in a background thread (:meth:`start`), waits up to ``timeout``
+        seconds (None: as long as it takes) for it and re-raises an error it stopped with.
+        """
+        self._stopping.set()
+        with self._slots:
+            self._slots.notify_all()
+            waiting_poll = self._poll_conn if self._polling else None
+        if waiting_poll is not None:
+            _cancel(waiting_poll)
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread_error is not None:
+                raise self._thread_error
+        return self.stats
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # -- claiming --------------------------------------------------------------------------
+
+    def _claim_loop(self, pool: ThreadPoolExecutor) -> None:
+        assert self._poll_conn is not None
+        while True:
+            with self._slots:
+                while self._in_flight >= self.concurrency and not self._stopping.is_set():
+                    self._slots.wait()
+                if self._stopping.is_set():
+                    return
+                free = self.concurrency - self._in_flight
+                # Set under the lock stop() takes, so stop() cancels only a poll in progress.
+                self._polling = True
+            try:
+                tasks = api.poll_tasks(
+                    self._poll_conn,
+                    self.workflow_slug,
+                    batch_size=min(self.batch_size, free),
+                    max_wait_ms=self.max_wait_ms,
+                    worker_id=self.worker_id,
+                )
+            except psycopg.errors.QueryCanceled:
+                if self._stopping.is_set():
+                    return
+                raise
+            except (psycopg.OperationalError, QuantumFlowError) as e:
+                if self._stopping.is_set():
+                    return
+                log.warning("poll_tasks failed (%s); retrying in %.1f s", e, self.retry_delay)
+                self._stopping.wait(self.retry_delay)
+                self._reconnect_poll()
+                continue
+            finally:
+                with self._slots:
+                    self._polling = False
+            # Tasks claimed are worked even when stop() came meanwhile: they are ours now.
+            with self._slots:
+                self._in_flight += len(tasks)
+            for task in tasks:
+                pool.submit(self._work, task)
+
+    def _reconnect_poll(self) -> None:
+        with self._slots:
+            old = self._poll_conn
+        if old is not None and not old.closed:
+            return
+        new = psycopg.connect(self.conninfo, autocommit=True)
+        with self._slots:
+            self._poll_conn = new
+
+    # -- working ---------------------------------------------------------------------------
+
+    def _work(self, task: Task) -> None:
+        try:
+            function = self.step_functions.get(task.step_slug)
+            try:
+                if function is None:
+                    raise LookupError(f"no function for step {task.step_slug!r}")
+                output = function(task.input)
+                # Checked here, so output that is not JSON fails the attempt.
+                json.dumps(output, allow_nan=False)
+            except Exception as e:
+                self._answer(task, error=error_message_of(e))
+            else:
+                self._answer(task, output=output)
+        finally:
+            with self._slots:
+                self._in_flight -= 1
+                self._slots.notify_all()
+
+    def _answer(self, task: Task, output: Any = None, error: Optional[str] = None) -> None:
+        try:
+            conn = self._answer_conn()
+            if error is None:
+                try:
+                    counted = api.complete_task(
+                        conn, task.run_id, task.step_slug, task.task_index, output, task.attempt
+                    )
+                except psycopg.DataError as e:
+                    # jsonb refused the output (e.g. a \u0000 in a string): fail the attempt
+                    # with the reason instead of letting it time out.
+                    error = f"output rejected by the server: {e.diag.message_primary or e}"
+                else:
+                    self._count(completed=counted, ignored=not counted)
+            if error is not None:
+                outcome = api.fail_task(
+                    conn, task.run_id, task.step_slug, task.task_index, error, task.attempt
+                )
+                self._count(failed=outcome != "ignored", ignored=outcome == "ignored")
+        except Exception:
+            # The task stays claimed; it becomes visible again after its step's timeout.
+            log.exception(
+                "could not answer task %s/%s/%d", task.run_id, task.step_slug, task.task_index
+            )
+            self._drop_answer_conn()
+
+    def _answer_conn(self) -> psycopg.Connection[Any]:
+        conn: Optional[psycopg.Connection[Any]] = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            conn = psycopg.connect(self.conninfo, autocommit=True)
+            self._local.conn = conn
+            with self._slots:
+                self._answer_conns.append(conn)
+        return conn
+
+    def _drop_answer_conn(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            self._local.conn = None
+            conn.close()
+
+    def _count(self, completed: bool = False, failed: bool = False, ignored: bool = False) -> None:
+        with self._stats_lock:
+            self._completed += completed
+            self._failed += failed
+            self._ignored += ignored
+
+
+def _cancel(conn: psycopg.Connection[Any]) -> None:
+    # cancel_safe (psycopg >= 3.2) does not block on a slow network; cancel is the 3.1 way.
+    cancel = getattr(conn, "cancel_safe", None) or conn.cancel
+    try:
+        cancel()
+    except Exception:  # best effort: at worst the poll runs to its max_wait_ms
+        log.debug("could not cancel poll_tasks", exc_info=True)

@@ -1,0 +1,212 @@
+"""Worker: concurrency over many runs, retries with attempts, late answers, stop()."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, List
+from uuid import UUID
+
+import psycopg
+import pytest
+from conftest import wait_for_run_end, wait_until
+
+import quantum_flow as qf
+
+
+def test_works_many_runs_concurrently(
+    conninfo: str, conn: psycopg.Connection[Any], slug: str
+) -> None:
+    qf.create_flow(conn, slug)
+    qf.add_step(conn, slug, "split")
+    qf.add_step(conn, slug, "double", ["split"], step_type="map")
+    qf.add_step(conn, slug, "sum", ["double"])
+    functions = {
+        "split": lambda i: list(range(i["run"]["n"])),
+        "double": lambda i: i["item"] * 2,
+        "sum": lambda i: sum(i["double"]),
+    }
+    worker = qf.Worker(conninfo, slug, functions, concurrency=4, batch_size=3, max_wait_ms=200)
+    worker.start()
+    try:
+        runs = {n: qf.start_flow(conn, slug, {"n": n}) for n in range(8)}
+        for n, run_id in runs.items():
+            run = wait_for_run_end(conn, run_id)
+            assert (run.status, run.output) == ("completed", {"sum": n * (n - 1)})
+    finally:
+        stats = worker.stop()
+    # split + n doubles + sum, per run
+    assert stats == qf.WorkerStats(completed=sum(n + 2 for n in range(8)), failed=0, ignored=0)
+    assert not worker.running
+
+
+def test_exceptions_fail_the_attempt_and_retries_carry_the_attempt(
+    conninfo: str, conn: psycopg.Connection[Any], slug: str
+) -> None:
+    qf.create_flow(conn, slug, max_attempts=3, base_delay=0)
+    qf.add_step(conn, slug, "flaky")
+    calls: List[Any] = []
+
+    def flaky(input: Any) -> Any:
+        calls.append(input)
+        if len(calls) < 3:
+            raise ConnectionError(f"upstream down ({len(calls)})")
+        return {"calls": len(calls)}
+
+    worker = qf.Worker(conninfo, slug, {"flaky": flaky}, max_wait_ms=200).start()
+    try:
+        run_id = qf.start_flow(conn, slug, {"x": 1})
+        run = wait_for_run_end(conn, run_id)
+    finally:
+        stats = worker.stop()
+    assert (run.status, run.output) == ("completed", {"flaky": {"calls": 3}})
+    assert calls == [{"run": {"x": 1}}] * 3
+    assert stats == qf.WorkerStats(completed=1, failed=2, ignored=0)
+
+
+def test_an_exception_without_text_is_reported_by_its_type(
+    conninfo: str, conn: psycopg.Connection[Any], slug: str
+) -> None:
+    qf.create_flow(conn, slug, max_attempts=1)
+    qf.add_step(conn, slug, "a")
+
+    def a(input: Any) -> Any:
+        raise KeyError
+
+    worker = qf.Worker(conninfo, slug, {"a": a}, max_wait_ms=200).start()
+    try:
+        run_id = qf.start_flow(conn, slug)
+        run = wait_for_run_end(conn, run_id)
+    finally:
+        worker.stop()
+    assert (run.status, run.error_message) == ("failed", "KeyError")
+
+
+def test_a_late_answer_for_a_timed_out_attempt_is_ignored(
+    conninfo: str, conn: psycopg.Connection[Any], slug: str
+) -> None:
+    qf.create_flow(conn, slug, timeout=1, max_attempts=3)
+    qf.add_step(conn, slug, "slow")
+    started = threading.Event()
+    release = threading.Event()
+
+    def slow(input: Any) -> Any:
+        started.set()
+        release.wait(60)
+        return "from the worker"
+
+    worker = qf.Worker(conninfo, slug, {"slow": slow}, concurrency=1, max_wait_ms=200).start()
+    try:
+        run_id = qf.start_flow(conn, slug)
+        assert started.wait(30)
+        # The worker holds attempt 1 past its 1 s timeout: another poller gets attempt 2.
+        # (The worker cannot claim it: its only slot is busy.)
+        tasks = qf.poll_tasks(conn, slug, max_wait_ms=10_000)
+        assert [(t.step_slug, t.attempt) for t in tasks] == [("slow", 2)]
+        assert qf.complete_task(conn, run_id, "slow", 0, "from attempt 2", attempt=2) is True
+        release.set()
+        wait_until(lambda: worker.stats.ignored == 1, what="the worker's late answer")
+    finally:
+        release.set()
+        stats = worker.stop()
+    assert stats == qf.WorkerStats(completed=0, failed=0, ignored=1)
+    run = qf.get_run(conn, run_id)
+    assert (run.status, run.output) == ("completed", {"slow": "from attempt 2"})
+
+
+def test_stop_finishes_held_tasks_and_claims_no_more(
+    conninfo: str, conn: psycopg.Connection[Any], slug: str
+) -> None:
+    qf.create_flow(conn, slug)
+    qf.add_step(conn, slug, "each", step_type="map")
+    held = threading.Event()
+    release = threading.Event()
+    seen: List[int] = []
+
+    def each(input: Any) -> Any:
+        seen.append(input["index"])
+        held.set()
+        release.wait(60)
+        return input["item"].upper()
+
+    worker = qf.Worker(conninfo, slug, {"each": each}, concurrency=1, batch_size=1, max_wait_ms=200)
+    worker.start()
+    run_id = qf.start_flow(conn, slug, ["a", "b", "c"])
+    assert held.wait(30)
+    stopper = threading.Thread(target=worker.stop)
+    stopper.start()
+    # stop() waits for the held task ...
+    stopper.join(0.5)
+    assert stopper.is_alive()
+    release.set()
+    stopper.join(30)
+    assert not stopper.is_alive() and not worker.running
+    assert worker.stats == qf.WorkerStats(completed=1)
+    [done] = seen
+    # ... which was answered; the other two were never claimed: they are ready right now,
+    # as first attempts.
+    run = qf.get_run(conn, run_id)
+    assert run.step("each").tasks_completed == 1
+    rest = qf.poll_tasks(conn, slug)
+    assert sorted((t.task_index, t.attempt) for t in rest) == sorted(
+        (i, 1) for i in {0, 1, 2} - {done}
+    )
+    for t in rest:
+        qf.complete_task(conn, run_id, "each", t.task_index, t.input["item"].upper())
+    assert qf.get_run(conn, run_id).output == {"each": ["A", "B", "C"]}
+
+
+def test_stop_cancels_a_waiting_poll_which_claims_nothing(
+    conninfo: str, conn: psycopg.Connection[Any], slug: str
+) -> None:
+    qf.create_flow(conn, slug)
+    qf.add_step(conn, slug, "a")
+    worker = qf.Worker(conninfo, slug, {"a": lambda i: 1}, max_wait_ms=120_000)
+    worker.start()
+    # Wait until the worker's poll is waiting in the server.
+    wait_until(
+        lambda: (
+            conn.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE query LIKE %s AND state = 'active' AND pid <> pg_backend_pid()",
+                ["%quantum_flow.poll_tasks%"],
+            ).fetchone()
+            == (1,)
+        ),
+        what="the worker's poll to wait",
+    )
+    stopper = threading.Thread(target=worker.stop)
+    stopper.start()
+    # Bounds a hang only: without the cancel, stop() would wait out the 120 s poll.
+    stopper.join(60)
+    assert not stopper.is_alive()
+    assert worker.stats == qf.WorkerStats()
+    run_id = qf.start_flow(conn, slug)
+    [task] = qf.poll_tasks(conn, slug)
+    assert (task.run_id, task.attempt) == (run_id, 1)
+
+
+def test_a_worker_needs_a_function_for_every_step(
+    conninfo: str, conn: psycopg.Connection[Any], slug: str
+) -> None:
+    qf.create_flow(conn, slug)
+    qf.add_step(conn, slug, "a")
+    qf.add_step(conn, slug, "b", ["a"])
+    qf.add_step(conn, slug, "c", ["a"])
+    worker = qf.Worker(conninfo, slug, {"b": lambda i: 1})
+    with pytest.raises(qf.MissingStepFunctions) as e:
+        worker.run()
+    assert e.value.steps == ["a", "c"]
+
+
+@pytest.mark.parametrize("option", [{"batch_size": 0}, {"concurrency": 0}, {"max_wait_ms": -1}])
+def test_worker_options_are_checked(option: Any) -> None:
+    with pytest.raises(ValueError):
+        qf.Worker("", "x", {}, **option)
+
+
+def test_run_id_is_a_uuid(conn: psycopg.Connection[Any], slug: str) -> None:
+    qf.create_flow(conn, slug)
+    qf.add_step(conn, slug, "a")
+    run_id = qf.start_flow(conn, slug)
+    [task] = qf.poll_tasks(conn, slug)
+    assert isinstance(task.run_id, UUID) and task.run_id == run_id
