@@ -16,13 +16,13 @@ echo "test-e2e: QF_TEST_DATABASE_URL=$QF_TEST_DATABASE_URL"
 
 ran=0
 if [ -f tests/e2e/Cargo.toml ]; then
-    cargo test -p quantum_flow_e2e -- --test-threads=1
+    cargo test --no-fail-fast -p quantum_flow_e2e -- --test-threads=1
     ran=1
 else
     echo "test-e2e: tests/e2e does not exist yet, skipping the end-to-end crate"
 fi
 if [ -d clients/rust/tests ]; then
-    cargo test -p quantum_flow_client -- --test-threads=1
+    cargo test --no-fail-fast -p quantum_flow_client -- --test-threads=1
     ran=1
 fi
 [ "$ran" -eq 1 ] || echo "test-e2e: nothing to run"

@@ -282,15 +282,18 @@ pub fn complete_task(
     attempt: Option<i32>,
 ) -> QfResult<Option<(String, bool)>> {
     // 'qf_' || lower(slug) is engine::slug::queue_name, spelled in SQL so that one statement
-    // both finds the task's workflow and deletes from its queue.
+    // both finds the task's workflow and deletes from its queue. The run is looked up on its
+    // own (a materialized CTE) so that the planner always reaches it by primary key, even
+    // with statistics that lag behind a burst of new runs.
     query_opt(
-        "WITH done AS ( \
+        "WITH r AS MATERIALIZED ( \
+           SELECT run_id, workflow_slug FROM quantum_flow.runs WHERE run_id = $1 AND status = 'started'), \
+         done AS ( \
            UPDATE quantum_flow.step_tasks t \
            SET status = 'completed', output = $4, completed_at = clock_timestamp() \
-           FROM quantum_flow.runs r, quantum_flow.workflow_steps ws \
+           FROM r, quantum_flow.workflow_steps ws \
            WHERE t.run_id = $1 AND t.step_slug = $2 AND t.task_index = $3 AND t.status = 'started' \
              AND ($5::int IS NULL OR t.attempts_count = $5) \
-             AND r.run_id = t.run_id AND r.status = 'started' \
              AND ws.workflow_slug = r.workflow_slug AND ws.step_slug = t.step_slug \
            RETURNING t.message_id, r.workflow_slug, ws.step_type = 'map' AS is_map) \
          SELECT d.workflow_slug, d.is_map, pgmq.delete('qf_' || lower(d.workflow_slug), d.message_id) \

@@ -244,16 +244,17 @@ pub fn fail_attempt(
     attempt: Option<i32>,
 ) -> QfResult<Option<FailedAttempt>> {
     query_opt(
-        "UPDATE quantum_flow.step_tasks t \
+        "WITH r AS MATERIALIZED ( \
+           SELECT run_id, workflow_slug FROM quantum_flow.runs WHERE run_id = $1 AND status = 'started') \
+         UPDATE quantum_flow.step_tasks t \
          SET status = CASE WHEN t.attempts_count >= coalesce(ws.max_attempts, w.max_attempts) \
                            THEN 'failed' ELSE 'queued' END, \
              error_message = $4, \
              failed_at = CASE WHEN t.attempts_count >= coalesce(ws.max_attempts, w.max_attempts) \
                               THEN clock_timestamp() END \
-         FROM quantum_flow.runs r, quantum_flow.workflows w, quantum_flow.workflow_steps ws \
+         FROM r, quantum_flow.workflows w, quantum_flow.workflow_steps ws \
          WHERE t.run_id = $1 AND t.step_slug = $2 AND t.task_index = $3 AND t.status = 'started' \
            AND ($5::int IS NULL OR t.attempts_count = $5) \
-           AND r.run_id = t.run_id AND r.status = 'started' \
            AND w.workflow_slug = r.workflow_slug \
            AND ws.workflow_slug = r.workflow_slug AND ws.step_slug = t.step_slug \
          RETURNING t.status, t.attempts_count, t.message_id, r.workflow_slug, \
