@@ -325,6 +325,20 @@ fn claim_once(
     Ok(claimed)
 }
 
+/// Fails a started run on request: its status becomes `failed` with the error message
+/// `cancelled: <reason>`, and its queued messages are archived. False when the run was not
+/// `started` (already completed, failed or cancelled).
+pub fn cancel_run(run_id: Uuid, reason: &str) -> QfResult<bool> {
+    let Some((_, workflow_slug)) = runs::status_of(run_id)? else {
+        return Err(QfError::RunNotFound(format!("run {run_id} does not exist")));
+    };
+    if !runs::fail_run(run_id, &format!("cancelled: {reason}"))? {
+        return Ok(false);
+    }
+    queue::discard_run_messages(&queue_name(&workflow_slug), run_id)?;
+    Ok(true)
+}
+
 pub fn run_document(run_id: Uuid) -> QfResult<Jsonb> {
     runs::run_document(run_id)?
         .ok_or_else(|| QfError::RunNotFound(format!("run {run_id} does not exist")))

@@ -38,3 +38,17 @@ fn get_run(run_id: Option<Uuid>) -> Result<Jsonb, ErrorReport> {
     let run_id = super::required("run_id", run_id)?;
     Ok(executor::run_document(run_id)?)
 }
+
+/// Cancels a started run: it becomes `failed` with the error message `cancelled: <reason>`,
+/// and its queued tasks are discarded (late answers for it are ignored). True when this call
+/// cancelled it; false when the run had already ended. For runs whose workers are gone, and
+/// before `delete_flow` of a workflow with started runs.
+#[pg_extern]
+fn cancel_run(
+    run_id: Option<Uuid>,
+    reason: default!(Option<&str>, "'cancelled by request'"),
+) -> Result<bool, ErrorReport> {
+    let run_id = super::required("run_id", run_id)?;
+    let reason = super::required("reason", reason)?;
+    Ok(executor::cancel_run(run_id, reason)?)
+}

@@ -311,6 +311,15 @@ pub fn fail_run(run_id: Uuid, error_message: &str) -> QfResult<bool> {
     )? == 1)
 }
 
+/// A run's status and workflow.
+pub fn status_of(run_id: Uuid) -> QfResult<Option<(String, String)>> {
+    query_opt(
+        "SELECT status, workflow_slug FROM quantum_flow.runs WHERE run_id = $1",
+        &[run_id.into()],
+        |r| Ok((req(r, 1)?, req(r, 2)?)),
+    )
+}
+
 /// Why a complete/fail call changed nothing: the run's status and workflow (None: no such
 /// run), and whether the task exists.
 pub fn task_lookup(
