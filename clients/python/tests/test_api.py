@@ -176,6 +176,20 @@ def test_attempts_exhausted_fail_the_run(conn: psycopg.Connection[Any], slug: st
     assert qf.poll_tasks(conn, slug) == []
 
 
+def test_cancel_run(conn: psycopg.Connection[Any], slug: str) -> None:
+    qf.create_flow(conn, slug)
+    qf.add_step(conn, slug, "a")
+    run_id = qf.start_flow(conn, slug)
+    assert qf.cancel_run(conn, run_id, "no workers") is True
+    run = qf.get_run(conn, run_id)
+    assert (run.status, run.error_message) == ("failed", "cancelled: no workers")
+    assert qf.poll_tasks(conn, slug) == []
+    assert qf.cancel_run(conn, run_id) is False
+    with pytest.raises(qf.QuantumFlowError) as info:
+        qf.cancel_run(conn, "00000000-0000-0000-0000-000000000000")
+    assert (info.value.code, info.value.sqlstate) == ("run_not_found", "P0002")
+
+
 def test_generated_run_ids_and_string_run_ids(conn: psycopg.Connection[Any], slug: str) -> None:
     qf.create_flow(conn, slug)
     qf.add_step(conn, slug, "only")

@@ -331,6 +331,32 @@ pub async fn fail_task<C: GenericClient>(
         .ok_or_else(|| Error::Decode(format!("fail_task returned {status:?}")))
 }
 
+/// Cancels a started run: it fails with the error message `cancelled: <reason>` (the server's
+/// default reason when `None`) and its queued tasks are discarded. True when this call
+/// cancelled it; false when the run had already ended.
+pub async fn cancel_run<C: GenericClient>(
+    client: &C,
+    run_id: Uuid,
+    reason: Option<&str>,
+) -> Result<bool> {
+    let row = match reason {
+        Some(reason) => {
+            client
+                .query_one(
+                    "SELECT quantum_flow.cancel_run($1, $2)",
+                    &[&run_id, &reason],
+                )
+                .await?
+        }
+        None => {
+            client
+                .query_one("SELECT quantum_flow.cancel_run($1)", &[&run_id])
+                .await?
+        }
+    };
+    Ok(row.try_get(0)?)
+}
+
 /// A run's state as the server's JSON document.
 pub async fn get_run_document<C: GenericClient>(client: &C, run_id: Uuid) -> Result<Value> {
     let row = client

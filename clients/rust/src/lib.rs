@@ -18,9 +18,9 @@ mod types;
 mod worker;
 
 pub use api::{
-    add_step, complete_task, create_flow, delete_flow, fail_task, get_flow, get_flow_document,
-    get_run, get_run_document, is_valid_slug, list_flows, poll_tasks, start_flow, FlowOptions,
-    PollOptions, StepOptions,
+    add_step, cancel_run, complete_task, create_flow, delete_flow, fail_task, get_flow,
+    get_flow_document, get_run, get_run_document, is_valid_slug, list_flows, poll_tasks,
+    start_flow, FlowOptions, PollOptions, StepOptions,
 };
 pub use error::{Error, ErrorCode, Result};
 pub use execute::{execute_dynamic, ExecuteOptions};

@@ -654,3 +654,31 @@ async fn define_from_json_is_one_transaction() {
         Err(Error::InvalidSpec(m)) if m.contains("workflow_slug")
     ));
 }
+
+#[tokio::test]
+async fn cancel_run_fails_a_started_run_once() {
+    let c = client(&database(DB).await).await;
+    create_flow(&c, "cancel_me", &FlowOptions::new())
+        .await
+        .unwrap();
+    add_step(&c, "cancel_me", "a", &StepOptions::new())
+        .await
+        .unwrap();
+    let run_id = start_flow(&c, "cancel_me", &json!({}), None).await.unwrap();
+    assert!(cancel_run(&c, run_id, Some("no workers")).await.unwrap());
+    let run = get_run(&c, run_id).await.unwrap();
+    assert_eq!(run.status, RunStatus::Failed);
+    assert_eq!(run.error_message.as_deref(), Some("cancelled: no workers"));
+    assert!(poll_tasks(&c, "cancel_me", &PollOptions::default())
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(!cancel_run(&c, run_id, None).await.unwrap());
+    assert_api_error(
+        cancel_run(&c, Uuid::nil(), None).await,
+        ErrorCode::RunNotFound,
+        "P0002",
+        "does not exist",
+    );
+    delete_flow(&c, "cancel_me").await.unwrap();
+}

@@ -8,6 +8,7 @@ workflow from an LLM-style JSON document.
 
 from .api import (
     add_step,
+    cancel_run,
     complete_task,
     create_flow,
     delete_flow,
@@ -61,6 +62,7 @@ __all__ = [
     "WorkerStats",
     "Workflow",
     "add_step",
+    "cancel_run",
     "complete_task",
     "create_flow",
     "define_from_json",

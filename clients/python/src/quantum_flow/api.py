@@ -236,6 +236,25 @@ def fail_task(
     return outcome
 
 
+def cancel_run(conn: Connection, run_id: RunId, reason: Optional[str] = None) -> bool:
+    """Cancels a started run: it fails with the error message ``cancelled: <reason>`` (the
+    server's default reason when ``reason`` is None) and its queued tasks are discarded.
+
+    Returns True when this call cancelled it, False when the run had already ended.
+    """
+    if reason is None:
+        cancelled: bool = _scalar(
+            conn, "SELECT quantum_flow.cancel_run(%s::uuid)", [_uuid_param(run_id)]
+        )
+    else:
+        cancelled = _scalar(
+            conn,
+            "SELECT quantum_flow.cancel_run(%s::uuid, %s::text)",
+            [_uuid_param(run_id), reason],
+        )
+    return cancelled
+
+
 def get_run(conn: Connection, run_id: RunId) -> Run:
     """A run's state (``run_not_found`` if there is none)."""
     doc = _scalar(conn, "SELECT quantum_flow.get_run(%s::uuid)", [_uuid_param(run_id)])
