@@ -8,10 +8,6 @@ use crate::error::{QfError, QfResult};
 use crate::queue;
 use crate::store::flows::{self, Row};
 
-fn not_found(slug: &str) -> QfError {
-    QfError::WorkflowNotFound(format!("workflow {slug:?} does not exist"))
-}
-
 pub fn create_flow(slug: &str, options: &FlowOptions) -> QfResult<Row> {
     if flows::insert(slug, options)? {
         let queue = queue_name(slug);
@@ -41,7 +37,7 @@ pub fn create_flow(slug: &str, options: &FlowOptions) -> QfResult<Row> {
             }
         }
     }
-    flows::row(slug)?.ok_or_else(|| not_found(slug))
+    flows::row(slug)?.ok_or_else(|| QfError::workflow_not_found(slug))
 }
 
 fn describe(s: &StepDef) -> String {
@@ -59,7 +55,7 @@ fn describe(s: &StepDef) -> String {
 
 pub fn add_step(workflow_slug: &str, step: &StepDef) -> QfResult<Row> {
     if !flows::lock_for_change(workflow_slug)? {
-        return Err(not_found(workflow_slug));
+        return Err(QfError::workflow_not_found(workflow_slug));
     }
     let slug = &step.step_slug;
     if let Some(existing) = flows::step_def(workflow_slug, slug)? {
@@ -71,7 +67,7 @@ pub fn add_step(workflow_slug: &str, step: &StepDef) -> QfResult<Row> {
             )));
         }
     } else {
-        let active = flows::has_started_runs(workflow_slug)?;
+        let active = flows::started_run_count(workflow_slug)?;
         if active > 0 {
             return Err(QfError::WorkflowHasActiveRuns(format!(
                 "cannot add step {slug:?}: workflow {workflow_slug:?} has {active} started run(s)"
@@ -91,9 +87,9 @@ pub fn add_step(workflow_slug: &str, step: &StepDef) -> QfResult<Row> {
 
 pub fn delete_flow(slug: &str) -> QfResult<()> {
     if !flows::lock_for_change(slug)? {
-        return Err(not_found(slug));
+        return Err(QfError::workflow_not_found(slug));
     }
-    let active = flows::has_started_runs(slug)?;
+    let active = flows::started_run_count(slug)?;
     if active > 0 {
         return Err(QfError::WorkflowHasActiveRuns(format!(
             "cannot delete workflow {slug:?}: it has {active} started run(s)"
@@ -104,7 +100,7 @@ pub fn delete_flow(slug: &str) -> QfResult<()> {
 }
 
 pub fn flow_document(slug: &str) -> QfResult<crate::jsonb::Jsonb> {
-    flows::flow_document(slug)?.ok_or_else(|| not_found(slug))
+    flows::flow_document(slug)?.ok_or_else(|| QfError::workflow_not_found(slug))
 }
 
 pub fn all_flows() -> QfResult<Vec<Row>> {

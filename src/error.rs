@@ -125,6 +125,14 @@ impl QfError {
         }
     }
 
+    pub fn workflow_not_found(slug: &str) -> Self {
+        QfError::WorkflowNotFound(format!("workflow {slug:?} does not exist"))
+    }
+
+    pub fn run_not_found(run_id: impl fmt::Display) -> Self {
+        QfError::RunNotFound(format!("run {run_id} does not exist"))
+    }
+
     /// Every code word with its SQLSTATE, for the docs test that keeps the README honest.
     pub fn catalogue() -> Vec<(&'static str, &'static str)> {
         use QfError::*;

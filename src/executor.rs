@@ -37,10 +37,8 @@ impl Run {
 }
 
 pub fn start_flow(workflow_slug: &str, input: Jsonb, run_id: Uuid) -> QfResult<Uuid> {
-    if flows::lock_for_run(workflow_slug)?.is_none() {
-        return Err(QfError::WorkflowNotFound(format!(
-            "workflow {workflow_slug:?} does not exist"
-        )));
+    if !flows::lock_for_run(workflow_slug)? {
+        return Err(QfError::workflow_not_found(workflow_slug));
     }
     if runs::step_count(workflow_slug)? == 0 {
         return Err(QfError::WorkflowHasNoSteps(format!(
@@ -149,7 +147,7 @@ fn fail_run(run: &Run, step_slug: &str, error_message: &str) -> QfResult<()> {
 /// (or, if the worker is gone, until a poll finds it stale after the timeout).
 fn explain_unchanged(run_id: Uuid, step_slug: &str, task_index: i32) -> QfResult<()> {
     match runs::task_lookup(run_id, step_slug, task_index)? {
-        None => Err(QfError::RunNotFound(format!("run {run_id} does not exist"))),
+        None => Err(QfError::run_not_found(run_id)),
         Some((_, _, false)) => Err(QfError::TaskNotFound(format!(
             "run {run_id} has no task {task_index} of step {step_slug:?}"
         ))),
@@ -228,9 +226,8 @@ pub fn poll_tasks(
     max_wait_ms: i32,
     worker_id: Option<&str>,
 ) -> QfResult<Vec<ClaimedTask>> {
-    let options = flows::options(workflow_slug)?.ok_or_else(|| {
-        QfError::WorkflowNotFound(format!("workflow {workflow_slug:?} does not exist"))
-    })?;
+    let options =
+        flows::options(workflow_slug)?.ok_or_else(|| QfError::workflow_not_found(workflow_slug))?;
     let queue = queue_name(workflow_slug);
     let event = wakeup::wait_event_for(workflow_slug);
     let deadline = Instant::now() + Duration::from_millis(max_wait_ms as u64);
@@ -330,7 +327,7 @@ fn claim_once(
 /// `started` (already completed, failed or cancelled).
 pub fn cancel_run(run_id: Uuid, reason: &str) -> QfResult<bool> {
     let Some((_, workflow_slug)) = runs::status_of(run_id)? else {
-        return Err(QfError::RunNotFound(format!("run {run_id} does not exist")));
+        return Err(QfError::run_not_found(run_id));
     };
     if !runs::fail_run(run_id, &format!("cancelled: {reason}"))? {
         return Ok(false);
@@ -340,6 +337,5 @@ pub fn cancel_run(run_id: Uuid, reason: &str) -> QfResult<bool> {
 }
 
 pub fn run_document(run_id: Uuid) -> QfResult<Jsonb> {
-    runs::run_document(run_id)?
-        .ok_or_else(|| QfError::RunNotFound(format!("run {run_id} does not exist")))
+    runs::run_document(run_id)?.ok_or_else(|| QfError::run_not_found(run_id))
 }

@@ -28,20 +28,13 @@ pub fn lock_for_change(slug: &str) -> QfResult<bool> {
     )? == 1)
 }
 
-/// Shares the workflow row's lock for the duration of a run start.
-pub fn lock_for_run(slug: &str) -> QfResult<Option<FlowOptions>> {
-    query_opt(
-        "SELECT max_attempts, timeout, base_delay FROM quantum_flow.workflows \
-         WHERE workflow_slug = $1 FOR SHARE",
+/// Shares the workflow row's lock for the duration of a run start; false when it does not
+/// exist.
+pub fn lock_for_run(slug: &str) -> QfResult<bool> {
+    Ok(execute(
+        "SELECT 1 FROM quantum_flow.workflows WHERE workflow_slug = $1 FOR SHARE",
         &[slug.into()],
-        |r| {
-            Ok(FlowOptions {
-                max_attempts: req(r, 1)?,
-                timeout: req(r, 2)?,
-                base_delay: req(r, 3)?,
-            })
-        },
-    )
+    )? == 1)
 }
 
 /// Inserts a workflow; false when one with this slug (in any letter case) exists.
@@ -83,7 +76,7 @@ pub fn all_rows() -> QfResult<Vec<Row>> {
     )
 }
 
-pub fn has_started_runs(slug: &str) -> QfResult<i64> {
+pub fn started_run_count(slug: &str) -> QfResult<i64> {
     query_opt(
         "SELECT count(*) FROM quantum_flow.runs WHERE workflow_slug = $1 AND status = 'started'",
         &[slug.into()],
