@@ -10,9 +10,10 @@
 //! extension works without `shared_preload_libraries`.
 //!
 //! A hash collision or an unrelated latch wake-up only costs the sleeper one extra claim
-//! attempt. Sleeps are also capped (see `MAX_SLEEP_MS`) and end when the queue's next delayed
-//! message (a retry after backoff, a claimed task's timeout) becomes visible.
+//! attempt. Sleeps are also capped (`quantum_flow.poll_recheck_ms`) and end when the queue's
+//! next delayed message (a retry after backoff, a claimed task's timeout) becomes visible.
 
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::pg_sys;
 use std::cell::RefCell;
 
@@ -20,9 +21,10 @@ use std::cell::RefCell;
 /// wait-event encoding: class in the top byte, event id in the low 16 bits).
 const MARKER: u32 = 0x51 << 16;
 
-/// Upper bound of one sleep, a safety net for wake-ups that cannot be seen (work that another
-/// client put into the queue by hand, or the tiny window described in `wait_for_work`).
-pub const MAX_SLEEP_MS: i64 = 500;
+/// `quantum_flow.poll_recheck_ms`: the longest an idle poller sleeps before it checks the
+/// queue again, a safety net for wake-ups that cannot be seen (work that another client put
+/// into the queue by hand, or the tiny window described in `wait_for_work`).
+pub static POLL_RECHECK_MS: GucSetting<i32> = GucSetting::<i32>::new(500);
 
 thread_local! {
     /// Wait events to signal when the current transaction commits.
@@ -39,8 +41,20 @@ pub fn wait_event_for(workflow_slug: &str) -> u32 {
     pg_sys::PG_WAIT_EXTENSION | MARKER | ((hash ^ (hash >> 16)) & 0xffff)
 }
 
-/// Registers the transaction callback; called once per backend from `_PG_init`.
+/// Registers the setting and the transaction callback; called once per backend from
+/// `_PG_init`.
 pub fn init() {
+    GucRegistry::define_int_guc(
+        c"quantum_flow.poll_recheck_ms",
+        c"Longest sleep of an idle poll_tasks(max_wait_ms => ...) before it re-checks its queue.",
+        c"Waiting pollers are woken when work is committed; this re-check only catches work \
+          that arrived by other means.",
+        &POLL_RECHECK_MS,
+        10,
+        3_600_000,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
+    );
     unsafe { pg_sys::RegisterXactCallback(Some(on_xact_event), std::ptr::null_mut()) };
 }
 
@@ -120,9 +134,10 @@ unsafe fn advertise(event: u32) {
 /// statement_timeout raises its error here).
 ///
 /// Between `prepare_to_wait` and here, a lock or I/O wait inside the claim query may have
-/// reset the advertised event; a wake-up in exactly that window is caught by `MAX_SLEEP_MS`.
+/// reset the advertised event; a wake-up in exactly that window is caught by the re-check
+/// (`quantum_flow.poll_recheck_ms`).
 pub fn wait_for_work(event: u32, timeout_ms: i64) {
-    let timeout = timeout_ms.clamp(0, MAX_SLEEP_MS);
+    let timeout = timeout_ms.clamp(0, i64::from(POLL_RECHECK_MS.get()));
     unsafe {
         advertise(event);
         pg_sys::WaitLatch(

@@ -66,6 +66,14 @@ const WAIT_MS: i32 = 5000;
 /// Far below WAIT_MS: only a wake-up mechanism that does not work at all can miss it.
 const EARLY: Duration = Duration::from_secs(4);
 
+/// A poller connection whose idle re-check is pushed beyond WAIT_MS, so that returning before
+/// EARLY proves the committing transaction woke it (and not the periodic re-check).
+async fn poller_without_recheck(url: &str) -> Client {
+    let poller = connect(url).await;
+    exec(&poller, "SET quantum_flow.poll_recheck_ms = 60000").await;
+    poller
+}
+
 #[tokio::test]
 async fn a_completion_that_readies_a_step_wakes_a_waiting_poller() {
     let url = fresh_database("qf_e2e_waiting_complete").await;
@@ -82,7 +90,8 @@ async fn a_completion_that_readies_a_step_wakes_a_waiting_poller() {
     assert_eq!(a.len(), 1);
     assert_eq!(a[0].step_slug, "a");
 
-    let waiting = start_waiting_poll(&main, connect(&url).await, "wake", WAIT_MS).await;
+    let waiting =
+        start_waiting_poll(&main, poller_without_recheck(&url).await, "wake", WAIT_MS).await;
     let completed_at = Instant::now();
     assert!(complete(&main, &a[0], &json!("A")).await.unwrap());
     let (tasks, took) = waiting.await.unwrap();
@@ -112,7 +121,8 @@ async fn start_flow_wakes_a_waiting_poller() {
         "SELECT quantum_flow.create_flow('wake'); SELECT quantum_flow.add_step('wake', 'a');",
     )
     .await;
-    let waiting = start_waiting_poll(&main, connect(&url).await, "wake", WAIT_MS).await;
+    let waiting =
+        start_waiting_poll(&main, poller_without_recheck(&url).await, "wake", WAIT_MS).await;
     let started_at = Instant::now();
     let run = start_flow(&main, "wake", &json!([1, 2])).await;
     let (tasks, took) = waiting.await.unwrap();
