@@ -45,3 +45,41 @@ if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
     # shellcheck disable=SC1091
     . "$HOME/.cargo/env"
 fi
+
+# Runs a golden-file suite with one of PostgreSQL's regression drivers against the throwaway
+# cluster (which must be running): run_golden_suite NAME DRIVER SUITE TEST_DIR TEST_EXT DB
+#   DRIVER    regress/pg_regress or isolation/pg_isolation_regress (under pgxs/src/test)
+#   SUITE     the input dir (with expected/, and TEST_DIR holding the tests)
+# The driver recreates database DB with pgmq and quantum_flow. Tests run in name order, or as
+# SUITE/schedule says when that file exists. Output goes to .qf/NAME-out; regression.diffs is
+# printed on failure.
+run_golden_suite() {
+    local name="$1" driver="$2" suite="$3" test_dir="$4" ext="$5" db="$6" f
+    "$repo/scripts/cluster.sh" status >/dev/null ||
+        { echo "test-$name: the cluster is not running (scripts/cluster.sh start)" >&2; return 1; }
+    eval "$("$repo/scripts/cluster.sh" env)"
+    local args=()
+    if [ -f "$suite/schedule" ]; then
+        args+=(--schedule="$suite/schedule")
+    else
+        for f in "$suite/$test_dir"/*."$ext"; do
+            [ -e "$f" ] && args+=("$(basename "$f" ."$ext")")
+        done
+    fi
+    if [ ${#args[@]} -eq 0 ]; then
+        echo "test-$name: nothing in $suite/$test_dir, skipping"
+        return 0
+    fi
+    local out="$repo/.qf/$name-out"
+    rm -rf "$out" && mkdir -p "$out"
+    if ! env -u RUST_BACKTRACE "$("$PG_CONFIG" --pkglibdir)/pgxs/src/test/$driver" \
+        --inputdir="$suite" --outputdir="$out" \
+        --host="$PGHOST" --port="$PGPORT" --user="$PGUSER" --dbname="$db" \
+        --load-extension=pgmq --load-extension=quantum_flow "${args[@]}"; then
+        if [ -f "$out/regression.diffs" ]; then
+            echo "---- $out/regression.diffs ----"
+            cat "$out/regression.diffs"
+        fi
+        return 1
+    fi
+}
