@@ -135,9 +135,17 @@ impl QfError {
 
     /// Every code word with its SQLSTATE, for the docs test that keeps the README honest.
     pub fn catalogue() -> Vec<(&'static str, &'static str)> {
+        Self::samples()
+            .iter()
+            .map(|e| (e.code(), e.sqlstate()))
+            .collect()
+    }
+
+    /// One error of each kind (with an empty message).
+    fn samples() -> Vec<QfError> {
         use QfError::*;
         let s = String::new;
-        [
+        vec![
             InvalidWorkflowSlug(s()),
             InvalidStepSlug(s()),
             WorkflowNotFound(s()),
@@ -158,9 +166,6 @@ impl QfError {
             WorkflowHasNoSteps(s()),
             Internal(s()),
         ]
-        .iter()
-        .map(|e| (e.code(), e.sqlstate()))
-        .collect()
     }
 }
 
@@ -201,12 +206,22 @@ mod tests {
 
     #[test]
     fn every_sqlstate_maps_to_a_pg_errcode() {
-        for (code, state) in QfError::catalogue() {
-            assert_eq!(state.len(), 5, "{code}");
+        // PostgreSQL packs a SQLSTATE's five characters 6 bits each, first character lowest.
+        fn unpack(code: PgSqlErrorCode) -> String {
+            let packed = code as i64;
+            (0..5)
+                .map(|i| (((packed >> (6 * i)) & 0x3f) as u8 + b'0') as char)
+                .collect()
+        }
+        for e in QfError::samples() {
+            // the code reported to clients is the SQLSTATE the catalogue documents
+            assert_eq!(unpack(e.errcode()), e.sqlstate(), "{}", e.code());
             // class 22/23 for input errors, P0002 for lookups, 55 for state, XX for bugs
             assert!(
-                ["22", "23", "P0", "55", "XX"].contains(&&state[..2]),
-                "{code} has unexpected class {state}"
+                ["22", "23", "P0", "55", "XX"].contains(&&e.sqlstate()[..2]),
+                "{} has unexpected class {}",
+                e.code(),
+                e.sqlstate()
             );
         }
         let codes: std::collections::HashSet<_> =
