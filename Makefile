@@ -6,7 +6,8 @@
 #                       PostgreSQL of PG_CONFIG (default: the system PostgreSQL 15)
 #   make demo           install, then the demo on the throwaway cluster
 #   make test           install, then every test tier on the throwaway cluster (scripts/test.sh)
-#   make test-unit | test-regress | test-isolation | test-e2e    one tier
+#   make test-unit | test-regress | test-isolation | test-privileges | test-e2e |
+#        test-clients | test-upgrade | test-ops                    one tier
 #   make bench          the benchmark harness, on a throwaway cluster of its own (scripts/bench.sh)
 #   make cluster-start | cluster-stop | cluster-status           the throwaway cluster by hand;
 #                       eval "$(scripts/cluster.sh env)" points psql at it
@@ -21,7 +22,7 @@ SHELL := bash
 PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 export PG_CONFIG
 
-TIERS := unit regress isolation e2e clients
+TIERS := unit regress isolation privileges e2e clients upgrade ops
 
 .PHONY: help setup install demo test $(addprefix test-,$(TIERS)) bench \
 	cluster-start cluster-stop cluster-status clean-cluster
@@ -44,7 +45,7 @@ test: install
 test-unit:
 	scripts/test.sh unit
 
-test-regress test-isolation test-e2e test-clients: install
+test-regress test-isolation test-privileges test-e2e test-clients test-upgrade test-ops: install
 	scripts/test.sh $(patsubst test-%,%,$@)
 
 bench: setup

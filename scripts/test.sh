@@ -5,11 +5,15 @@
 # first failure); the exit status is non-zero when any failed. Expects the extension to be
 # built and installed already (make test does `make install` first).
 #
-#   unit       scripts/test-unit.sh       cargo test --lib (no server)
-#   regress    scripts/test-regress.sh    pg_regress, tests/pg_regress
-#   isolation  scripts/test-isolation.sh  pg_isolation_regress, tests/isolation
-#   e2e        scripts/test-e2e.sh        tests/e2e and clients/rust through real connections
-#   clients    scripts/test-clients.sh    other clients' tests (when that script exists)
+#   unit        scripts/test-unit.sh        cargo test --lib (no server)
+#   regress     scripts/test-regress.sh     pg_regress, tests/pg_regress
+#   isolation   scripts/test-isolation.sh   pg_isolation_regress, tests/isolation
+#   privileges  scripts/test-privileges.sh  the roles, as LOGIN roles (tests/privileges)
+#   e2e         scripts/test-e2e.sh         tests/e2e and clients/rust through real connections
+#   clients     scripts/test-clients.sh     other clients' tests
+#   upgrade     scripts/test-upgrade.sh     0.1.0 -> current on a cluster of its own (tests/upgrade)
+#   ops         scripts/test-ops.sh         background worker, pg_cron, crash safety on a
+#                                           cluster of its own (tests/ops)
 #
 # `scripts/test.sh regress isolation` runs only the tiers named.
 set -euo pipefail
@@ -17,7 +21,9 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$repo"
 
-if [ $# -gt 0 ]; then tiers=("$@"); else tiers=(unit regress isolation e2e clients); fi
+if [ $# -gt 0 ]; then tiers=("$@"); else
+    tiers=(unit regress isolation privileges e2e clients upgrade ops)
+fi
 
 trap 'exit 130' INT
 trap 'exit 143' TERM

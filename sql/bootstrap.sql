@@ -1,5 +1,58 @@
--- quantum_flow schema: definition tables (names fixed by the SQL contract) and runtime tables.
--- Everything lives in schema quantum_flow (set by the control file).
+-- quantum_flow schema: definition tables (names fixed by the SQL contract) and runtime tables,
+-- the three roles, and what pg_dump must keep. Everything lives in schema quantum_flow (set by
+-- the control file). Functions come after this file (pgrx), grants in finalize.sql.
+--
+-- A fresh install must end up with exactly the catalogue an upgrade produces (the upgrade tier
+-- compares them): add new columns at the end of their table, here and in the upgrade script.
+
+------------------------------------------------------------------------------------------------
+-- Preconditions and roles
+------------------------------------------------------------------------------------------------
+
+-- The API functions run as SECURITY DEFINER (as the role that creates this extension, a
+-- superuser) and call pgmq's functions. Were pgmq owned by another role, that role could
+-- replace pgmq's functions and have them run with our privileges.
+DO $$
+DECLARE
+    pgmq_owner name;
+    owner_is_superuser boolean;
+BEGIN
+    SELECT r.rolname, r.rolsuper INTO pgmq_owner, owner_is_superuser
+    FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_roles r ON r.oid = e.extowner
+    WHERE e.extname = 'pgmq';
+    IF NOT coalesce(owner_is_superuser, false) THEN
+        RAISE EXCEPTION 'quantum_flow: extension pgmq is owned by role %, which is not a superuser', pgmq_owner
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'quantum_flow''s functions call pgmq''s with elevated privileges; install pgmq as a superuser (CREATE EXTENSION quantum_flow CASCADE does).';
+    END IF;
+END
+$$;
+
+-- Three NOLOGIN roles, created where absent (roles belong to the cluster, not to a database,
+-- so DROP EXTENSION leaves them). Grant them to your LOGIN roles; see the README's Operations.
+DO $$
+DECLARE
+    role_name text;
+BEGIN
+    FOREACH role_name IN ARRAY ARRAY['quantum_flow_client', 'quantum_flow_worker', 'quantum_flow_admin'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = role_name) THEN
+            EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', role_name);
+        END IF;
+    END LOOP;
+    -- quantum_flow_admin can do everything the other two can
+    FOREACH role_name IN ARRAY ARRAY['quantum_flow_client', 'quantum_flow_worker'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members m
+                       WHERE m.roleid = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = role_name)
+                         AND m.member = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = 'quantum_flow_admin')) THEN
+            EXECUTE pg_catalog.format('GRANT %I TO quantum_flow_admin', role_name);
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- Only the three roles may use the schema; the tables stay the owner's alone (no grants).
+REVOKE ALL ON SCHEMA quantum_flow FROM PUBLIC;
+GRANT USAGE ON SCHEMA quantum_flow TO quantum_flow_client, quantum_flow_worker, quantum_flow_admin;
 
 ------------------------------------------------------------------------------------------------
 -- Definitions
@@ -76,6 +129,8 @@ CREATE TABLE runs (
 -- add_step / delete_flow ask "does this workflow have a started run?", and delete_flow's
 -- cascade finds the workflow's runs
 CREATE INDEX runs_workflow_status_idx ON runs (workflow_slug, status);
+-- prune_runs finds ended runs by when they ended
+CREATE INDEX runs_ended_at_idx ON runs ((coalesce(completed_at, failed_at))) WHERE status <> 'started';
 
 CREATE TABLE step_states (
     run_id          uuid NOT NULL REFERENCES runs ON DELETE CASCADE,
@@ -149,3 +204,17 @@ COMMENT ON TABLE runs IS 'quantum_flow runs (internal; read with get_run)';
 COMMENT ON TABLE step_states IS 'quantum_flow per-run step states (internal; read with get_run)';
 COMMENT ON TABLE step_tasks IS 'quantum_flow tasks (internal; read with get_run)';
 COMMENT ON TABLE step_task_shards IS 'quantum_flow map-step completion counters (internal)';
+
+------------------------------------------------------------------------------------------------
+-- Backups: pg_dump dumps the rows of these tables (their definitions come from CREATE
+-- EXTENSION), as pgmq does for its own; the queues' tables are ordinary tables of schema pgmq
+-- and are dumped with their messages.
+------------------------------------------------------------------------------------------------
+
+SELECT pg_catalog.pg_extension_config_dump('workflows', '');
+SELECT pg_catalog.pg_extension_config_dump('workflow_steps', '');
+SELECT pg_catalog.pg_extension_config_dump('workflow_step_dependencies_def', '');
+SELECT pg_catalog.pg_extension_config_dump('runs', '');
+SELECT pg_catalog.pg_extension_config_dump('step_states', '');
+SELECT pg_catalog.pg_extension_config_dump('step_tasks', '');
+SELECT pg_catalog.pg_extension_config_dump('step_task_shards', '');

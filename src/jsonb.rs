@@ -18,6 +18,15 @@ use pgrx::{FromDatum, IntoDatum};
 #[derive(Clone, Copy, Debug)]
 pub struct Jsonb(pg_sys::Datum);
 
+impl Jsonb {
+    /// The value's uncompressed size in bytes (without the 4-byte varlena header), read from
+    /// its header: a compressed or out-of-line value is not decompressed or fetched.
+    pub fn raw_size(self) -> i64 {
+        let with_header = unsafe { pg_sys::toast_raw_datum_size(self.0) };
+        with_header as i64 - pg_sys::VARHDRSZ as i64
+    }
+}
+
 impl FromDatum for Jsonb {
     unsafe fn from_polymorphic_datum(
         datum: pg_sys::Datum,

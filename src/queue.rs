@@ -6,21 +6,27 @@
 //! message's task by that key and checks that the task's `message_id` is this message; a
 //! foreign or malformed message in the queue is archived rather than breaking polls.
 //!
-//! Lock order, shared with `executor`: queue message, task, counter shard, step state, run,
-//! dependent step states. Code that needs a message lock while holding a later lock skips
-//! locked messages instead of waiting (see `discard_run_messages`).
+//! Lock order (the one `executor` documents): queue message, task, counter shard, step state,
+//! run, dependent step states. Code that needs a message lock while holding a later lock
+//! skips locked messages instead of waiting (see `discard_run_messages`).
 
 use crate::engine::message::{parse_task_index, parse_uuid};
 use crate::engine::COUNTER_SHARDS;
 use crate::error::QfResult;
 use crate::jsonb::Jsonb;
+use crate::settings::JSONB_MAX_BYTES;
 use crate::store::{col, execute, query, query_dynamic, query_opt, req};
 use pgrx::datum::Uuid;
 
-/// The queue's message table, quoted (`pgmq.format_table_name`: `q_` plus the lower-cased
-/// name; our queue names are lower-case already and come from validated slugs).
+/// The queue's message table (`q_`) or archive (`a_`), quoted (`pgmq.format_table_name`:
+/// prefix plus the lower-cased name; our queue names are lower-case already and come from
+/// validated slugs).
 fn queue_table(queue: &str) -> String {
     pgrx::spi::quote_qualified_identifier("pgmq", &format!("q_{queue}"))
+}
+
+fn archive_table(queue: &str) -> String {
+    pgrx::spi::quote_qualified_identifier("pgmq", &format!("a_{queue}"))
 }
 
 /// Whether pgmq already has a queue of this name (ours or somebody else's).
@@ -43,37 +49,57 @@ pub fn drop(queue: &str) -> QfResult<()> {
     Ok(())
 }
 
-/// Queues the single task of a single step and marks the step started.
-pub fn start_single_step(queue: &str, run_id: Uuid, step_slug: &str) -> QfResult<()> {
-    execute(
+/// Drops the queue of every workflow (for `DROP EXTENSION`); returns how many there were.
+pub fn drop_workflow_queues() -> QfResult<i64> {
+    Ok(query_opt(
+        "SELECT count(pgmq.drop_queue(m.queue_name)) \
+         FROM quantum_flow.workflows w JOIN pgmq.meta m ON m.queue_name = 'qf_' || lower(w.workflow_slug)",
+        &[],
+        |r| req::<i64>(r, 1),
+    )?
+    .unwrap_or(0))
+}
+
+/// Queues the single task of a single step and marks the step started. Returns how large the
+/// task's input will be, in bytes, at most (see `input_bytes`).
+pub fn start_single_step(queue: &str, run_id: Uuid, step_slug: &str) -> QfResult<i64> {
+    // The input is {"run": <flow input>, "<dep>": <its output>, ...}: a jsonb object holds
+    // each key and value plus 8 bytes of entries and up to 3 bytes of alignment per pair.
+    Ok(query_opt(
         "WITH sent AS ( \
            SELECT pgmq.send($1, jsonb_build_object('run_id', $2::uuid, 'step_slug', $3::text, 'task_index', 0)) AS msg_id), \
          task AS ( \
            INSERT INTO quantum_flow.step_tasks (run_id, step_slug, task_index, message_id) \
            SELECT $2, $3, 0, sent.msg_id FROM sent) \
-         UPDATE quantum_flow.step_states SET status = 'started', tasks_total = 1, started_at = clock_timestamp() \
-         WHERE run_id = $2 AND step_slug = $3",
+         UPDATE quantum_flow.step_states ss SET status = 'started', tasks_total = 1, started_at = clock_timestamp() \
+         WHERE ss.run_id = $2 AND ss.step_slug = $3 \
+         RETURNING 4 + (SELECT quantum_flow.jsonb_raw_size(r.input) + 3 + 11 FROM quantum_flow.runs r WHERE r.run_id = $2) \
+                  + coalesce((SELECT sum(quantum_flow.jsonb_raw_size(ds.output) + length(d.dep_slug) + 11) \
+                              FROM quantum_flow.workflow_step_dependencies_def d \
+                              JOIN quantum_flow.step_states ds ON ds.run_id = $2 AND ds.step_slug = d.dep_slug \
+                              WHERE d.workflow_slug = ss.workflow_slug AND d.step_slug = $3), 0)::bigint",
         &[queue.into(), run_id.into(), step_slug.into()],
-    )?;
-    Ok(())
+        |r| req::<i64>(r, 1),
+    )?
+    .unwrap_or(0))
 }
 
 /// Fans a map step out: one task and one message per element of the array it maps over (the
 /// run input when `source_step` is None, else that step's output), each task keeping its
-/// element. Returns the task count. The caller has checked that the source is a non-empty
-/// array.
+/// element. Returns the task count and the largest task input in bytes, at most. The caller
+/// has checked that the source is a non-empty array.
 pub fn start_map_step(
     queue: &str,
     run_id: Uuid,
     step_slug: &str,
     source_step: Option<&str>,
-) -> QfResult<i32> {
+) -> QfResult<(i32, i64)> {
     // pgmq.send_batch inserts the messages in array order in one statement, so their msg_ids
     // (from the queue's identity sequence) ascend in array order: ranking them by msg_id
     // recovers each message's task index.
-    let n = query_opt(
+    let started = query_opt(
         "WITH source AS ( \
-           SELECT CASE WHEN $4::text IS NULL THEN r.input \
+           SELECT r.input, CASE WHEN $4::text IS NULL THEN r.input \
                        ELSE (SELECT d.output FROM quantum_flow.step_states d \
                              WHERE d.run_id = $2 AND d.step_slug = $4) END AS arr \
            FROM quantum_flow.runs r WHERE r.run_id = $2), \
@@ -95,14 +121,21 @@ pub fn start_map_step(
          UPDATE quantum_flow.step_states \
          SET status = 'started', tasks_total = (SELECT count(*) FROM tasks), started_at = clock_timestamp() \
          WHERE run_id = $2 AND step_slug = $3 \
-         RETURNING tasks_total",
+         RETURNING tasks_total, \
+           (4 + 3 * 27 + (SELECT quantum_flow.jsonb_raw_size(input) FROM source) \
+              + (SELECT max(quantum_flow.jsonb_raw_size(item)) FROM items))::bigint",
         &[queue.into(), run_id.into(), step_slug.into(), source_step.into(), COUNTER_SHARDS.into()],
-        |r| req::<i32>(r, 1),
+        |r| Ok((req::<i32>(r, 1)?, col::<i64>(r, 2)?.unwrap_or(0))),
     )?;
-    Ok(n.unwrap_or(0))
+    Ok(started.unwrap_or((0, 0)))
 }
 
-/// What a poll found behind one message it read.
+/// Whether a value of `bytes` bytes (as the size estimates above give them) fits in a jsonb.
+pub fn fits_in_jsonb(bytes: i64) -> bool {
+    bytes <= JSONB_MAX_BYTES
+}
+
+/// What a poll (or `maintain`) found behind one message it read.
 #[derive(Debug)]
 pub enum Polled {
     /// Claimed for this poller: hand it to the worker.
@@ -111,17 +144,28 @@ pub enum Polled {
         message_id: i64,
         timeout: i32,
     },
+    /// A started task whose claim timed out with attempts left (`maintain` only; a poll
+    /// claims such a task as its next attempt).
+    TimedOut(TaskKey),
     /// A started task whose claim timed out with no attempts left: fail it.
-    Exhausted {
-        run_id: Uuid,
-        step_slug: String,
-        task_index: i32,
-        attempts: i32,
-        timeout: i32,
-        message_id: i64,
-    },
+    Exhausted(Exhausted),
     /// A message with no live task behind it (its run ended, or it is not ours): archive it.
     Stale { message_id: i64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TaskKey {
+    pub run_id: Uuid,
+    pub step_slug: String,
+    pub task_index: i32,
+}
+
+#[derive(Debug)]
+pub struct Exhausted {
+    pub task: TaskKey,
+    pub attempts: i32,
+    pub timeout: i32,
+    pub message_id: i64,
 }
 
 #[derive(Debug)]
@@ -131,6 +175,84 @@ pub struct ClaimedTask {
     pub task_index: i32,
     pub attempt: i32,
     pub input: Jsonb,
+}
+
+/// The task key read from a message body, as text, parsed in Rust (so that a foreign message
+/// cannot make a cast fail).
+type MessageRow = (i64, Option<String>, Option<String>, Option<String>);
+
+/// Splits read messages into the keys of the tasks they name and the malformed ones.
+struct MessageKeys {
+    ids: Vec<i64>,
+    run_ids: Vec<Uuid>,
+    steps: Vec<String>,
+    indexes: Vec<i32>,
+    malformed: Vec<Polled>,
+}
+
+impl MessageKeys {
+    fn parse(rows: Vec<MessageRow>) -> Self {
+        let mut keys = MessageKeys {
+            ids: Vec::with_capacity(rows.len()),
+            run_ids: Vec::with_capacity(rows.len()),
+            steps: Vec::with_capacity(rows.len()),
+            indexes: Vec::with_capacity(rows.len()),
+            malformed: Vec::new(),
+        };
+        for (message_id, run_id, step_slug, task_index) in rows {
+            let run_id = run_id.as_deref().and_then(parse_uuid);
+            let task_index = task_index.as_deref().and_then(parse_task_index);
+            match (run_id, step_slug, task_index) {
+                (Some(run_id), Some(step_slug), Some(task_index)) => {
+                    keys.ids.push(message_id);
+                    keys.run_ids.push(Uuid::from_bytes(run_id));
+                    keys.steps.push(step_slug);
+                    keys.indexes.push(task_index);
+                }
+                _ => keys.malformed.push(Polled::Stale { message_id }),
+            }
+        }
+        keys
+    }
+}
+
+fn message_row(r: &pgrx::spi::SpiHeapTupleData<'_>) -> QfResult<MessageRow> {
+    Ok((req(r, 1)?, col(r, 2)?, col(r, 3)?, col(r, 4)?))
+}
+
+/// Maps the rows of the claim and sweep statements: `kind, message_id, run_id, step_slug,
+/// task_index, attempts, timeout, input`.
+fn polled_row(r: &pgrx::spi::SpiHeapTupleData<'_>) -> QfResult<Polled> {
+    let kind: String = req(r, 1)?;
+    let message_id: i64 = req(r, 2)?;
+    if kind == "stale" {
+        return Ok(Polled::Stale { message_id });
+    }
+    let task = TaskKey {
+        run_id: req(r, 3)?,
+        step_slug: req(r, 4)?,
+        task_index: req(r, 5)?,
+    };
+    Ok(match kind.as_str() {
+        "claimed" => Polled::Claimed {
+            task: ClaimedTask {
+                run_id: task.run_id,
+                step_slug: task.step_slug,
+                task_index: task.task_index,
+                attempt: req(r, 6)?,
+                input: req(r, 8)?,
+            },
+            message_id,
+            timeout: req(r, 7)?,
+        },
+        "timed_out" => Polled::TimedOut(task),
+        _ => Polled::Exhausted(Exhausted {
+            task,
+            attempts: req(r, 6)?,
+            timeout: req(r, 7)?,
+            message_id,
+        }),
+    })
 }
 
 /// One round of polling: read up to `qty` visible messages (hiding them for `vt` seconds), then
@@ -152,41 +274,19 @@ pub fn read_and_claim(
     qty: i32,
     worker_id: Option<&str>,
 ) -> QfResult<Vec<Polled>> {
-    // The task key is read from the message body as text and parsed in Rust (so a foreign
-    // message cannot make a cast fail); the claim then looks tasks up by primary key and
-    // checks that the task's message is this message.
     let read = query(
         "SELECT m.msg_id, m.message->>'run_id', m.message->>'step_slug', m.message->>'task_index' \
          FROM pgmq.read($1, $2, $3) AS m",
         &[queue.into(), vt.into(), qty.into()],
-        |r| {
-            Ok((
-                req::<i64>(r, 1)?,
-                col::<String>(r, 2)?,
-                col::<String>(r, 3)?,
-                col::<String>(r, 4)?,
-            ))
-        },
+        message_row,
     )?;
-    let mut polled = Vec::with_capacity(read.len());
-    let (mut ids, mut run_ids, mut steps, mut indexes) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (message_id, run_id, step_slug, task_index) in read {
-        let run_id = run_id.as_deref().and_then(parse_uuid);
-        let task_index = task_index.as_deref().and_then(parse_task_index);
-        match (run_id, step_slug, task_index) {
-            (Some(run_id), Some(step_slug), Some(task_index)) => {
-                ids.push(message_id);
-                run_ids.push(Uuid::from_bytes(run_id));
-                steps.push(step_slug);
-                indexes.push(task_index);
-            }
-            _ => polled.push(Polled::Stale { message_id }),
-        }
-    }
-    if ids.is_empty() {
+    let keys = MessageKeys::parse(read);
+    let mut polled = keys.malformed;
+    if keys.ids.is_empty() {
         return Ok(polled);
     }
+    // Each claimed row carries what its input needs through the UPDATE's RETURNING, so that
+    // no step joins two sets of the batch's rows: the statement costs O(batch).
     let claimed = query(
         "WITH msg AS ( \
            SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::int[]) \
@@ -218,16 +318,16 @@ pub fn read_and_claim(
                                     ELSE t.error_message END \
            FROM info i \
            WHERE i.claimable AND t.run_id = i.run_id AND t.step_slug = i.step_slug AND t.task_index = i.task_index \
-           RETURNING t.run_id, t.step_slug, t.task_index, t.attempts_count, t.item, t.message_id) \
-         SELECT 'claimed', c.message_id, c.run_id, c.step_slug, c.task_index, c.attempts_count, i.timeout, \
-                CASE WHEN i.step_type = 'map' \
-                     THEN jsonb_build_object('item', c.item, 'index', c.task_index, 'run', i.run_input) \
-                     ELSE jsonb_build_object('run', i.run_input) || coalesce(( \
-                            SELECT jsonb_object_agg(d.dep_slug, ds.output) \
-                            FROM quantum_flow.workflow_step_dependencies_def d \
-                            JOIN quantum_flow.step_states ds ON ds.run_id = c.run_id AND ds.step_slug = d.dep_slug \
-                            WHERE d.workflow_slug = $5 AND d.step_slug = c.step_slug), '{}'::jsonb) END \
-         FROM claimed c JOIN info i ON i.message_id = c.message_id \
+           RETURNING t.message_id, t.run_id, t.step_slug, t.task_index, t.attempts_count, i.timeout, \
+             CASE WHEN i.step_type = 'map' \
+                  THEN jsonb_build_object('item', t.item, 'index', t.task_index, 'run', i.run_input) \
+                  ELSE jsonb_build_object('run', i.run_input) || coalesce(( \
+                         SELECT jsonb_object_agg(d.dep_slug, ds.output) \
+                         FROM quantum_flow.workflow_step_dependencies_def d \
+                         JOIN quantum_flow.step_states ds ON ds.run_id = t.run_id AND ds.step_slug = d.dep_slug \
+                         WHERE d.workflow_slug = $5 AND d.step_slug = t.step_slug), '{}'::jsonb) END AS input) \
+         SELECT 'claimed', c.message_id, c.run_id, c.step_slug, c.task_index, c.attempts_count, c.timeout, c.input \
+         FROM claimed c \
          UNION ALL \
          SELECT CASE WHEN i.run_status = 'started' AND i.status = 'started' AND i.workflow_slug = $5 \
                      THEN 'exhausted' ELSE 'stale' END, \
@@ -238,36 +338,73 @@ pub fn read_and_claim(
          WHERE NOT EXISTS (SELECT 1 FROM quantum_flow.step_tasks t \
                            WHERE t.run_id = msg.run_id AND t.step_slug = msg.step_slug \
                              AND t.task_index = msg.task_index AND t.message_id = msg.msg_id)",
-        &[ids.into(), run_ids.into(), steps.into(), indexes.into(), workflow_slug.into(), worker_id.into()],
-        |r| {
-            let kind: String = req(r, 1)?;
-            let message_id: i64 = req(r, 2)?;
-            Ok(match kind.as_str() {
-                "claimed" => Polled::Claimed {
-                    task: ClaimedTask {
-                        run_id: req(r, 3)?,
-                        step_slug: req(r, 4)?,
-                        task_index: req(r, 5)?,
-                        attempt: req(r, 6)?,
-                        input: req(r, 8)?,
-                    },
-                    message_id,
-                    timeout: req(r, 7)?,
-                },
-                "exhausted" => Polled::Exhausted {
-                    run_id: req(r, 3)?,
-                    step_slug: req(r, 4)?,
-                    task_index: req(r, 5)?,
-                    attempts: req(r, 6)?,
-                    timeout: req(r, 7)?,
-                    message_id,
-                },
-                _ => Polled::Stale { message_id },
-            })
-        },
+        &[
+            keys.ids.into(),
+            keys.run_ids.into(),
+            keys.steps.into(),
+            keys.indexes.into(),
+            workflow_slug.into(),
+            worker_id.into(),
+        ],
+        polled_row,
     )?;
     polled.extend(claimed);
     Ok(polled)
+}
+
+/// `maintain`'s sweep of one queue: visible messages that have been read before (their claim
+/// timed out, or they wait for a retry), up to `limit`, oldest first, locked without changing
+/// their visibility (skipping any a poller holds). Reports claims that timed out (with or
+/// without attempts left) and stale messages; messages of queued tasks are left alone.
+pub fn sweep_overdue(queue: &str, workflow_slug: &str, limit: i32) -> QfResult<Vec<Polled>> {
+    let sql = format!(
+        "SELECT m.msg_id, m.message->>'run_id', m.message->>'step_slug', m.message->>'task_index' \
+         FROM {} m WHERE m.vt <= clock_timestamp() AND m.read_ct > 0 \
+         ORDER BY m.msg_id LIMIT $1 FOR UPDATE SKIP LOCKED",
+        queue_table(queue)
+    );
+    let keys = MessageKeys::parse(query_dynamic(&sql, &[limit.into()], message_row)?);
+    let mut found = keys.malformed;
+    if keys.ids.is_empty() {
+        return Ok(found);
+    }
+    let classified = query(
+        "WITH msg AS ( \
+           SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::int[]) \
+                         AS m(msg_id, run_id, step_slug, task_index)), \
+         task AS MATERIALIZED ( \
+           SELECT t.run_id, t.step_slug, t.task_index, t.status, t.attempts_count, t.message_id \
+           FROM msg \
+           JOIN quantum_flow.step_tasks t ON t.run_id = msg.run_id AND t.step_slug = msg.step_slug \
+                                         AND t.task_index = msg.task_index AND t.message_id = msg.msg_id \
+           FOR UPDATE OF t SKIP LOCKED) \
+         SELECT CASE WHEN r.status <> 'started' OR r.workflow_slug <> $5 THEN 'stale' \
+                     WHEN task.attempts_count < coalesce(ws.max_attempts, w.max_attempts) THEN 'timed_out' \
+                     ELSE 'exhausted' END, \
+                task.message_id, task.run_id, task.step_slug, task.task_index, task.attempts_count, \
+                coalesce(ws.timeout, w.timeout), NULL::jsonb \
+         FROM task \
+         JOIN quantum_flow.runs r ON r.run_id = task.run_id \
+         JOIN quantum_flow.workflows w ON w.workflow_slug = r.workflow_slug \
+         JOIN quantum_flow.workflow_steps ws ON ws.workflow_slug = r.workflow_slug \
+                                            AND ws.step_slug = task.step_slug \
+         WHERE task.status = 'started' OR r.status <> 'started' OR r.workflow_slug <> $5 \
+         UNION ALL \
+         SELECT 'stale', msg.msg_id, NULL, NULL, NULL, NULL, NULL, NULL FROM msg \
+         WHERE NOT EXISTS (SELECT 1 FROM quantum_flow.step_tasks t \
+                           WHERE t.run_id = msg.run_id AND t.step_slug = msg.step_slug \
+                             AND t.task_index = msg.task_index AND t.message_id = msg.msg_id)",
+        &[
+            keys.ids.into(),
+            keys.run_ids.into(),
+            keys.steps.into(),
+            keys.indexes.into(),
+            workflow_slug.into(),
+        ],
+        polled_row,
+    )?;
+    found.extend(classified);
+    Ok(found)
 }
 
 /// Marks a started task completed with `output` and deletes its message, in one statement
@@ -333,8 +470,8 @@ pub fn archive(queue: &str, message_ids: Vec<i64>) -> QfResult<()> {
 
 /// Archives the messages of a failed run's unfinished tasks. Messages locked by another
 /// transaction are skipped, not waited for (we hold the run's lock, and the lock order puts
-/// messages first); they are cleaned up by whoever holds them, or archived as stale by the next
-/// poll that reads them.
+/// messages first); each is cleaned up by whoever holds it: the late answer of the worker that
+/// claimed it (`archive_task_message`), or the next poll or `maintain` that finds it stale.
 pub fn discard_run_messages(queue: &str, run_id: Uuid) -> QfResult<usize> {
     // pgmq offers no "archive unless locked", so lock what we can in the queue table first.
     // The table name comes from a validated slug and is quoted.
@@ -351,11 +488,48 @@ pub fn discard_run_messages(queue: &str, run_id: Uuid) -> QfResult<usize> {
     Ok(n.first().copied().unwrap_or(0) as usize)
 }
 
-/// Milliseconds until the queue's next hidden message becomes visible (None: queue empty).
+/// Archives the message of one unfinished task of an ended run, if it is still in the queue
+/// (what a late answer for that task cleans up: O(1), whatever the size of the run).
+pub fn archive_task_message(
+    queue: &str,
+    run_id: Uuid,
+    step_slug: &str,
+    task_index: i32,
+) -> QfResult<()> {
+    execute(
+        "SELECT pgmq.archive($1, t.message_id) FROM quantum_flow.step_tasks t \
+         WHERE t.run_id = $2 AND t.step_slug = $3 AND t.task_index = $4 \
+           AND t.status IN ('queued', 'started')",
+        &[
+            queue.into(),
+            run_id.into(),
+            step_slug.into(),
+            task_index.into(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Deletes messages from the queue and from its archive (`prune_runs`: the runs they belong to
+/// are being deleted). The queue first: a poll holding one of them may archive it meanwhile,
+/// and the second statement then sees it in the archive.
+pub fn delete_messages(queue: &str, message_ids: &[i64]) -> QfResult<()> {
+    for table in [queue_table(queue), archive_table(queue)] {
+        let sql = format!("DELETE FROM {table} WHERE msg_id = ANY($1)");
+        query_dynamic(&sql, &[message_ids.to_vec().into()], |_| Ok(()))?;
+    }
+    Ok(())
+}
+
+/// Milliseconds until the queue's next hidden message becomes visible (None: no hidden
+/// message). Messages already visible are not counted: one that is visible but was not read
+/// is locked by another transaction (a claim or an answer in progress), and the poller waits
+/// for that transaction's commit to wake it rather than spinning.
 pub fn next_visible_in_ms(queue: &str) -> QfResult<Option<i64>> {
     let table = queue_table(queue);
     let sql = format!(
-        "SELECT ceil(extract(epoch FROM (min(vt) - clock_timestamp())) * 1000)::bigint FROM {table}"
+        "SELECT ceil(extract(epoch FROM (min(vt) - clock_timestamp())) * 1000)::bigint FROM {table} \
+         WHERE vt > clock_timestamp()"
     );
     let v = query_dynamic(&sql, &[], |r| col::<i64>(r, 1))?;
     Ok(v.into_iter().next().flatten())

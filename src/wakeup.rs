@@ -13,18 +13,13 @@
 //! attempt. Sleeps are also capped (`quantum_flow.poll_recheck_ms`) and end when the queue's
 //! next delayed message (a retry after backoff, a claimed task's timeout) becomes visible.
 
-use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use crate::settings::POLL_RECHECK_MS;
 use pgrx::pg_sys;
 use std::cell::RefCell;
 
 /// Marks our wait events among other extensions' (bits 16..24 are unused by PostgreSQL's
 /// wait-event encoding: class in the top byte, event id in the low 16 bits).
 const MARKER: u32 = 0x51 << 16;
-
-/// `quantum_flow.poll_recheck_ms`: the longest an idle poller sleeps before it checks the
-/// queue again, a safety net for wake-ups that cannot be seen (work that another client put
-/// into the queue by hand, or the tiny window described in `wait_for_work`).
-pub static POLL_RECHECK_MS: GucSetting<i32> = GucSetting::<i32>::new(500);
 
 thread_local! {
     /// Wait events to signal when the current transaction commits.
@@ -41,20 +36,8 @@ pub fn wait_event_for(workflow_slug: &str) -> u32 {
     pg_sys::PG_WAIT_EXTENSION | MARKER | ((hash ^ (hash >> 16)) & 0xffff)
 }
 
-/// Registers the setting and the transaction callback; called once per backend from
-/// `_PG_init`.
+/// Registers the transaction callback; called once per process from `_PG_init`.
 pub fn init() {
-    GucRegistry::define_int_guc(
-        c"quantum_flow.poll_recheck_ms",
-        c"Longest sleep of an idle poll_tasks(max_wait_ms => ...) before it re-checks its queue.",
-        c"Waiting pollers are woken when work is committed; this re-check only catches work \
-          that arrived by other means.",
-        &POLL_RECHECK_MS,
-        10,
-        3_600_000,
-        GucContext::Userset,
-        GucFlags::UNIT_MS,
-    );
     unsafe { pg_sys::RegisterXactCallback(Some(on_xact_event), std::ptr::null_mut()) };
 }
 

@@ -3,15 +3,18 @@
 use crate::error::QfError;
 use crate::executor;
 use crate::jsonb::Jsonb;
+use crate::settings::{MAX_BATCH_SIZE, MAX_WAIT_MS};
 use pgrx::datum::Uuid;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
+use pgrx::search_path;
 
 /// Claims up to `batch_size` ready tasks of a workflow, hidden from other pollers for their
 /// step's timeout, and returns them with their full input. With `max_wait_ms > 0` it waits up
 /// to that long for work when none is ready, returning as soon as some arrives (the wait keeps
 /// this transaction open: use it in autocommit mode or a short transaction, at READ COMMITTED).
-#[pg_extern]
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
 #[allow(clippy::type_complexity)]
 fn poll_tasks(
     workflow_slug: Option<&str>,
@@ -31,24 +34,44 @@ fn poll_tasks(
     >,
     ErrorReport,
 > {
+    super::check_version()?;
     let slug = super::required("workflow_slug", workflow_slug)?;
     crate::engine::slug::check_workflow_slug(slug)?;
     let batch_size = super::required("batch_size", batch_size)?;
     let max_wait_ms = super::required("max_wait_ms", max_wait_ms)?;
-    if batch_size < 1 {
-        return Err(
-            QfError::InvalidOption(format!("batch_size must be >= 1, got {batch_size}")).into(),
-        );
-    }
-    if max_wait_ms < 0 {
-        return Err(
-            QfError::InvalidOption(format!("max_wait_ms must be >= 0, got {max_wait_ms}")).into(),
-        );
-    }
+    within(
+        "batch_size",
+        batch_size,
+        1,
+        MAX_BATCH_SIZE.get(),
+        "quantum_flow.max_batch_size",
+    )?;
+    within(
+        "max_wait_ms",
+        max_wait_ms,
+        0,
+        MAX_WAIT_MS.get(),
+        "quantum_flow.max_wait_ms",
+    )?;
     let tasks = executor::poll_tasks(slug, batch_size, max_wait_ms, worker_id)?;
     Ok(TableIterator::new(tasks.into_iter().map(|t| {
         (t.run_id, t.step_slug, t.task_index, t.attempt, t.input)
     })))
+}
+
+/// `value` must be in `min..=max`, `max` being the setting `setting`.
+fn within(name: &str, value: i32, min: i32, max: i32, setting: &str) -> Result<(), QfError> {
+    if value < min {
+        return Err(QfError::InvalidOption(format!(
+            "{name} must be >= {min}, got {value}"
+        )));
+    }
+    if value > max {
+        return Err(QfError::InvalidOption(format!(
+            "{name} must be <= {max} ({setting}), got {value}"
+        )));
+    }
+    Ok(())
 }
 
 fn task_key(
@@ -64,11 +87,14 @@ fn task_key(
 }
 
 /// Completes a started task with `output` (SQL NULL is stored as JSON null). True when this
-/// call completed it; false for a late or duplicate call (the task is no longer started, its
-/// run is no longer started, or `attempt` is given and is not the task's current attempt).
-/// Completing a step's last task completes the step, starts the steps that depended on it, and
-/// completes the run when every step is done.
-#[pg_extern]
+/// call completed it; false for a late or duplicate call, with a NOTICE whose first word says
+/// why: `duplicate` (already completed), `stale_attempt` (`attempt` is not the task's current
+/// claim), `not_claimed` (the task is queued) or `run_ended`. Completing a step's last task
+/// completes the step, starts the steps that depended on it, and completes the run when every
+/// step is done. An output larger than `quantum_flow.max_output_bytes` raises
+/// `output_too_large` and changes nothing.
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
 fn complete_task(
     run_id: Option<Uuid>,
     step_slug: Option<&str>,
@@ -76,6 +102,7 @@ fn complete_task(
     output: Option<Jsonb>,
     attempt: default!(Option<i32>, "NULL"),
 ) -> Result<bool, ErrorReport> {
+    super::check_version()?;
     let (run_id, step_slug, task_index) = task_key(run_id, step_slug, task_index)?;
     let output = match output {
         Some(o) => o,
@@ -94,8 +121,10 @@ fn json_null() -> Result<Jsonb, QfError> {
 /// Reports a failed attempt of a started task. Returns the task's status after the call:
 /// `queued` (retried after `base_delay * 2^(attempt-1)` seconds), `failed` (attempts
 /// exhausted: the step and the run fail with this message and the run's remaining queued
-/// tasks are discarded), or `ignored` (a late or duplicate call).
-#[pg_extern]
+/// tasks are discarded), or `ignored` (a late or duplicate call, with a NOTICE naming why, as
+/// for `complete_task`).
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
 fn fail_task(
     run_id: Option<Uuid>,
     step_slug: Option<&str>,
@@ -103,6 +132,7 @@ fn fail_task(
     error_message: Option<&str>,
     attempt: default!(Option<i32>, "NULL"),
 ) -> Result<String, ErrorReport> {
+    super::check_version()?;
     let (run_id, step_slug, task_index) = task_key(run_id, step_slug, task_index)?;
     let error_message = super::required("error_message", error_message)?;
     Ok(executor::fail_task(run_id, step_slug, task_index, error_message, attempt)?.to_string())

@@ -87,8 +87,8 @@ pub fn validate_step(
     let mut deps: Vec<String> = Vec::with_capacity(depends_on.len());
     for (i, dep) in depends_on.into_iter().enumerate() {
         let dep = dep.ok_or_else(|| {
-            QfError::InvalidStepSlug(format!(
-                "depends_on[{}] of step {step_slug:?} is NULL",
+            QfError::NullArgument(format!(
+                "depends_on[{}] of step {step_slug:?} must not be NULL",
                 i + 1
             ))
         })?;
@@ -255,8 +255,8 @@ mod tests {
                 None,
                 None
             ),
-            Err(QfError::InvalidStepSlug(
-                "depends_on[2] of step \"s\" is NULL".into()
+            Err(QfError::NullArgument(
+                "depends_on[2] of step \"s\" must not be NULL".into()
             ))
         );
     }

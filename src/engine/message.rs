@@ -8,13 +8,14 @@ pub fn parse_uuid(text: &str) -> Option<[u8; 16]> {
         return None;
     }
     let hex: Vec<u8> = bytes.iter().copied().filter(|&b| b != b'-').collect();
-    if hex.len() != 32 {
+    // Every one of the 32 must be a hex digit: u8::from_str_radix alone would take "+0".
+    if hex.len() != 32 || !hex.iter().all(u8::is_ascii_hexdigit) {
         return None;
     }
+    let digit = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
     let mut out = [0u8; 16];
     for (i, pair) in hex.chunks(2).enumerate() {
-        let s = std::str::from_utf8(pair).ok()?;
-        out[i] = u8::from_str_radix(s, 16).ok()?;
+        out[i] = digit(pair[0])? << 4 | digit(pair[1])?;
     }
     Some(out)
 }
@@ -47,6 +48,9 @@ mod tests {
             "0000000-00000-0000-0000-000000000000",
             "g0000000-0000-0000-0000-000000000000",
             "00000000-0000-0000-0000-00000000000+",
+            "00000000-0000-0000-0000-0000000000+0",
+            "+0000000-0000-0000-0000-000000000000",
+            "00000000-0000-0000-0000-00000000000 ",
         ] {
             assert_eq!(parse_uuid(bad), None, "{bad}");
         }

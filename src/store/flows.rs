@@ -76,6 +76,15 @@ pub fn all_rows() -> QfResult<Vec<Row>> {
     )
 }
 
+/// Every workflow's slug, in order.
+pub fn all_slugs() -> QfResult<Vec<String>> {
+    query(
+        "SELECT workflow_slug FROM quantum_flow.workflows ORDER BY workflow_slug",
+        &[],
+        |r| req(r, 1),
+    )
+}
+
 pub fn started_run_count(slug: &str) -> QfResult<i64> {
     query_opt(
         "SELECT count(*) FROM quantum_flow.runs WHERE workflow_slug = $1 AND status = 'started'",

@@ -4,6 +4,8 @@ use super::{col, execute, query, query_opt, req};
 use crate::engine::COUNTER_SHARDS;
 use crate::error::QfResult;
 use crate::jsonb::Jsonb;
+use crate::queue::TaskKey;
+use crate::settings::JSONB_MAX_BYTES;
 use pgrx::datum::Uuid;
 
 /// Creates a run with one step state per step; false when `run_id` is taken.
@@ -152,11 +154,34 @@ pub fn count_completed_tasks(run_id: Uuid, step_slug: &str, n: i32) -> QfResult<
 }
 
 /// Marks a step completed, with its output: the single task's output, or the map tasks'
-/// outputs as an array in task order, aggregated once here.
+/// outputs as an array in task order, aggregated once here. Returns None when done, or the
+/// size in bytes the array would have had when it does not fit in a jsonb (nothing is
+/// written then: the caller fails the run).
 ///
 /// Runs as its own statement after `count_completed_tasks`, so its snapshot includes the
 /// other completers' task outputs (they committed before our counter updates could proceed).
-pub fn finish_step(run_id: Uuid, step_slug: &str) -> QfResult<()> {
+pub fn finish_step(run_id: Uuid, step_slug: &str) -> QfResult<Option<i64>> {
+    // A jsonb array holds each element plus a 4-byte entry and up to 3 bytes of alignment.
+    // CASE evaluates the aggregate only when the sizes, read from the outputs' headers
+    // without detoasting them, say that it fits.
+    let fan_in = query_opt(
+        "WITH step AS ( \
+           SELECT ws.step_type = 'map' AS is_map, \
+                  CASE WHEN ws.step_type = 'map' \
+                       THEN (SELECT 8 + coalesce(sum(quantum_flow.jsonb_raw_size(t.output) + 7), 0) \
+                             FROM quantum_flow.step_tasks t \
+                             WHERE t.run_id = $1 AND t.step_slug = $2) \
+                       ELSE 0 END::bigint AS bytes \
+           FROM quantum_flow.workflow_steps ws JOIN quantum_flow.step_states ss \
+             ON ws.workflow_slug = ss.workflow_slug AND ws.step_slug = ss.step_slug \
+           WHERE ss.run_id = $1 AND ss.step_slug = $2) \
+         SELECT bytes FROM step WHERE is_map AND bytes > $3",
+        &[run_id.into(), step_slug.into(), JSONB_MAX_BYTES.into()],
+        |r| req::<i64>(r, 1),
+    )?;
+    if fan_in.is_some() {
+        return Ok(fan_in);
+    }
     execute(
         "UPDATE quantum_flow.step_states ss \
          SET status = 'completed', completed_at = clock_timestamp(), \
@@ -171,7 +196,7 @@ pub fn finish_step(run_id: Uuid, step_slug: &str) -> QfResult<()> {
            AND ws.workflow_slug = ss.workflow_slug AND ws.step_slug = ss.step_slug",
         &[run_id.into(), step_slug.into()],
     )?;
-    Ok(())
+    Ok(None)
 }
 
 /// Counts a completed step against its run, which must still be started. Returns the steps
@@ -185,8 +210,24 @@ pub fn count_completed_step(run_id: Uuid) -> QfResult<Option<i32>> {
     )
 }
 
-/// Completes a run; its output holds every leaf step's output.
-pub fn complete_run(run_id: Uuid) -> QfResult<()> {
+/// Completes a run; its output holds every leaf step's output. Returns None when done, or the
+/// size in bytes the output would have had when it does not fit in a jsonb (nothing is
+/// written then: the caller fails the run).
+pub fn complete_run(run_id: Uuid) -> QfResult<Option<i64>> {
+    let too_large = query_opt(
+        "SELECT bytes FROM ( \
+           SELECT (8 + coalesce(sum(quantum_flow.jsonb_raw_size(ss.output) + length(ss.step_slug) + 11), 0))::bigint AS bytes \
+           FROM quantum_flow.runs r JOIN quantum_flow.step_states ss ON ss.run_id = r.run_id \
+           WHERE r.run_id = $1 \
+             AND NOT EXISTS (SELECT 1 FROM quantum_flow.workflow_step_dependencies_def d \
+                             WHERE d.workflow_slug = r.workflow_slug AND d.dep_slug = ss.step_slug)) leaves \
+         WHERE bytes > $2",
+        &[run_id.into(), JSONB_MAX_BYTES.into()],
+        |r| req::<i64>(r, 1),
+    )?;
+    if too_large.is_some() {
+        return Ok(too_large);
+    }
     execute(
         "UPDATE quantum_flow.runs r \
          SET status = 'completed', completed_at = clock_timestamp(), \
@@ -198,7 +239,7 @@ pub fn complete_run(run_id: Uuid) -> QfResult<()> {
          WHERE r.run_id = $1",
         &[run_id.into()],
     )?;
-    Ok(())
+    Ok(None)
 }
 
 /// Counts a completed step against each of its dependents; returns the dependents that have
@@ -320,25 +361,60 @@ pub fn status_of(run_id: Uuid) -> QfResult<Option<(String, String)>> {
     )
 }
 
-/// Why a complete/fail call changed nothing: the run's status and workflow (None: no such
-/// run), and whether the task exists.
-pub fn task_lookup(
-    run_id: Uuid,
-    step_slug: &str,
-    task_index: i32,
-) -> QfResult<Option<(String, String, bool)>> {
+/// What a complete/fail call that changed nothing found: the run (None: no such run).
+pub struct RunAndTask {
+    pub run_status: String,
+    pub workflow_slug: String,
+    /// The task's status and attempts made (None: the run has no such task).
+    pub task: Option<(String, i32)>,
+}
+
+pub fn task_lookup(run_id: Uuid, step_slug: &str, task_index: i32) -> QfResult<Option<RunAndTask>> {
     query_opt(
-        "SELECT r.status, r.workflow_slug, \
-                EXISTS (SELECT 1 FROM quantum_flow.step_tasks t \
-                        WHERE t.run_id = r.run_id AND t.step_slug = $2 AND t.task_index = $3) \
-         FROM quantum_flow.runs r WHERE r.run_id = $1",
+        "SELECT r.status, r.workflow_slug, t.status, t.attempts_count \
+         FROM quantum_flow.runs r \
+         LEFT JOIN quantum_flow.step_tasks t ON t.run_id = r.run_id AND t.step_slug = $2 AND t.task_index = $3 \
+         WHERE r.run_id = $1",
         &[run_id.into(), step_slug.into(), task_index.into()],
-        |r| Ok((req(r, 1)?, req(r, 2)?, req(r, 3)?)),
+        |r| {
+            let task_status: Option<String> = col(r, 3)?;
+            let attempts: Option<i32> = col(r, 4)?;
+            Ok(RunAndTask {
+                run_status: req(r, 1)?,
+                workflow_slug: req(r, 2)?,
+                task: task_status.zip(attempts),
+            })
+        },
+    )
+}
+
+/// Puts started tasks whose claim timed out back in the queue (their messages are visible
+/// already), recording the attempt that timed out; `maintain` does this for workflows that
+/// nobody polls. Each task must be locked by the caller's statement before (see
+/// `queue::sweep_overdue`).
+pub fn requeue_timed_out(tasks: &[TaskKey]) -> QfResult<usize> {
+    let run_ids: Vec<Uuid> = tasks.iter().map(|t| t.run_id).collect();
+    let steps: Vec<String> = tasks.iter().map(|t| t.step_slug.clone()).collect();
+    let indexes: Vec<i32> = tasks.iter().map(|t| t.task_index).collect();
+    execute(
+        "UPDATE quantum_flow.step_tasks t \
+         SET status = 'queued', worker_id = NULL, \
+             error_message = format('attempt %s timed out after %ss', t.attempts_count, coalesce(ws.timeout, w.timeout)) \
+         FROM unnest($1::uuid[], $2::text[], $3::int[]) AS k(run_id, step_slug, task_index), \
+              quantum_flow.runs r, quantum_flow.workflows w, quantum_flow.workflow_steps ws \
+         WHERE t.run_id = k.run_id AND t.step_slug = k.step_slug AND t.task_index = k.task_index \
+           AND t.status = 'started' AND r.run_id = t.run_id AND w.workflow_slug = r.workflow_slug \
+           AND ws.workflow_slug = r.workflow_slug AND ws.step_slug = t.step_slug \
+         RETURNING 1",
+        &[run_ids.into(), steps.into(), indexes.into()],
     )
 }
 
 /// `get_run`'s document, built by PostgreSQL. A step's `tasks_total` before it starts is its
-/// declared `initial_tasks` (map) or 1 (single).
+/// declared `initial_tasks` (map) or 1 (single). In a run that ended without completing, the
+/// steps that had not finished are shown as `cancelled` (their rows keep the status they had:
+/// every path that changes a step or task checks first that its run is started). A map step
+/// that did not complete counts its completed tasks on its shards.
 pub fn run_document(run_id: Uuid) -> QfResult<Option<Jsonb>> {
     query_opt(
         "SELECT jsonb_build_object( \
@@ -347,10 +423,12 @@ pub fn run_document(run_id: Uuid) -> QfResult<Option<Jsonb>> {
            'started_at', r.started_at, 'completed_at', r.completed_at, 'failed_at', r.failed_at, \
            'steps', coalesce(( \
              SELECT jsonb_agg(jsonb_build_object( \
-                      'step_slug', ss.step_slug, 'status', ss.status, \
+                      'step_slug', ss.step_slug, \
+                      'status', CASE WHEN r.status = 'failed' AND ss.status IN ('created', 'started') \
+                                     THEN 'cancelled' ELSE ss.status END, \
                       'tasks_total', coalesce(ss.tasks_total, ws.initial_tasks, \
                                               CASE WHEN ws.step_type = 'single' THEN 1 END), \
-                      'tasks_completed', CASE WHEN ss.status = 'started' AND ws.step_type = 'map' \
+                      'tasks_completed', CASE WHEN ss.status <> 'completed' AND ws.step_type = 'map' \
                                               THEN (SELECT coalesce(sum(sh.tasks_completed), 0)::int \
                                                     FROM quantum_flow.step_task_shards sh \
                                                     WHERE sh.run_id = ss.run_id AND sh.step_slug = ss.step_slug) \
@@ -362,5 +440,36 @@ pub fn run_document(run_id: Uuid) -> QfResult<Option<Jsonb>> {
          FROM quantum_flow.runs r WHERE r.run_id = $1",
         &[run_id.into()],
         |r| req(r, 1),
+    )
+}
+
+/// Runs that ended before `now() - older_than`, oldest first, at most `max_runs`, locked
+/// (skipping any another transaction holds), with their workflow and their tasks' messages.
+pub fn lock_ended_runs(
+    older_than: pgrx::datum::Interval,
+    keep_failed: bool,
+    max_runs: i32,
+) -> QfResult<Vec<(Uuid, String, Vec<i64>)>> {
+    query(
+        "WITH ended AS ( \
+           SELECT r.run_id, r.workflow_slug FROM quantum_flow.runs r \
+           WHERE r.status <> 'started' AND (r.status = 'completed' OR NOT $2) \
+             AND coalesce(r.completed_at, r.failed_at) < now() - $1::interval \
+           ORDER BY coalesce(r.completed_at, r.failed_at) \
+           LIMIT $3 \
+           FOR UPDATE OF r SKIP LOCKED) \
+         SELECT e.run_id, e.workflow_slug, \
+                ARRAY(SELECT t.message_id FROM quantum_flow.step_tasks t WHERE t.run_id = e.run_id) \
+         FROM ended e ORDER BY e.workflow_slug, e.run_id",
+        &[older_than.into(), keep_failed.into(), max_runs.into()],
+        |r| Ok((req(r, 1)?, req(r, 2)?, req(r, 3)?)),
+    )
+}
+
+/// Deletes ended runs (their step states, tasks and counters go with them); returns how many.
+pub fn delete_ended(run_ids: Vec<Uuid>) -> QfResult<usize> {
+    execute(
+        "DELETE FROM quantum_flow.runs WHERE run_id = ANY($1) AND status <> 'started' RETURNING 1",
+        &[run_ids.into()],
     )
 }

@@ -349,7 +349,13 @@ async fn hot_path_plans_do_not_scan_history() {
     );
     let doc = get_run(&main, failing_run).await;
     assert_eq!(doc["status"], "failed", "{doc}");
-    assert_eq!(doc["error_message"], "probe failure");
+    assert_eq!(
+        doc["error_message"],
+        format!(
+            "step work, task {}, attempt 2: probe failure",
+            batch[0].task_index
+        )
+    );
     assert_eq!(queue_len(&main, FLOW).await, 0);
     assert_eq!(archive_len(&main, FLOW).await, PROBE_ITEMS);
 

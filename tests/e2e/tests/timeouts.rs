@@ -78,7 +78,8 @@ async fn attempts_exhausted_by_timeouts_fail_the_run() {
     let third = poll(&main, "exhaust", 10, 3000).await.unwrap();
     assert_eq!(third, vec![]);
 
-    let message = "timed out: attempt 2 of 2 was not completed within the step's 1s timeout";
+    let message = "step a, task 0, attempt 2: timed out: attempt 2 of 2 was not completed \
+                   within the step's 1s timeout";
     let doc = get_run(&main, run).await;
     assert_eq!(doc["status"], "failed", "{doc}");
     assert_eq!(doc["error_message"], message);

@@ -1,0 +1,43 @@
+-- quantum_flow: privileges and the DROP EXTENSION hook, after every function exists.
+--
+-- Every API function runs as SECURITY DEFINER with a pinned search_path, so a role needs no
+-- privilege on the tables or on pgmq: EXECUTE on the functions its role lists is enough.
+-- Nothing is granted to PUBLIC.
+
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA quantum_flow FROM PUBLIC;
+
+-- quantum_flow_client: start and watch runs, read definitions
+GRANT EXECUTE ON FUNCTION
+    start_flow(text, jsonb, uuid),
+    get_run(uuid),
+    cancel_run(uuid, text),
+    list_flows(),
+    get_flow(text),
+    is_valid_slug(text)
+TO quantum_flow_client;
+
+-- quantum_flow_worker: claim tasks and report their outcome
+GRANT EXECUTE ON FUNCTION
+    poll_tasks(text, integer, integer, text),
+    complete_task(uuid, text, integer, jsonb, integer),
+    fail_task(uuid, text, integer, text, integer),
+    is_valid_slug(text)
+TO quantum_flow_worker;
+
+-- quantum_flow_admin (also a member of the two roles above): definitions and housekeeping
+GRANT EXECUTE ON FUNCTION
+    create_flow(text, integer, integer, integer),
+    add_step(text, text, text[], text, integer, integer, integer, integer),
+    delete_flow(text),
+    prune_runs(interval, boolean, integer),
+    maintain()
+TO quantum_flow_admin;
+
+-- DROP EXTENSION quantum_flow drops the workflows' pgmq queues first (they are pgmq's tables,
+-- not this extension's, so nothing else would), and says that the roles stay.
+CREATE FUNCTION on_drop_extension() RETURNS event_trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'quantum_flow_on_drop_extension';
+REVOKE EXECUTE ON FUNCTION on_drop_extension() FROM PUBLIC;
+CREATE EVENT TRIGGER quantum_flow_drop_extension ON ddl_command_start
+    WHEN TAG IN ('DROP EXTENSION')
+    EXECUTE FUNCTION on_drop_extension();

@@ -1,0 +1,144 @@
+-- quantum_flow 0.1.0 -> 0.2.0, run by ALTER EXTENSION quantum_flow UPDATE.
+--
+-- Keeps every definition, run, task and queued message. After it, the extension's catalogue
+-- equals a fresh 0.2.0 install (the upgrade tier of `make test` checks that object by object),
+-- so every statement here mirrors sql/bootstrap.sql, sql/finalize.sql or a function pgrx
+-- generates from src/api. See the README's "Upgrades" for the rules of the next script.
+\echo Use "ALTER EXTENSION quantum_flow UPDATE TO '0.2.0'" to load this file. \quit
+
+------------------------------------------------------------------------------------------------
+-- Preconditions and roles (as in bootstrap.sql)
+------------------------------------------------------------------------------------------------
+
+DO $$
+DECLARE
+    pgmq_owner name;
+    owner_is_superuser boolean;
+BEGIN
+    SELECT r.rolname, r.rolsuper INTO pgmq_owner, owner_is_superuser
+    FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_roles r ON r.oid = e.extowner
+    WHERE e.extname = 'pgmq';
+    IF NOT coalesce(owner_is_superuser, false) THEN
+        RAISE EXCEPTION 'quantum_flow: extension pgmq is owned by role %, which is not a superuser', pgmq_owner
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'quantum_flow''s functions call pgmq''s with elevated privileges; install pgmq as a superuser (CREATE EXTENSION quantum_flow CASCADE does).';
+    END IF;
+END
+$$;
+
+DO $$
+DECLARE
+    role_name text;
+BEGIN
+    FOREACH role_name IN ARRAY ARRAY['quantum_flow_client', 'quantum_flow_worker', 'quantum_flow_admin'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = role_name) THEN
+            EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', role_name);
+        END IF;
+    END LOOP;
+    FOREACH role_name IN ARRAY ARRAY['quantum_flow_client', 'quantum_flow_worker'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members m
+                       WHERE m.roleid = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = role_name)
+                         AND m.member = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = 'quantum_flow_admin')) THEN
+            EXECUTE pg_catalog.format('GRANT %I TO quantum_flow_admin', role_name);
+        END IF;
+    END LOOP;
+END
+$$;
+
+REVOKE ALL ON SCHEMA quantum_flow FROM PUBLIC;
+GRANT USAGE ON SCHEMA quantum_flow TO quantum_flow_client, quantum_flow_worker, quantum_flow_admin;
+
+------------------------------------------------------------------------------------------------
+-- Tables
+------------------------------------------------------------------------------------------------
+
+CREATE INDEX runs_ended_at_idx ON runs ((coalesce(completed_at, failed_at))) WHERE status <> 'started';
+
+SELECT pg_catalog.pg_extension_config_dump('workflows', '');
+SELECT pg_catalog.pg_extension_config_dump('workflow_steps', '');
+SELECT pg_catalog.pg_extension_config_dump('workflow_step_dependencies_def', '');
+SELECT pg_catalog.pg_extension_config_dump('runs', '');
+SELECT pg_catalog.pg_extension_config_dump('step_states', '');
+SELECT pg_catalog.pg_extension_config_dump('step_tasks', '');
+SELECT pg_catalog.pg_extension_config_dump('step_task_shards', '');
+
+------------------------------------------------------------------------------------------------
+-- Functions: the API becomes SECURITY DEFINER with a pinned search_path; three are new
+------------------------------------------------------------------------------------------------
+
+ALTER FUNCTION add_step(text, text, text[], text, integer, integer, integer, integer)
+    SECURITY DEFINER SET search_path TO pg_catalog, pg_temp;
+ALTER FUNCTION cancel_run(uuid, text) SECURITY DEFINER SET search_path TO pg_catalog, pg_temp;
+ALTER FUNCTION complete_task(uuid, text, integer, jsonb, integer)
+    SECURITY DEFINER SET search_path TO pg_catalog, pg_temp;
+ALTER FUNCTION create_flow(text, integer, integer, integer)
+    SECURITY DEFINER SET search_path TO pg_catalog, pg_temp;
+ALTER FUNCTION delete_flow(text) SECURITY DEFINER SET search_path TO pg_catalog, pg_temp;
+ALTER FUNCTION fail_task(uuid, text, integer, text, integer)
+    SECURITY DEFINER SET search_path TO pg_catalog, pg_temp;
+ALTER FUNCTION get_flow(text) SECURITY DEFINER SET search_path TO pg_catalog, pg_temp;
+ALTER FUNCTION get_run(uuid) SECURITY DEFINER SET search_path TO pg_catalog, pg_temp;
+ALTER FUNCTION list_flows() SECURITY DEFINER SET search_path TO pg_catalog, pg_temp;
+ALTER FUNCTION poll_tasks(text, integer, integer, text)
+    SECURITY DEFINER SET search_path TO pg_catalog, pg_temp;
+ALTER FUNCTION start_flow(text, jsonb, uuid) SECURITY DEFINER SET search_path TO pg_catalog, pg_temp;
+
+CREATE FUNCTION "jsonb_raw_size"(
+	"value" jsonb
+) RETURNS bigint
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'jsonb_raw_size_wrapper';
+
+CREATE FUNCTION "maintain"() RETURNS jsonb
+STRICT SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'maintain_wrapper';
+
+CREATE FUNCTION "prune_runs"(
+	"older_than" interval DEFAULT '7 days',
+	"keep_failed" bool DEFAULT false,
+	"max_runs" INT DEFAULT 10000
+) RETURNS bigint
+SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'prune_runs_wrapper';
+
+------------------------------------------------------------------------------------------------
+-- Privileges and the DROP EXTENSION hook (as in finalize.sql)
+------------------------------------------------------------------------------------------------
+
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA quantum_flow FROM PUBLIC;
+
+GRANT EXECUTE ON FUNCTION
+    start_flow(text, jsonb, uuid),
+    get_run(uuid),
+    cancel_run(uuid, text),
+    list_flows(),
+    get_flow(text),
+    is_valid_slug(text)
+TO quantum_flow_client;
+
+GRANT EXECUTE ON FUNCTION
+    poll_tasks(text, integer, integer, text),
+    complete_task(uuid, text, integer, jsonb, integer),
+    fail_task(uuid, text, integer, text, integer),
+    is_valid_slug(text)
+TO quantum_flow_worker;
+
+GRANT EXECUTE ON FUNCTION
+    create_flow(text, integer, integer, integer),
+    add_step(text, text, text[], text, integer, integer, integer, integer),
+    delete_flow(text),
+    prune_runs(interval, boolean, integer),
+    maintain()
+TO quantum_flow_admin;
+
+CREATE FUNCTION on_drop_extension() RETURNS event_trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'quantum_flow_on_drop_extension';
+REVOKE EXECUTE ON FUNCTION on_drop_extension() FROM PUBLIC;
+CREATE EVENT TRIGGER quantum_flow_drop_extension ON ddl_command_start
+    WHEN TAG IN ('DROP EXTENSION')
+    EXECUTE FUNCTION on_drop_extension();

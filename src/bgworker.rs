@@ -1,0 +1,239 @@
+//! Maintenance without pollers, when quantum_flow is in `shared_preload_libraries`.
+//!
+//! One long-lived *launcher* (background worker "quantum_flow launcher", restarted 10 s after
+//! a crash) connects to no database and, every `quantum_flow.maintenance_interval`, starts a
+//! short-lived *maintenance worker* in each database that allows connections and is not a
+//! template. That worker checks that the extension is installed (at this library's version)
+//! and runs `maintain()` once, in one transaction, then exits. Short-lived workers hold no
+//! connection between rounds, so `DROP DATABASE` and `CREATE DATABASE ... TEMPLATE` are not
+//! blocked by them, and they need one `max_worker_processes` slot each only while they run.
+//!
+//! A database found without the extension is probed again every `ABSENT_RECHECK` only; the
+//! worker reports such databases to the launcher through a small array in shared memory.
+//! Without preloading none of this exists, and pollers and `maintain()` do the same work.
+
+use crate::maintenance;
+use crate::settings::MAINTENANCE_INTERVAL_MS;
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
+use pgrx::{pg_guard, pg_shmem_init, pg_sys, PgAtomic, PgMemoryContexts};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// How often a database without the extension is probed again.
+const ABSENT_RECHECK: Duration = Duration::from_secs(10);
+/// How often the launcher re-reads the list of databases.
+const DATABASE_RESCAN: Duration = Duration::from_secs(10);
+/// Slots for "this database has no quantum_flow" reports (0 = free). When they are all taken
+/// a report is dropped, and the launcher simply probes that database at the normal interval.
+const ABSENT_SLOTS: usize = 64;
+
+static ABSENT: PgAtomic<[AtomicU32; ABSENT_SLOTS]> =
+    unsafe { PgAtomic::new(c"quantum_flow_absent") };
+
+/// Registers the launcher and the shared memory; called from `_PG_init`, and does nothing
+/// unless the library is being preloaded.
+pub fn init() {
+    if unsafe { !pg_sys::process_shared_preload_libraries_in_progress } {
+        return;
+    }
+    pg_shmem_init!(ABSENT = [const { AtomicU32::new(0) }; ABSENT_SLOTS]);
+    BackgroundWorkerBuilder::new("quantum_flow launcher")
+        .set_type("quantum_flow launcher")
+        .set_library("quantum_flow")
+        .set_function("quantum_flow_launcher_main")
+        .enable_spi_access()
+        .set_restart_time(Some(Duration::from_secs(10)))
+        .load();
+}
+
+/// A maintenance worker the launcher started, and when.
+struct Running {
+    handle: *mut pg_sys::BackgroundWorkerHandle,
+    started: Instant,
+}
+
+/// The launcher's view of one database.
+#[derive(Default)]
+struct Database {
+    running: Option<Running>,
+    /// Not before this instant is the next worker started.
+    next_start: Option<Instant>,
+}
+
+#[pgrx::pg_guard]
+#[no_mangle]
+pub extern "C-unwind" fn quantum_flow_launcher_main(_arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    BackgroundWorker::connect_worker_to_spi(None, None);
+    pgrx::log!("quantum_flow launcher started");
+    let mut databases: HashMap<pg_sys::Oid, Database> = HashMap::new();
+    let mut scanned: Option<Instant> = None;
+    let mut warned_no_slot = false;
+    loop {
+        let interval = MAINTENANCE_INTERVAL_MS.get();
+        let tick = if interval == 0 {
+            Duration::from_secs(10)
+        } else {
+            Duration::from_millis(interval.clamp(100, 10_000) as u64)
+        };
+        if !BackgroundWorker::wait_latch(Some(tick)) {
+            break;
+        }
+        if BackgroundWorker::sighup_received() {
+            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+        }
+        let now = Instant::now();
+        // Reap finished workers first (the postmaster sets our latch when one exits).
+        for (oid, db) in databases.iter_mut() {
+            let Some(running) = &db.running else { continue };
+            if worker_is_running(running.handle) {
+                continue;
+            }
+            let after = if take_absent_report(*oid) {
+                ABSENT_RECHECK
+            } else {
+                Duration::from_millis(interval.max(0) as u64)
+            };
+            db.next_start = Some(running.started + after);
+            unsafe { pg_sys::pfree(running.handle.cast()) };
+            db.running = None;
+        }
+        if interval == 0 {
+            continue;
+        }
+        if scanned.is_none_or(|at| now.duration_since(at) >= DATABASE_RESCAN) {
+            let present = BackgroundWorker::transaction(connectable_databases);
+            databases.retain(|oid, db| db.running.is_some() || present.contains(oid));
+            for oid in present {
+                databases.entry(oid).or_default();
+            }
+            scanned = Some(now);
+        }
+        for (oid, db) in databases.iter_mut() {
+            if db.running.is_some() || db.next_start.is_some_and(|at| now < at) {
+                continue;
+            }
+            match start_maintenance_worker(*oid) {
+                Some(handle) => {
+                    db.running = Some(Running {
+                        handle,
+                        started: now,
+                    });
+                    warned_no_slot = false;
+                }
+                None => {
+                    if !warned_no_slot {
+                        pgrx::warning!(
+                            "quantum_flow launcher: no background worker slot is free for \
+                             maintenance (raise max_worker_processes); retrying"
+                        );
+                        warned_no_slot = true;
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    pgrx::log!("quantum_flow launcher stopped");
+}
+
+fn worker_is_running(handle: *mut pg_sys::BackgroundWorkerHandle) -> bool {
+    let mut pid: pg_sys::pid_t = 0;
+    let status = unsafe { pg_sys::GetBackgroundWorkerPid(handle, &mut pid) };
+    matches!(
+        status,
+        pg_sys::BgwHandleStatus::BGWH_STARTED | pg_sys::BgwHandleStatus::BGWH_NOT_YET_STARTED
+    )
+}
+
+/// Registers one maintenance worker for database `oid`; None when no worker slot is free.
+fn start_maintenance_worker(oid: pg_sys::Oid) -> Option<*mut pg_sys::BackgroundWorkerHandle> {
+    let builder = BackgroundWorkerBuilder::new("quantum_flow maintenance")
+        .set_type("quantum_flow maintenance")
+        .set_library("quantum_flow")
+        .set_function("quantum_flow_maintenance_main")
+        .enable_spi_access()
+        .set_argument(Some(pg_sys::Datum::from(oid.to_u32())))
+        .set_notify_pid(unsafe { pg_sys::MyProcPid });
+    let mut worker: pg_sys::BackgroundWorker = (&builder).into();
+    let mut handle: *mut pg_sys::BackgroundWorkerHandle = std::ptr::null_mut();
+    // The handle is palloc'd in the current memory context: make that one which lives until
+    // we pfree the handle.
+    let registered = unsafe {
+        PgMemoryContexts::TopMemoryContext
+            .switch_to(|_| pg_sys::RegisterDynamicBackgroundWorker(&mut worker, &mut handle))
+    };
+    registered.then_some(handle)
+}
+
+/// The databases a maintenance worker may connect to, read from the shared catalog
+/// pg_database (the launcher is connected to no database).
+fn connectable_databases() -> Vec<pg_sys::Oid> {
+    let mut oids = Vec::new();
+    unsafe {
+        let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+        let rel = pg_sys::table_open(pg_sys::DatabaseRelationId, lock);
+        let scan = pg_sys::table_beginscan_catalog(rel, 0, std::ptr::null_mut());
+        loop {
+            let tuple = pg_sys::heap_getnext(scan, pg_sys::ScanDirection::ForwardScanDirection);
+            if tuple.is_null() {
+                break;
+            }
+            let db = pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_database>(tuple);
+            if (*db).datallowconn && !(*db).datistemplate {
+                oids.push((*db).oid);
+            }
+        }
+        pg_sys::table_endscan(scan);
+        pg_sys::table_close(rel, lock);
+    }
+    oids
+}
+
+fn report_absent(oid: pg_sys::Oid) {
+    for slot in ABSENT.get() {
+        if slot
+            .compare_exchange(0, oid.to_u32(), Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            return;
+        }
+    }
+}
+
+/// Whether the worker of database `oid` reported it has no quantum_flow (and clears that).
+fn take_absent_report(oid: pg_sys::Oid) -> bool {
+    ABSENT.get().iter().any(|slot| {
+        slot.compare_exchange(oid.to_u32(), 0, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    })
+}
+
+#[pgrx::pg_guard]
+#[no_mangle]
+pub extern "C-unwind" fn quantum_flow_maintenance_main(arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGTERM);
+    let oid = pg_sys::Oid::from(arg.value() as u32);
+    BackgroundWorker::connect_worker_to_spi_by_oid(Some(oid), None);
+    // An error aborts the transaction (nothing half-done is committed) and ends the worker;
+    // the launcher starts the next one after the interval.
+    let report = BackgroundWorker::transaction(|| {
+        let version = crate::api::installed_version()
+            .unwrap_or_else(|e| pgrx::error!("quantum_flow maintenance: {e}"));
+        if version.as_deref() != Some(env!("CARGO_PKG_VERSION")) {
+            return None;
+        }
+        Some(
+            maintenance::maintain()
+                .unwrap_or_else(|e| pgrx::error!("quantum_flow maintenance failed: {e}")),
+        )
+    });
+    match report {
+        Some(report) if report.did_something() => {
+            pgrx::log!("quantum_flow maintenance: {}", report.to_json())
+        }
+        Some(_) => {}
+        None => report_absent(oid),
+    }
+}

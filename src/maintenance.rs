@@ -1,0 +1,86 @@
+//! Housekeeping that does not wait for pollers: `maintain()` (what polls do in passing, for
+//! every workflow) and `prune_runs()` (retention).
+
+use crate::engine::slug::queue_name;
+use crate::error::QfResult;
+use crate::executor::Cleanup;
+use crate::queue;
+use crate::store::{flows, runs};
+use pgrx::datum::{Interval, Uuid};
+use std::collections::BTreeMap;
+
+/// How many overdue messages one `maintain()` call looks at per workflow (oldest first); the
+/// rest wait for the next call.
+pub const SWEEP_LIMIT: i32 = 10_000;
+
+/// What one `maintain()` call did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Report {
+    pub workflows: usize,
+    /// Claims that timed out with attempts left, put back in the queue.
+    pub timeouts_retried: usize,
+    /// Claims that timed out with no attempts left: their task failed.
+    pub timeouts_failed: usize,
+    /// Runs failed because of those.
+    pub runs_failed: usize,
+    /// Messages with no live task behind them, archived.
+    pub stale_archived: usize,
+}
+
+impl Report {
+    pub fn did_something(&self) -> bool {
+        self.timeouts_retried + self.timeouts_failed + self.stale_archived > 0
+    }
+
+    pub fn to_json(self) -> serde_json::Value {
+        serde_json::json!({
+            "workflows": self.workflows,
+            "timeouts_retried": self.timeouts_retried,
+            "timeouts_failed": self.timeouts_failed,
+            "runs_failed": self.runs_failed,
+            "stale_archived": self.stale_archived,
+        })
+    }
+}
+
+/// For every workflow, in slug order: claims that outlived their step's timeout are put back
+/// in the queue as the attempt they were (or, with no attempts left, fail their task and run),
+/// and messages whose run has ended are archived. Everything is locked with SKIP LOCKED in the
+/// engine's lock order, so concurrent `maintain()` calls and pollers never wait for each other
+/// or count anything twice.
+pub fn maintain() -> QfResult<Report> {
+    let mut report = Report::default();
+    for slug in flows::all_slugs()? {
+        let queue = queue_name(&slug);
+        let mut cleanup = Cleanup::default();
+        for found in queue::sweep_overdue(&queue, &slug, SWEEP_LIMIT)? {
+            cleanup.add(found);
+        }
+        report.workflows += 1;
+        report.timeouts_retried += cleanup.timed_out.len();
+        report.timeouts_failed += cleanup.exhausted.len();
+        report.stale_archived += cleanup.stale.len();
+        report.runs_failed += cleanup.apply(&queue, &slug)?;
+    }
+    Ok(report)
+}
+
+/// Deletes up to `max_runs` runs that ended (completed, or failed unless `keep_failed`) before
+/// `now() - older_than`, oldest first, with their step states, tasks and the messages of
+/// their tasks (archived ones, and any a failure left in the queue). Returns how many runs it
+/// deleted. Started runs are never touched; runs another transaction holds are skipped.
+pub fn prune_runs(older_than: Interval, keep_failed: bool, max_runs: i32) -> QfResult<i64> {
+    let ended = runs::lock_ended_runs(older_than, keep_failed, max_runs)?;
+    let mut by_workflow: BTreeMap<String, (Vec<Uuid>, Vec<i64>)> = BTreeMap::new();
+    for (run_id, workflow_slug, message_ids) in ended {
+        let entry = by_workflow.entry(workflow_slug).or_default();
+        entry.0.push(run_id);
+        entry.1.extend(message_ids);
+    }
+    let mut deleted = 0;
+    for (workflow_slug, (run_ids, message_ids)) in by_workflow {
+        queue::delete_messages(&queue_name(&workflow_slug), &message_ids)?;
+        deleted += runs::delete_ended(run_ids)?;
+    }
+    Ok(deleted as i64)
+}

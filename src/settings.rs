@@ -1,0 +1,84 @@
+//! The `quantum_flow.*` settings (GUCs), registered once per process from `_PG_init`.
+//!
+//! Limits a DBA sets for everybody are `SUSET`: only a superuser (or `ALTER ROLE ... SET` /
+//! `ALTER DATABASE ... SET` by one) can change them, so a worker cannot raise its own limit.
+
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+
+/// The largest `jsonb` value PostgreSQL can build: the offsets inside a jsonb container are
+/// 28 bits wide (`JENTRY_OFFLENMASK`).
+pub const JSONB_MAX_BYTES: i64 = 0x0FFF_FFFF;
+
+/// `quantum_flow.poll_recheck_ms`: the longest an idle poller sleeps before it checks the
+/// queue again, a safety net for wake-ups that cannot be seen (work that another client put
+/// into the queue by hand, or the tiny window described in `wakeup::wait_for_work`).
+pub static POLL_RECHECK_MS: GucSetting<i32> = GucSetting::<i32>::new(500);
+
+/// `quantum_flow.max_batch_size`: the largest `batch_size` a `poll_tasks` may ask for.
+pub static MAX_BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(1000);
+
+/// `quantum_flow.max_wait_ms`: the longest `max_wait_ms` a `poll_tasks` may ask for (a
+/// waiting poll keeps its transaction, and so its snapshot, open).
+pub static MAX_WAIT_MS: GucSetting<i32> = GucSetting::<i32>::new(60_000);
+
+/// `quantum_flow.max_output_bytes`: the largest task output `complete_task` accepts.
+pub static MAX_OUTPUT_BYTES: GucSetting<i32> = GucSetting::<i32>::new(64 * 1024 * 1024);
+
+/// `quantum_flow.maintenance_interval`: how often the background worker runs `maintain()` in
+/// each database with the extension (0: never). Only read when the library is preloaded.
+pub static MAINTENANCE_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+
+pub fn init() {
+    GucRegistry::define_int_guc(
+        c"quantum_flow.poll_recheck_ms",
+        c"Longest sleep of an idle poll_tasks(max_wait_ms => ...) before it re-checks its queue.",
+        c"Waiting pollers are woken when work is committed; this re-check only catches work \
+          that arrived by other means.",
+        &POLL_RECHECK_MS,
+        10,
+        3_600_000,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"quantum_flow.max_batch_size",
+        c"Largest batch_size a poll_tasks call may ask for.",
+        c"Larger requests raise invalid_option, so that one poller cannot hoard a big map.",
+        &MAX_BATCH_SIZE,
+        1,
+        1_000_000,
+        GucContext::Suset,
+        GucFlags::empty(),
+    );
+    GucRegistry::define_int_guc(
+        c"quantum_flow.max_wait_ms",
+        c"Longest max_wait_ms a poll_tasks call may ask for.",
+        c"A waiting poll keeps its transaction open, which holds back vacuum; larger \
+          requests raise invalid_option.",
+        &MAX_WAIT_MS,
+        0,
+        3_600_000,
+        GucContext::Suset,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"quantum_flow.max_output_bytes",
+        c"Largest task output complete_task accepts.",
+        c"A larger output raises output_too_large and changes nothing.",
+        &MAX_OUTPUT_BYTES,
+        1,
+        JSONB_MAX_BYTES as i32,
+        GucContext::Suset,
+        GucFlags::UNIT_BYTE,
+    );
+    GucRegistry::define_int_guc(
+        c"quantum_flow.maintenance_interval",
+        c"How often the background worker runs quantum_flow.maintain() in each database.",
+        c"Only used when quantum_flow is in shared_preload_libraries; 0 turns it off.",
+        &MAINTENANCE_INTERVAL_MS,
+        0,
+        86_400_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+}
