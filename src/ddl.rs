@@ -40,10 +40,10 @@ pub unsafe extern "C-unwind" fn quantum_flow_on_drop_extension(
     if unsafe { drops_quantum_flow((*data).parsetree) } {
         match queue::drop_workflow_queues() {
             Ok(dropped) => pgrx::notice!(
-                "quantum_flow: dropped the pgmq queues of {dropped} workflow(s); the roles \
-                 quantum_flow_admin, quantum_flow_worker and quantum_flow_client are kept \
-                 (roles belong to the cluster: drop them with DROP ROLE once no database uses \
-                 them)"
+                "quantum_flow: dropping the pgmq queues of {dropped} workflow(s) with the \
+                 extension; the roles quantum_flow_admin, quantum_flow_worker and \
+                 quantum_flow_client are kept (roles belong to the cluster: drop them with DROP \
+                 ROLE once no database uses them)"
             ),
             Err(e) => pgrx::error!("{e}"),
         }

@@ -142,11 +142,12 @@ fn after_step_completed(run: &Run, step_slug: &str) -> QfResult<Option<Vec<Strin
         None => Ok(None),
         Some(0) => {
             if let Some(bytes) = runs::complete_run(run.run_id)? {
+                // Every step completed: the run fails, no step does.
                 let message = QfError::OutputTooLarge(format!(
                     "the run's output (its leaf steps' outputs) would be {bytes} bytes, more \
                      than a jsonb value holds ({JSONB_MAX_BYTES})"
                 ));
-                fail_run(run, step_slug, &message.to_string())?;
+                runs::fail_run(run.run_id, &format!("run output: {message}"))?;
             }
             Ok(None)
         }

@@ -415,11 +415,25 @@ pub fn requeue_timed_out(tasks: &[TaskKey]) -> QfResult<usize> {
 /// steps that had not finished are shown as `cancelled` (their rows keep the status they had:
 /// every path that changes a step or task checks first that its run is started). A map step
 /// that did not complete counts its completed tasks on its shards.
+///
+/// A run's input, output and step outputs may together be larger than one jsonb value holds.
+/// Then the step outputs are left out (each shown as null with `"output_omitted": true`), and
+/// if that is not enough the run's output too (`"output_omitted": true` on the run), rather
+/// than failing. Sizes are read from the values' headers (`jsonb_raw_size`).
 pub fn run_document(run_id: Uuid) -> QfResult<Option<Jsonb>> {
     query_opt(
-        "SELECT jsonb_build_object( \
+        "WITH r AS ( \
+           SELECT r.*, \
+                  quantum_flow.jsonb_raw_size(r.input) + coalesce(quantum_flow.jsonb_raw_size(r.output), 0) AS run_bytes, \
+                  (SELECT coalesce(sum(quantum_flow.jsonb_raw_size(ss.output)), 0) \
+                   FROM quantum_flow.step_states ss WHERE ss.run_id = r.run_id) AS step_bytes \
+           FROM quantum_flow.runs r WHERE r.run_id = $1), \
+         budget AS ( \
+           SELECT r.run_bytes + r.step_bytes > $2 AS omit_steps, r.run_bytes > $2 AS omit_output FROM r) \
+         SELECT jsonb_build_object( \
            'run_id', r.run_id, 'workflow_slug', r.workflow_slug, 'status', r.status, \
-           'input', r.input, 'output', r.output, 'error_message', r.error_message, \
+           'input', r.input, 'output', CASE WHEN b.omit_output THEN NULL ELSE r.output END, \
+           'error_message', r.error_message, \
            'started_at', r.started_at, 'completed_at', r.completed_at, 'failed_at', r.failed_at, \
            'steps', coalesce(( \
              SELECT jsonb_agg(jsonb_build_object( \
@@ -433,15 +447,25 @@ pub fn run_document(run_id: Uuid) -> QfResult<Option<Jsonb>> {
                                                     FROM quantum_flow.step_task_shards sh \
                                                     WHERE sh.run_id = ss.run_id AND sh.step_slug = ss.step_slug) \
                                               ELSE ss.tasks_completed END, \
-                      'output', ss.output, 'error_message', ss.error_message) ORDER BY ws.step_index) \
+                      'output', CASE WHEN b.omit_steps THEN NULL ELSE ss.output END, \
+                      'error_message', ss.error_message) \
+                    || CASE WHEN b.omit_steps AND ss.output IS NOT NULL \
+                            THEN '{\"output_omitted\": true}'::jsonb ELSE '{}'::jsonb END \
+                    ORDER BY ws.step_index) \
              FROM quantum_flow.step_states ss \
              JOIN quantum_flow.workflow_steps ws ON ws.workflow_slug = ss.workflow_slug AND ws.step_slug = ss.step_slug \
              WHERE ss.run_id = r.run_id), '[]'::jsonb)) \
-         FROM quantum_flow.runs r WHERE r.run_id = $1",
-        &[run_id.into()],
+           || CASE WHEN b.omit_output AND r.output IS NOT NULL \
+                   THEN '{\"output_omitted\": true}'::jsonb ELSE '{}'::jsonb END \
+         FROM r, budget b",
+        &[run_id.into(), (JSONB_MAX_BYTES - DOCUMENT_OVERHEAD).into()],
         |r| req(r, 1),
     )
 }
+
+/// Room left in a `get_run` document for everything but the input and outputs (keys,
+/// statuses, counts, timestamps and errors of up to thousands of steps).
+const DOCUMENT_OVERHEAD: i64 = 8 * 1024 * 1024;
 
 /// Runs that ended before `now() - older_than`, oldest first, at most `max_runs`, locked
 /// (skipping any another transaction holds), with their workflow and their tasks' messages.
