@@ -167,11 +167,16 @@ def test_attempts_exhausted_fail_the_run(conn: psycopg.Connection[Any], slug: st
     assert t2.attempt == 2
     assert qf.fail_task(conn, run_id, "a", 0, "boom 2", attempt=t2.attempt) == "failed"
     run = qf.get_run(conn, run_id)
-    assert (run.status, run.error_message, run.output) == ("failed", "boom 2", None)
+    # the run's message says which step, task and attempt failed
+    assert (run.status, run.error_message, run.output) == (
+        "failed",
+        "step a, task 0, attempt 2: boom 2",
+        None,
+    )
     assert isinstance(run.failed_at, datetime) and run.completed_at is None
     assert run.steps == [
-        StepState("a", "failed", 1, 0, None, "boom 2"),
-        StepState("b", "created", 1, 0, None, None),
+        StepState("a", "failed", 1, 0, None, "step a, task 0, attempt 2: boom 2"),
+        StepState("b", "cancelled", 1, 0, None, None),
     ]
     assert qf.poll_tasks(conn, slug) == []
 

@@ -114,10 +114,13 @@ def test_run_failed(conninfo: str, conn: psycopg.Connection[Any], slug: str) -> 
 
     with pytest.raises(qf.RunFailed) as e:
         qf.execute_dynamic(conninfo, slug, {"who": "me"}, {"a": a, "b": lambda i: 1})
-    assert e.value.message == "no data for me"
+    assert e.value.message == "step a, task 0, attempt 2: no data for me"
     run = qf.get_run(conn, e.value.run_id)
-    assert (run.status, run.error_message) == ("failed", "no data for me")
-    assert [(s.step_slug, s.status) for s in run.steps] == [("a", "failed"), ("b", "created")]
+    assert (run.status, run.error_message) == (
+        "failed",
+        "step a, task 0, attempt 2: no data for me",
+    )
+    assert [(s.step_slug, s.status) for s in run.steps] == [("a", "failed"), ("b", "cancelled")]
 
 
 def test_output_that_is_not_json_fails_the_attempt(
@@ -127,7 +130,7 @@ def test_output_that_is_not_json_fails_the_attempt(
     qf.add_step(conn, slug, "a")
     with pytest.raises(qf.RunFailed) as e:
         qf.execute_dynamic(conninfo, slug, {}, {"a": lambda i: {1, 2}})
-    assert e.value.message == "Object of type set is not JSON serializable"
+    assert e.value.message == "step a, task 0, attempt 1: Object of type set is not JSON serializable"
 
 
 def test_map_over_a_non_array_fails_the_run(
@@ -139,7 +142,7 @@ def test_map_over_a_non_array_fails_the_run(
     with pytest.raises(qf.RunFailed) as e:
         qf.execute_dynamic(conninfo, slug, {}, {"a": lambda i: {"k": 1}, "m": lambda i: i})
     assert e.value.message == (
-        'invalid_map_input: map step "m" maps over the output of step "a", '
+        'step m: invalid_map_input: map step "m" maps over the output of step "a", '
         "which must be a JSON array but is object"
     )
 

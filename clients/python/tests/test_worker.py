@@ -78,7 +78,7 @@ def test_an_exception_without_text_is_reported_by_its_type(
         run = wait_for_run_end(conn, run_id)
     finally:
         worker.stop()
-    assert (run.status, run.error_message) == ("failed", "KeyError")
+    assert (run.status, run.error_message) == ("failed", "step a, task 0, attempt 1: KeyError")
 
 
 def test_a_late_answer_for_a_timed_out_attempt_is_ignored(

@@ -100,6 +100,8 @@ pub enum StepStatus {
     Started,
     Completed,
     Failed,
+    /// Not finished when its run failed or was cancelled (its tasks are never handed out).
+    Cancelled,
 }
 
 /// One step of a run (`get_run`'s `steps`).

@@ -576,13 +576,14 @@ async fn poll_complete_fail_and_get_run() {
     );
     let run = get_run(&c, failing).await.unwrap();
     assert_eq!(run.status, RunStatus::Failed);
-    assert_eq!(run.error_message.as_deref(), Some("second"));
+    let located = "step a, task 0, attempt 2: second";
+    assert_eq!(run.error_message.as_deref(), Some(located));
     assert_eq!(run.step("a").unwrap().status, StepStatus::Failed);
     assert_eq!(
         run.step("a").unwrap().error_message.as_deref(),
-        Some("second")
+        Some(located)
     );
-    assert_eq!(run.step("b").unwrap().status, StepStatus::Created);
+    assert_eq!(run.step("b").unwrap().status, StepStatus::Cancelled);
     assert!(run.failed_at.is_some());
     assert_eq!(
         fail_task(&c, failing, "a", 0, "late", Some(2))

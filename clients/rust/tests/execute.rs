@@ -225,11 +225,12 @@ async fn a_handler_error_that_persists_fails_the_run_with_its_message() {
     let Error::RunFailed { run_id, message } = err else {
         panic!("{err:?}")
     };
-    assert_eq!(message, "disk full");
+    // the run's message names the step, task and attempt that failed
+    assert_eq!(message, "step a, task 0, attempt 2: disk full");
     let run = get_run(&c, run_id).await.unwrap();
     assert_eq!(run.status, RunStatus::Failed);
     assert_eq!(run.step("a").unwrap().status, StepStatus::Failed);
-    assert_eq!(run.step("b").unwrap().status, StepStatus::Created);
+    assert_eq!(run.step("b").unwrap().status, StepStatus::Cancelled);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -254,19 +255,14 @@ async fn a_handler_panic_fails_the_task_with_the_panic_message() {
     let Error::RunFailed { run_id, message } = err else {
         panic!("{err:?}")
     };
-    assert_eq!(message, "handler panicked: kaboom at item 7");
+    let located = "step explode, task 0, attempt 1: handler panicked: kaboom at item 7";
+    assert_eq!(message, located);
     let run = get_run(&c, run_id).await.unwrap();
     assert_eq!(run.status, RunStatus::Failed);
-    assert_eq!(
-        run.error_message.as_deref(),
-        Some("handler panicked: kaboom at item 7")
-    );
+    assert_eq!(run.error_message.as_deref(), Some(located));
     let step = run.step("explode").unwrap();
     assert_eq!(step.status, StepStatus::Failed);
-    assert_eq!(
-        step.error_message.as_deref(),
-        Some("handler panicked: kaboom at item 7")
-    );
+    assert_eq!(step.error_message.as_deref(), Some(located));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

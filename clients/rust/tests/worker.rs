@@ -211,8 +211,9 @@ async fn shutdown_during_a_waiting_poll_loses_nothing() {
         let worker_id = format!("idle-{round}");
         let config = WorkerConfig::new("shutdown_idle")
             .worker_id(&worker_id)
-            // far longer than the test: only the cancel can end this poll
-            .max_wait_ms(i32::MAX);
+            // the longest quantum_flow.max_wait_ms allows, far longer than a round of the test:
+            // only the cancel can end this poll
+            .max_wait_ms(60_000);
         let worker = Worker::connect(&url, config, steps).await.unwrap();
         let (stop, shutdown) = shutdown_channel();
         let working = tokio::spawn(worker.run(shutdown));

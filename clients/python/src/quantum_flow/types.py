@@ -10,7 +10,7 @@ from uuid import UUID
 
 StepType = Literal["single", "map"]
 RunStatus = Literal["started", "completed", "failed"]
-StepStatus = Literal["created", "started", "completed", "failed"]
+StepStatus = Literal["created", "started", "completed", "failed", "cancelled"]
 #: What ``fail_task`` returns: the task's status after the call.
 FailOutcome = Literal["queued", "failed", "ignored"]
 
