@@ -4,6 +4,12 @@
 --
 -- A fresh install must end up with exactly the catalogue an upgrade produces (the upgrade tier
 -- compares them): add new columns at the end of their table, here and in the upgrade script.
+--
+-- The tables have no foreign keys between them. Only the extension's own functions write
+-- them (no role has a privilege on them), each change happens in one transaction under the
+-- locks the engine documents, and deletes name every table (delete_flow, prune_runs). With
+-- foreign keys, pg_restore --jobs fails: it loads the data of an extension's tables in
+-- parallel, in any order, while their constraints already exist.
 
 ------------------------------------------------------------------------------------------------
 -- Preconditions and roles
@@ -72,7 +78,7 @@ CREATE TABLE workflows (
 CREATE UNIQUE INDEX workflows_slug_lower_key ON workflows (lower(workflow_slug));
 
 CREATE TABLE workflow_steps (
-    workflow_slug text NOT NULL REFERENCES workflows ON DELETE CASCADE,
+    workflow_slug text NOT NULL,
     step_slug     text NOT NULL
         CONSTRAINT workflow_steps_slug_format CHECK (step_slug ~ '^[a-zA-Z_][a-zA-Z0-9_]*$'
                                                      AND length(step_slug) <= 63
@@ -99,8 +105,6 @@ CREATE TABLE workflow_step_dependencies_def (
     dep_index     int NOT NULL CHECK (dep_index >= 0),
     PRIMARY KEY (workflow_slug, dep_slug, step_slug),
     UNIQUE (workflow_slug, step_slug, dep_index),
-    FOREIGN KEY (workflow_slug, dep_slug) REFERENCES workflow_steps ON DELETE CASCADE,
-    FOREIGN KEY (workflow_slug, step_slug) REFERENCES workflow_steps ON DELETE CASCADE,
     CHECK (dep_slug <> step_slug)
 );
 
@@ -111,7 +115,7 @@ CREATE TABLE workflow_step_dependencies_def (
 
 CREATE TABLE runs (
     run_id          uuid PRIMARY KEY,
-    workflow_slug   text NOT NULL REFERENCES workflows ON DELETE CASCADE,
+    workflow_slug   text NOT NULL,
     status          text NOT NULL DEFAULT 'started'
                     CHECK (status IN ('started', 'completed', 'failed')),
     input           jsonb NOT NULL,
@@ -126,14 +130,14 @@ CREATE TABLE runs (
     CHECK ((status = 'failed') = (failed_at IS NOT NULL)),
     CHECK (status <> 'completed' OR remaining_steps = 0)
 );
--- add_step / delete_flow ask "does this workflow have a started run?", and delete_flow's
--- cascade finds the workflow's runs
+-- add_step / delete_flow ask "does this workflow have a started run?", and delete_flow finds
+-- the workflow's runs
 CREATE INDEX runs_workflow_status_idx ON runs (workflow_slug, status);
 -- prune_runs finds ended runs by when they ended
 CREATE INDEX runs_ended_at_idx ON runs ((coalesce(completed_at, failed_at))) WHERE status <> 'started';
 
 CREATE TABLE step_states (
-    run_id          uuid NOT NULL REFERENCES runs ON DELETE CASCADE,
+    run_id          uuid NOT NULL,
     step_slug       text NOT NULL,
     workflow_slug   text NOT NULL,
     status          text NOT NULL DEFAULT 'created'
@@ -149,9 +153,7 @@ CREATE TABLE step_states (
     completed_at    timestamptz,
     failed_at       timestamptz,
     PRIMARY KEY (run_id, step_slug),
-    -- (workflow_slug, step_slug) names a workflow_steps row; no foreign key, because steps are
-    -- only ever deleted with their workflow, whose runs (and so these rows) go with it, and
-    -- the key's cascade would scan this table once per deleted step
+    -- (workflow_slug, step_slug) names a workflow_steps row
     CHECK (tasks_total IS NULL OR tasks_completed <= tasks_total),
     CHECK (status = 'created' OR remaining_deps = 0),
     CHECK (status <> 'completed' OR tasks_completed = tasks_total)
@@ -177,7 +179,6 @@ CREATE TABLE step_tasks (
     completed_at   timestamptz,
     failed_at      timestamptz,
     PRIMARY KEY (run_id, step_slug, task_index),
-    FOREIGN KEY (run_id, step_slug) REFERENCES step_states ON DELETE CASCADE,
     CHECK (status = 'queued' OR attempts_count >= 1)
 ) WITH (fillfactor = 70);
 -- A map step's completed-task counter, split in shards (task_index % shard count) so that
@@ -190,7 +191,6 @@ CREATE TABLE step_task_shards (
     tasks_total     int NOT NULL CHECK (tasks_total > 0),
     tasks_completed int NOT NULL DEFAULT 0 CHECK (tasks_completed >= 0),
     PRIMARY KEY (run_id, step_slug, shard),
-    FOREIGN KEY (run_id, step_slug) REFERENCES step_states ON DELETE CASCADE,
     CHECK (tasks_completed <= tasks_total)
 ) WITH (fillfactor = 50);
 

@@ -52,6 +52,18 @@ GRANT USAGE ON SCHEMA quantum_flow TO quantum_flow_client, quantum_flow_worker, 
 -- Tables
 ------------------------------------------------------------------------------------------------
 
+-- 0.2.0's tables have no foreign keys between them (pg_restore --jobs loads an extension's
+-- tables in parallel, in any order; see bootstrap.sql): drop the ones 0.1.0 created, by the
+-- names PostgreSQL gave them. delete_flow and prune_runs of 0.2.0 delete from every table.
+ALTER TABLE workflow_steps DROP CONSTRAINT workflow_steps_workflow_slug_fkey;
+ALTER TABLE workflow_step_dependencies_def
+    DROP CONSTRAINT workflow_step_dependencies_def_workflow_slug_dep_slug_fkey,
+    DROP CONSTRAINT workflow_step_dependencies_def_workflow_slug_step_slug_fkey;
+ALTER TABLE runs DROP CONSTRAINT runs_workflow_slug_fkey;
+ALTER TABLE step_states DROP CONSTRAINT step_states_run_id_fkey;
+ALTER TABLE step_tasks DROP CONSTRAINT step_tasks_run_id_step_slug_fkey;
+ALTER TABLE step_task_shards DROP CONSTRAINT step_task_shards_run_id_step_slug_fkey;
+
 CREATE INDEX runs_ended_at_idx ON runs ((coalesce(completed_at, failed_at))) WHERE status <> 'started';
 
 SELECT pg_catalog.pg_extension_config_dump('workflows', '');

@@ -94,9 +94,26 @@ pub fn started_run_count(slug: &str) -> QfResult<i64> {
     .map(|n| n.unwrap_or(0))
 }
 
+/// Deletes a workflow with its steps, edges, runs, step states, tasks and counters (the
+/// tables have no foreign keys to cascade: see sql/bootstrap.sql). Each table is reached by
+/// key: the runs by workflow, the rest by run.
 pub fn delete(slug: &str) -> QfResult<()> {
     execute(
-        "DELETE FROM quantum_flow.workflows WHERE workflow_slug = $1",
+        "WITH doomed AS MATERIALIZED ( \
+           SELECT run_id FROM quantum_flow.runs WHERE workflow_slug = $1), \
+         shards AS ( \
+           DELETE FROM quantum_flow.step_task_shards s USING doomed d WHERE s.run_id = d.run_id), \
+         tasks AS ( \
+           DELETE FROM quantum_flow.step_tasks t USING doomed d WHERE t.run_id = d.run_id), \
+         states AS ( \
+           DELETE FROM quantum_flow.step_states ss USING doomed d WHERE ss.run_id = d.run_id), \
+         run_rows AS ( \
+           DELETE FROM quantum_flow.runs WHERE workflow_slug = $1), \
+         edges AS ( \
+           DELETE FROM quantum_flow.workflow_step_dependencies_def WHERE workflow_slug = $1), \
+         steps AS ( \
+           DELETE FROM quantum_flow.workflow_steps WHERE workflow_slug = $1) \
+         DELETE FROM quantum_flow.workflows WHERE workflow_slug = $1",
         &[slug.into()],
     )?;
     Ok(())

@@ -490,10 +490,20 @@ pub fn lock_ended_runs(
     )
 }
 
-/// Deletes ended runs (their step states, tasks and counters go with them); returns how many.
+/// Deletes ended runs with their step states, tasks and counters (locked by
+/// `lock_ended_runs` in this transaction, so they are still ended); returns how many.
 pub fn delete_ended(run_ids: Vec<Uuid>) -> QfResult<usize> {
     execute(
-        "DELETE FROM quantum_flow.runs WHERE run_id = ANY($1) AND status <> 'started' RETURNING 1",
+        "WITH doomed AS MATERIALIZED ( \
+           DELETE FROM quantum_flow.runs WHERE run_id = ANY($1) AND status <> 'started' \
+           RETURNING run_id), \
+         shards AS ( \
+           DELETE FROM quantum_flow.step_task_shards s USING doomed d WHERE s.run_id = d.run_id), \
+         tasks AS ( \
+           DELETE FROM quantum_flow.step_tasks t USING doomed d WHERE t.run_id = d.run_id), \
+         states AS ( \
+           DELETE FROM quantum_flow.step_states ss USING doomed d WHERE ss.run_id = d.run_id) \
+         SELECT 1 FROM doomed",
         &[run_ids.into()],
     )
 }
