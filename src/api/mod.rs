@@ -19,6 +19,7 @@ mod tasks;
 use crate::error::{QfError, QfResult};
 use crate::store::query_opt;
 use std::cell::Cell;
+use std::time::{Duration, Instant};
 
 fn required<T>(name: &str, value: Option<T>) -> Result<T, QfError> {
     value.ok_or_else(|| QfError::NullArgument(format!("{name} must not be NULL")))
@@ -34,28 +35,34 @@ pub fn installed_version() -> QfResult<Option<String>> {
 }
 
 thread_local! {
-    /// Set once this backend has seen its library and the database's extension agree.
-    static VERSION_CHECKED: Cell<bool> = const { Cell::new(false) };
+    /// When this backend last saw its library and the database's extension agree.
+    static VERSION_CHECKED_AT: Cell<Option<Instant>> = const { Cell::new(None) };
 }
 
-/// Refuses to run when this library is not the version of the SQL objects that called it:
-/// after a new version's files are installed, a database keeps its old SQL objects (now
-/// served by the new library) until `ALTER EXTENSION quantum_flow UPDATE`. Checked once per
-/// backend; after the update the next call passes.
+/// How long a passed version check is trusted before it is made again.
+const VERSION_RECHECK: Duration = Duration::from_secs(1);
+
+/// Refuses to run when this library is not the version of the SQL objects that called it.
+/// After a new version's files are installed, a database keeps its old SQL objects (now
+/// served by the new library) until `ALTER EXTENSION quantum_flow UPDATE`; and a session that
+/// loaded the old library keeps it after another session has updated the database. The
+/// check is repeated at most once a second per backend, so it costs the hot path nothing.
 fn check_version() -> Result<(), QfError> {
-    if VERSION_CHECKED.get() {
+    let now = Instant::now();
+    if VERSION_CHECKED_AT
+        .get()
+        .is_some_and(|at| now.duration_since(at) < VERSION_RECHECK)
+    {
         return Ok(());
     }
     let library = env!("CARGO_PKG_VERSION");
     match installed_version()? {
         Some(v) if v == library => {
-            VERSION_CHECKED.set(true);
+            VERSION_CHECKED_AT.set(Some(now));
             Ok(())
         }
-        installed => Err(QfError::ExtensionVersionMismatch(format!(
-            "the quantum_flow library is version {library} but this database has the extension \
-             at version {}; run ALTER EXTENSION quantum_flow UPDATE",
-            installed.unwrap_or_else(|| "(none)".into())
-        ))),
+        installed => Err(QfError::ExtensionVersionMismatch(
+            crate::engine::version::mismatch(library, installed.as_deref()),
+        )),
     }
 }

@@ -5,6 +5,7 @@ pub mod backoff;
 pub mod definition;
 pub mod message;
 pub mod slug;
+pub mod version;
 
 /// Shards of a map step's completed-task counter (see `step_task_shards`): task `i` counts on
 /// shard `i % COUNTER_SHARDS`.
