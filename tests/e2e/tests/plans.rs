@@ -376,7 +376,11 @@ async fn hot_path_plans_do_not_scan_history() {
         .map(|r| r.get(0))
         .collect();
     // (a batch larger than the default quantum_flow.max_batch_size)
-    exec(&main, &format!("SET quantum_flow.max_batch_size = {BURST_RUNS}")).await;
+    exec(
+        &main,
+        &format!("SET quantum_flow.max_batch_size = {BURST_RUNS}"),
+    )
+    .await;
     let claimed = poll(&main, FLOW, BURST_RUNS as i32, 0).await.unwrap();
     assert_eq!(claimed.len(), BURST_RUNS);
     for run in burst.iter().step_by(BURST_RUNS / 20) {

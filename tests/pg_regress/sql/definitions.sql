@@ -197,7 +197,7 @@ SELECT quantum_flow.add_step('defs_rules', 'run');
 SELECT quantum_flow.add_step('defs_rules', 'c', ARRAY['run']);
 -- invalid_step_slug: a dependency that is not a valid slug
 SELECT quantum_flow.add_step('defs_rules', 'c', ARRAY['a', 'bad-dep']);
--- invalid_step_slug: a NULL inside depends_on
+-- null_argument: a NULL inside depends_on
 SELECT quantum_flow.add_step('defs_rules', 'c', ARRAY['a', NULL]);
 
 -- invalid_step_type (22023): step_type is 'single' or 'map', spelled exactly
