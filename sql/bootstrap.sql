@@ -71,7 +71,9 @@ CREATE TABLE workflows (
     max_attempts  int NOT NULL DEFAULT 3 CHECK (max_attempts >= 1),
     timeout       int NOT NULL DEFAULT 30 CHECK (timeout >= 1),
     base_delay    int NOT NULL DEFAULT 1 CHECK (base_delay >= 0),
-    created_at    timestamptz NOT NULL DEFAULT now()
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    -- free text from define_flow's document (0.2.0)
+    description   text
 );
 -- pgmq lower-cases queue table names, so two slugs that differ only in case would share a
 -- queue: refuse them.
@@ -91,6 +93,8 @@ CREATE TABLE workflow_steps (
     timeout       int CHECK (timeout >= 1),
     base_delay    int CHECK (base_delay >= 0),
     created_at    timestamptz NOT NULL DEFAULT now(),
+    -- free text from define_flow's document (0.2.0)
+    description   text,
     PRIMARY KEY (workflow_slug, step_slug),
     UNIQUE (workflow_slug, step_index),
     CONSTRAINT workflow_steps_initial_tasks_on_map CHECK (step_type = 'map' OR initial_tasks IS NULL),
@@ -204,6 +208,25 @@ COMMENT ON TABLE runs IS 'quantum_flow runs (internal; read with get_run)';
 COMMENT ON TABLE step_states IS 'quantum_flow per-run step states (internal; read with get_run)';
 COMMENT ON TABLE step_tasks IS 'quantum_flow tasks (internal; read with get_run)';
 COMMENT ON TABLE step_task_shards IS 'quantum_flow map-step completion counters (internal)';
+
+-- Each step of each run as get_run and flow_graph show it (internal). In a run that failed,
+-- the steps that had not finished show as cancelled (their rows keep the status they had:
+-- every path that changes a step or task first checks that its run is started). A map step
+-- that has not completed counts its completed tasks on its shards; a step that has not
+-- started shows its expected task count (initial_tasks, or 1 for a single step).
+CREATE VIEW step_progress AS
+SELECT ss.run_id, ss.step_slug, ws.step_index, ws.step_type,
+       CASE WHEN r.status = 'failed' AND ss.status IN ('created', 'started') THEN 'cancelled'
+            ELSE ss.status END AS status,
+       coalesce(ss.tasks_total, ws.initial_tasks, CASE WHEN ws.step_type = 'single' THEN 1 END) AS tasks_total,
+       CASE WHEN ss.status <> 'completed' AND ws.step_type = 'map'
+            THEN (SELECT coalesce(sum(sh.tasks_completed), 0)::int FROM step_task_shards sh
+                  WHERE sh.run_id = ss.run_id AND sh.step_slug = ss.step_slug)
+            ELSE ss.tasks_completed END AS tasks_completed,
+       ss.output, ss.error_message, ss.started_at, ss.completed_at, ss.failed_at
+FROM step_states ss
+JOIN runs r ON r.run_id = ss.run_id
+JOIN workflow_steps ws ON ws.workflow_slug = ss.workflow_slug AND ws.step_slug = ss.step_slug;
 
 ------------------------------------------------------------------------------------------------
 -- Backups: pg_dump dumps the rows of these tables (their definitions come from CREATE

@@ -13,7 +13,11 @@ GRANT EXECUTE ON FUNCTION
     cancel_run(uuid, text),
     list_flows(),
     get_flow(text),
-    is_valid_slug(text)
+    is_valid_slug(text),
+    export_flow(text),
+    validate_flow(jsonb),
+    flow_graph(text, text, uuid),
+    flow_schema()
 TO quantum_flow_client;
 
 -- quantum_flow_worker: claim tasks and report their outcome
@@ -29,6 +33,7 @@ GRANT EXECUTE ON FUNCTION
     create_flow(text, integer, integer, integer),
     add_step(text, text, text[], text, integer, integer, integer, integer),
     delete_flow(text),
+    define_flow(jsonb),
     prune_runs(interval, boolean, integer),
     maintain()
 TO quantum_flow_admin;

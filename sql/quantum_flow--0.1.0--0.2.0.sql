@@ -66,6 +66,29 @@ ALTER TABLE step_task_shards DROP CONSTRAINT step_task_shards_run_id_step_slug_f
 
 CREATE INDEX runs_ended_at_idx ON runs ((coalesce(completed_at, failed_at))) WHERE status <> 'started';
 
+-- define_flow documents keep their descriptions
+ALTER TABLE workflows ADD COLUMN description text;
+ALTER TABLE workflow_steps ADD COLUMN description text;
+
+-- Each step of each run as get_run and flow_graph show it (internal). In a run that failed,
+-- the steps that had not finished show as cancelled (their rows keep the status they had:
+-- every path that changes a step or task first checks that its run is started). A map step
+-- that has not completed counts its completed tasks on its shards; a step that has not
+-- started shows its expected task count (initial_tasks, or 1 for a single step).
+CREATE VIEW step_progress AS
+SELECT ss.run_id, ss.step_slug, ws.step_index, ws.step_type,
+       CASE WHEN r.status = 'failed' AND ss.status IN ('created', 'started') THEN 'cancelled'
+            ELSE ss.status END AS status,
+       coalesce(ss.tasks_total, ws.initial_tasks, CASE WHEN ws.step_type = 'single' THEN 1 END) AS tasks_total,
+       CASE WHEN ss.status <> 'completed' AND ws.step_type = 'map'
+            THEN (SELECT coalesce(sum(sh.tasks_completed), 0)::int FROM step_task_shards sh
+                  WHERE sh.run_id = ss.run_id AND sh.step_slug = ss.step_slug)
+            ELSE ss.tasks_completed END AS tasks_completed,
+       ss.output, ss.error_message, ss.started_at, ss.completed_at, ss.failed_at
+FROM step_states ss
+JOIN runs r ON r.run_id = ss.run_id
+JOIN workflow_steps ws ON ws.workflow_slug = ss.workflow_slug AND ws.step_slug = ss.step_slug;
+
 SELECT pg_catalog.pg_extension_config_dump('workflows', '');
 SELECT pg_catalog.pg_extension_config_dump('workflow_steps', '');
 SELECT pg_catalog.pg_extension_config_dump('workflow_step_dependencies_def', '');
@@ -75,7 +98,7 @@ SELECT pg_catalog.pg_extension_config_dump('step_tasks', '');
 SELECT pg_catalog.pg_extension_config_dump('step_task_shards', '');
 
 ------------------------------------------------------------------------------------------------
--- Functions: the API becomes SECURITY DEFINER with a pinned search_path; three are new
+-- Functions: the API becomes SECURITY DEFINER with a pinned search_path; the new ones
 ------------------------------------------------------------------------------------------------
 
 ALTER FUNCTION add_step(text, text, text[], text, integer, integer, integer, integer)
@@ -118,6 +141,45 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'prune_runs_wrapper';
 
+CREATE FUNCTION "validate_flow"(
+	"definition" jsonb
+) RETURNS jsonb
+SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'validate_flow_wrapper';
+
+CREATE FUNCTION "define_flow"(
+	"definition" jsonb
+) RETURNS jsonb
+SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'define_flow_wrapper';
+
+CREATE FUNCTION "export_flow"(
+	"workflow_slug" TEXT
+) RETURNS jsonb
+SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'export_flow_wrapper';
+
+CREATE FUNCTION "flow_graph"(
+	"workflow_slug" TEXT,
+	"format" TEXT DEFAULT 'mermaid',
+	"run_id" uuid DEFAULT NULL
+) RETURNS TEXT
+SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'flow_graph_wrapper';
+
+CREATE FUNCTION "flow_schema"() RETURNS jsonb
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'flow_schema_wrapper';
+
 ------------------------------------------------------------------------------------------------
 -- Privileges and the DROP EXTENSION hook (as in finalize.sql)
 ------------------------------------------------------------------------------------------------
@@ -130,7 +192,11 @@ GRANT EXECUTE ON FUNCTION
     cancel_run(uuid, text),
     list_flows(),
     get_flow(text),
-    is_valid_slug(text)
+    is_valid_slug(text),
+    export_flow(text),
+    validate_flow(jsonb),
+    flow_graph(text, text, uuid),
+    flow_schema()
 TO quantum_flow_client;
 
 GRANT EXECUTE ON FUNCTION
@@ -144,6 +210,7 @@ GRANT EXECUTE ON FUNCTION
     create_flow(text, integer, integer, integer),
     add_step(text, text, text[], text, integer, integer, integer, integer),
     delete_flow(text),
+    define_flow(jsonb),
     prune_runs(interval, boolean, integer),
     maintain()
 TO quantum_flow_admin;

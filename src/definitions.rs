@@ -3,10 +3,32 @@
 //! rolled back with the error).
 
 use crate::engine::definition::{FlowOptions, StepDef};
+use crate::engine::document::{self, first_difference, FlowDocument, Limits, Problem, Validation};
+use crate::engine::graph::{self, GraphStep};
+use crate::engine::schema;
 use crate::engine::slug::queue_name;
+use crate::engine::suggest::did_you_mean;
 use crate::error::{QfError, QfResult};
+use crate::jsonb::Jsonb;
 use crate::queue;
+use crate::settings::MAX_STEPS;
 use crate::store::flows::{self, Row};
+use crate::store::runs;
+use pgrx::datum::Uuid;
+use serde_json::{json, Value};
+
+/// `workflow_not_found`, naming the closest existing workflow when there is a likely one.
+pub fn workflow_not_found(slug: &str) -> QfError {
+    let known = flows::all_slugs().unwrap_or_default();
+    QfError::workflow_not_found(slug)
+        .with_hint(did_you_mean(slug, known.iter().map(String::as_str)))
+}
+
+fn limits() -> Limits {
+    Limits {
+        max_steps: MAX_STEPS.get().max(1) as usize,
+    }
+}
 
 pub fn create_flow(slug: &str, options: &FlowOptions) -> QfResult<Row> {
     if flows::insert(slug, options)? {
@@ -37,7 +59,7 @@ pub fn create_flow(slug: &str, options: &FlowOptions) -> QfResult<Row> {
             }
         }
     }
-    flows::row(slug)?.ok_or_else(|| QfError::workflow_not_found(slug))
+    flows::row(slug)?.ok_or_else(|| workflow_not_found(slug))
 }
 
 fn describe(s: &StepDef) -> String {
@@ -55,7 +77,7 @@ fn describe(s: &StepDef) -> String {
 
 pub fn add_step(workflow_slug: &str, step: &StepDef) -> QfResult<Row> {
     if !flows::lock_for_change(workflow_slug)? {
-        return Err(QfError::workflow_not_found(workflow_slug));
+        return Err(workflow_not_found(workflow_slug));
     }
     let slug = &step.step_slug;
     if let Some(existing) = flows::step_def(workflow_slug, slug)? {
@@ -74,9 +96,23 @@ pub fn add_step(workflow_slug: &str, step: &StepDef) -> QfResult<Row> {
             )));
         }
         if let Some(missing) = flows::missing_steps(workflow_slug, &step.depends_on)?.first() {
+            let steps = flows::document(workflow_slug)?
+                .map(|d| d.steps)
+                .unwrap_or_default();
+            let hint = did_you_mean(missing, steps.iter().map(|s| s.slug.as_str()))
+                .unwrap_or_else(|| "add a step's dependencies before the step".into());
             return Err(QfError::DependencyNotFound(format!(
                 "step {slug:?} depends on {missing:?}, which is not a step of workflow \
-                 {workflow_slug:?} (add dependencies first)"
+                 {workflow_slug:?}"
+            ))
+            .with_hint(Some(hint)));
+        }
+        let count = runs::step_count(workflow_slug)?;
+        let max = i64::from(MAX_STEPS.get());
+        if count >= max {
+            return Err(QfError::LimitExceeded(format!(
+                "cannot add step {slug:?}: workflow {workflow_slug:?} has {count} steps, and \
+                 quantum_flow.max_steps is {max}"
             )));
         }
         flows::insert_step(workflow_slug, step)?;
@@ -87,7 +123,7 @@ pub fn add_step(workflow_slug: &str, step: &StepDef) -> QfResult<Row> {
 
 pub fn delete_flow(slug: &str) -> QfResult<()> {
     if !flows::lock_for_change(slug)? {
-        return Err(QfError::workflow_not_found(slug));
+        return Err(workflow_not_found(slug));
     }
     let active = flows::started_run_count(slug)?;
     if active > 0 {
@@ -100,9 +136,170 @@ pub fn delete_flow(slug: &str) -> QfResult<()> {
 }
 
 pub fn flow_document(slug: &str) -> QfResult<crate::jsonb::Jsonb> {
-    flows::flow_document(slug)?.ok_or_else(|| QfError::workflow_not_found(slug))
+    flows::flow_document(slug)?.ok_or_else(|| workflow_not_found(slug))
 }
 
 pub fn all_flows() -> QfResult<Vec<Row>> {
     flows::all_rows()
+}
+
+/// Whether a validated document may be defined: the problem when its slug is taken by a
+/// workflow with a different definition (or one that differs only in letter case), else
+/// whether the same definition exists already.
+fn against_existing(doc: &FlowDocument) -> QfResult<Result<bool, Problem>> {
+    let slug = &doc.workflow_slug;
+    if let Some(existing) = flows::document(slug)? {
+        return Ok(match first_difference(&existing, doc) {
+            None => Ok(true),
+            Some((path, difference)) => Err(Problem::new(
+                path,
+                QfError::WorkflowExists(format!(
+                    "workflow {slug:?} already exists with a different definition: {difference}"
+                )),
+            )
+            .hint(Some(
+                "choose another workflow_slug, or delete_flow the existing workflow first".into(),
+            ))),
+        });
+    }
+    if let Some(other) = flows::case_insensitive_match(slug)? {
+        return Ok(Err(Problem::new(
+            "$.workflow_slug",
+            QfError::WorkflowExists(format!(
+                "workflow {slug:?} differs only in letter case from existing workflow {other:?} \
+                 (their queue names would collide)"
+            )),
+        )));
+    }
+    Ok(Ok(false))
+}
+
+/// Everything wrong with a flow document, against the rules and the existing workflows.
+fn check_document(definition: &Value) -> QfResult<(Validation, bool)> {
+    let mut v = document::validate(definition, limits());
+    let mut exists = false;
+    if let Some(doc) = &v.document {
+        match against_existing(doc)? {
+            Ok(same) => exists = same,
+            Err(problem) => {
+                v.problems.push(problem);
+                v.document = None;
+            }
+        }
+    }
+    if exists {
+        v.warnings.push(Problem::new(
+            "$.workflow_slug",
+            QfError::WorkflowExists(format!(
+                "workflow {:?} is already defined exactly so: define_flow returns it unchanged",
+                definition["workflow_slug"].as_str().unwrap_or_default()
+            )),
+        ));
+    }
+    Ok((v, exists))
+}
+
+/// `validate_flow`: every problem of a document, without writing anything.
+pub fn validate_flow(definition: Option<&Value>) -> QfResult<Value> {
+    let (v, _) = match definition {
+        Some(d) => check_document(d)?,
+        None => (
+            Validation {
+                problems: vec![Problem::new(
+                    "$",
+                    QfError::InvalidDocument("the document is SQL NULL".into()),
+                )],
+                warnings: Vec::new(),
+                document: None,
+            },
+            false,
+        ),
+    };
+    Ok(json!({
+        "valid": v.problems.is_empty(),
+        "errors": v.problems.iter().map(Problem::to_json).collect::<Vec<_>>(),
+        "warnings": v.warnings.iter().map(Problem::to_json).collect::<Vec<_>>(),
+    }))
+}
+
+/// A document that cannot be defined: its first problem as the error, all of them (as
+/// `validate_flow` reports them) for the error's DETAIL.
+pub struct Rejected {
+    pub error: QfError,
+    pub detail: String,
+}
+
+/// `define_flow`: creates the workflow and its steps (each after its dependencies) through
+/// the same code as `create_flow` / `add_step`, or returns the existing identical workflow.
+/// The caller's transaction makes it all or nothing.
+pub fn define_flow(definition: &Value) -> QfResult<Result<Jsonb, Rejected>> {
+    let (v, exists) = check_document(definition)?;
+    let Some(doc) = v.document.filter(|_| v.problems.is_empty()) else {
+        let detail = Value::Array(v.problems.iter().map(Problem::to_json).collect());
+        let first = v
+            .problems
+            .first()
+            .map(Problem::to_error)
+            .unwrap_or_else(|| QfError::Internal("a rejected document without problems".into()));
+        return Ok(Err(Rejected {
+            error: first,
+            detail: format!("every problem of the document: {detail}"),
+        }));
+    };
+    if !exists {
+        create_flow(&doc.workflow_slug, &doc.options())?;
+        for step in doc.steps_in_dependency_order() {
+            add_step(&doc.workflow_slug, &step.to_step_def())?;
+        }
+        flows::set_descriptions(&doc)?;
+    }
+    Ok(Ok(flow_document(&doc.workflow_slug)?))
+}
+
+/// `export_flow`: the workflow as a document that `define_flow` accepts (and finds identical).
+pub fn export_flow(slug: &str) -> QfResult<Value> {
+    let doc = flows::document(slug)?.ok_or_else(|| workflow_not_found(slug))?;
+    serde_json::to_value(&doc).map_err(|e| QfError::Internal(format!("export_flow: {e}")))
+}
+
+/// `flow_schema`: the JSON Schema of a flow document, with this server's limits.
+pub fn flow_schema() -> Value {
+    schema::flow_schema(limits().max_steps)
+}
+
+/// `flow_graph`: the workflow's graph as text of `format`, with the state of `run_id` (a run
+/// of this workflow) when given.
+pub fn flow_graph(slug: &str, format: &str, run_id: Option<Uuid>) -> QfResult<String> {
+    let format = graph::Format::parse(format).ok_or_else(|| {
+        QfError::InvalidOption(format!(
+            "format {format:?} must be one of {}",
+            graph::Format::NAMES.join(", ")
+        ))
+        .with_hint(did_you_mean(format, graph::Format::NAMES.iter().copied()))
+    })?;
+    let doc = flows::document(slug)?.ok_or_else(|| workflow_not_found(slug))?;
+    let mut states = std::collections::HashMap::new();
+    if let Some(run_id) = run_id {
+        match runs::status_of(run_id)? {
+            None => return Err(QfError::run_not_found(run_id)),
+            Some((_, workflow)) if workflow != slug => {
+                return Err(QfError::InvalidOption(format!(
+                    "run {run_id} is a run of workflow {workflow:?}, not of {slug:?}"
+                )))
+            }
+            Some(_) => {}
+        }
+        states.extend(runs::step_progress(run_id)?);
+    }
+    let steps: Vec<GraphStep> = doc
+        .steps
+        .into_iter()
+        .map(|s| GraphStep {
+            state: states.remove(&s.slug),
+            slug: s.slug,
+            step_type: s.step_type,
+            depends_on: s.depends_on,
+        })
+        .collect();
+    Ok(graph::render(slug, &steps, format))
 }

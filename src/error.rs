@@ -33,6 +33,10 @@ macro_rules! error_table {
                 match self { $( QfError::$variant(m) => m, )* }
             }
 
+            fn set_message(&mut self, message: String) {
+                match self { $( QfError::$variant(m) => *m = message, )* }
+            }
+
             /// One error of each kind (with an empty message).
             fn samples() -> Vec<QfError> {
                 vec![ $( QfError::$variant(String::new()), )* ]
@@ -68,6 +72,20 @@ error_table! {
     /// The library loaded is not the version of the extension's SQL objects in this database
     /// (a new version was installed and `ALTER EXTENSION quantum_flow UPDATE` has not run).
     ExtensionVersionMismatch => "extension_version_mismatch", ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE;
+    /// A flow document (`define_flow`, `validate_flow`) that is not an object, or has a value
+    /// of the wrong JSON type.
+    InvalidDocument => "invalid_document", ERRCODE_INVALID_PARAMETER_VALUE;
+    /// A key a flow document does not know (a misspelling, usually).
+    UnknownKey => "unknown_key", ERRCODE_INVALID_PARAMETER_VALUE;
+    /// A key a flow document must have.
+    MissingKey => "missing_key", ERRCODE_INVALID_PARAMETER_VALUE;
+    /// Two steps of a flow document with the same slug.
+    DuplicateStep => "duplicate_step", ERRCODE_UNIQUE_VIOLATION;
+    /// Steps of a flow document that depend on each other in a circle.
+    Cycle => "cycle", ERRCODE_CHECK_VIOLATION;
+    /// More than a guardrail setting allows (`quantum_flow.max_steps`,
+    /// `quantum_flow.max_map_tasks`).
+    LimitExceeded => "limit_exceeded", ERRCODE_PROGRAM_LIMIT_EXCEEDED;
     /// A bug in quantum_flow itself (an SPI call that should not fail did).
     Internal => "internal_error", ERRCODE_INTERNAL_ERROR;
 }
@@ -90,6 +108,20 @@ impl QfError {
 
     pub fn workflow_not_found(slug: &str) -> Self {
         QfError::WorkflowNotFound(format!("workflow {slug:?} does not exist"))
+    }
+
+    /// The same error with ` (hint)` appended to its message, when there is a hint.
+    pub fn with_hint(self, hint: Option<String>) -> Self {
+        let Some(hint) = hint else { return self };
+        self.map_message(|m| format!("{m} ({hint})"))
+    }
+
+    /// The same kind of error with another message.
+    pub fn map_message(self, f: impl FnOnce(&str) -> String) -> Self {
+        let message = f(self.detail());
+        let mut e = self;
+        e.set_message(message);
+        e
     }
 
     pub fn run_not_found(run_id: impl fmt::Display) -> Self {
@@ -138,10 +170,11 @@ mod tests {
     #[test]
     fn codes_are_unique_and_in_the_documented_classes() {
         for e in QfError::samples() {
-            // class 22/23 for input errors, P0002 for lookups, 55 for state, XX for bugs
+            // class 22/23 for input errors, P0002 for lookups, 54 for limits, 55 for state,
+            // XX for bugs
             let sqlstate = e.sqlstate();
             assert!(
-                ["22", "23", "P0", "55", "XX"].contains(&&sqlstate[..2]),
+                ["22", "23", "P0", "54", "55", "XX"].contains(&&sqlstate[..2]),
                 "{} has unexpected class {sqlstate}",
                 e.code(),
             );

@@ -18,7 +18,7 @@ use crate::engine::slug::queue_name;
 use crate::error::{QfError, QfResult};
 use crate::jsonb::Jsonb;
 use crate::queue::{self, ClaimedTask, Exhausted, Polled, TaskKey};
-use crate::settings::{JSONB_MAX_BYTES, MAX_OUTPUT_BYTES};
+use crate::settings::{JSONB_MAX_BYTES, MAX_MAP_TASKS, MAX_OUTPUT_BYTES};
 use crate::store::{flows, runs};
 use crate::wakeup;
 use pgrx::datum::Uuid;
@@ -45,7 +45,7 @@ impl Run {
 
 pub fn start_flow(workflow_slug: &str, input: Jsonb, run_id: Uuid) -> QfResult<Uuid> {
     if !flows::lock_for_run(workflow_slug)? {
-        return Err(QfError::workflow_not_found(workflow_slug));
+        return Err(crate::definitions::workflow_not_found(workflow_slug));
     }
     if runs::step_count(workflow_slug)? == 0 {
         return Err(QfError::WorkflowHasNoSteps(format!(
@@ -100,6 +100,16 @@ fn start_steps(run: &Run, ready: Vec<String>) -> QfResult<()> {
                     Some(more) => worklist.extend(more),
                     None => break,
                 }
+            }
+            (Some("array"), Some(len)) if len > MAX_MAP_TASKS.get() => {
+                let message = QfError::LimitExceeded(format!(
+                    "map step {step:?} would fan out to {len} tasks, more than \
+                     quantum_flow.max_map_tasks ({})",
+                    MAX_MAP_TASKS.get()
+                ))
+                .to_string();
+                fail_run(run, &step, &message)?;
+                return Ok(());
             }
             (Some("array"), Some(_)) => {
                 let (_, input_bytes) = queue::start_map_step(
@@ -383,8 +393,8 @@ pub fn poll_tasks(
     max_wait_ms: i32,
     worker_id: Option<&str>,
 ) -> QfResult<Vec<ClaimedTask>> {
-    let options =
-        flows::options(workflow_slug)?.ok_or_else(|| QfError::workflow_not_found(workflow_slug))?;
+    let options = flows::options(workflow_slug)?
+        .ok_or_else(|| crate::definitions::workflow_not_found(workflow_slug))?;
     let queue = queue_name(workflow_slug);
     let event = wakeup::wait_event_for(workflow_slug);
     let deadline = Instant::now() + Duration::from_millis(max_wait_ms as u64);

@@ -28,6 +28,12 @@ pub static MAX_OUTPUT_BYTES: GucSetting<i32> = GucSetting::<i32>::new(64 * 1024 
 /// each database with the extension (0: never). Only read when the library is preloaded.
 pub static MAINTENANCE_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 
+/// `quantum_flow.max_steps`: the most steps one workflow may have.
+pub static MAX_STEPS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+
+/// `quantum_flow.max_map_tasks`: the most tasks one map step may fan out to.
+pub static MAX_MAP_TASKS: GucSetting<i32> = GucSetting::<i32>::new(1_000_000);
+
 pub fn init() {
     GucRegistry::define_int_guc(
         c"quantum_flow.poll_recheck_ms",
@@ -70,6 +76,27 @@ pub fn init() {
         JSONB_MAX_BYTES as i32,
         GucContext::Suset,
         GucFlags::UNIT_BYTE,
+    );
+    GucRegistry::define_int_guc(
+        c"quantum_flow.max_steps",
+        c"Most steps one workflow may have.",
+        c"add_step and define_flow raise limit_exceeded beyond it; a guardrail for definitions \
+          written by programs.",
+        &MAX_STEPS,
+        1,
+        1_000_000,
+        GucContext::Suset,
+        GucFlags::empty(),
+    );
+    GucRegistry::define_int_guc(
+        c"quantum_flow.max_map_tasks",
+        c"Most tasks one map step may fan out to.",
+        c"A map step over a longer array fails its run with limit_exceeded.",
+        &MAX_MAP_TASKS,
+        1,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::empty(),
     );
     GucRegistry::define_int_guc(
         c"quantum_flow.maintenance_interval",

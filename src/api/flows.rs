@@ -1,7 +1,7 @@
 //! Workflow definition functions.
 
 use crate::definitions;
-use crate::engine::definition::{validate_flow, validate_step};
+use crate::engine::definition;
 use crate::engine::slug;
 use crate::jsonb::Jsonb;
 use pgrx::pg_sys::panic::ErrorReport;
@@ -19,7 +19,8 @@ fn create_flow(
     base_delay: default!(Option<i32>, 1),
 ) -> Result<pgrx::composite_type!('static, "workflows"), ErrorReport> {
     super::check_version()?;
-    let (slug, options) = validate_flow(workflow_slug, max_attempts, timeout, base_delay)?;
+    let (slug, options) =
+        definition::validate_flow(workflow_slug, max_attempts, timeout, base_delay)?;
     Ok(definitions::create_flow(&slug, &options)?)
 }
 
@@ -40,7 +41,7 @@ fn add_step(
     base_delay: default!(Option<i32>, "NULL"),
 ) -> Result<pgrx::composite_type!('static, "workflow_steps"), ErrorReport> {
     super::check_version()?;
-    let (workflow_slug, step) = validate_step(
+    let (workflow_slug, step) = definition::validate_step(
         workflow_slug,
         step_slug,
         depends_on,
@@ -89,4 +90,73 @@ fn delete_flow(workflow_slug: Option<&str>) -> Result<(), ErrorReport> {
 #[pg_extern(immutable, parallel_safe)]
 fn is_valid_slug(slug: Option<&str>) -> bool {
     slug.is_some_and(slug::is_valid_slug)
+}
+
+/// Checks a workflow document (the shape `define_flow` takes) and reports every problem at
+/// once: `{"valid": bool, "errors": [{"path", "code", "message", "hint"}], "warnings": [...]}`,
+/// each error at its JSONPath (such as `$.steps[2].depends_on[0]`) with a code from the error
+/// table. Writes nothing, and never raises for a bad document (SQL NULL included). A slug
+/// taken by a workflow with a different definition is an error; the same definition is valid
+/// (with a warning: `define_flow` would return the existing workflow).
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn validate_flow(definition: Option<pgrx::JsonB>) -> Result<pgrx::JsonB, ErrorReport> {
+    super::check_version()?;
+    Ok(pgrx::JsonB(definitions::validate_flow(
+        definition.as_ref().map(|d| &d.0),
+    )?))
+}
+
+/// Creates a workflow and all its steps from one document, in one transaction: the steps may
+/// be listed in any order. A document with problems raises its first problem (code, SQLSTATE,
+/// and its JSONPath in the message) with every problem in the error's DETAIL, and writes
+/// nothing. The same document again returns the existing workflow unchanged; a different one
+/// for an existing slug raises `workflow_exists` naming the first difference. Returns the
+/// workflow as `get_flow` does.
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn define_flow(definition: Option<pgrx::JsonB>) -> Result<Jsonb, ErrorReport> {
+    super::check_version()?;
+    let definition = super::required("definition", definition)?;
+    match definitions::define_flow(&definition.0)? {
+        Ok(flow) => Ok(flow),
+        Err(rejected) => Err(ErrorReport::from(rejected.error).set_detail(rejected.detail)),
+    }
+}
+
+/// A workflow as the document `define_flow` takes: `define_flow(export_flow(s))` is a no-op,
+/// and `validate_flow` finds it valid. Options a step does not set are left out.
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn export_flow(workflow_slug: Option<&str>) -> Result<pgrx::JsonB, ErrorReport> {
+    super::check_version()?;
+    let slug = super::required("workflow_slug", workflow_slug)?;
+    slug::check_workflow_slug(slug)?;
+    Ok(pgrx::JsonB(definitions::export_flow(slug)?))
+}
+
+/// A workflow's graph as text: a Mermaid `flowchart` (`format => 'mermaid'`, the default) or
+/// a Graphviz digraph (`'dot'`). Map steps are drawn differently from single ones. With
+/// `run_id` (a run of this workflow), each step shows its status and completed/total tasks,
+/// coloured by status.
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn flow_graph(
+    workflow_slug: Option<&str>,
+    format: default!(Option<&str>, "'mermaid'"),
+    run_id: default!(Option<pgrx::datum::Uuid>, "NULL"),
+) -> Result<String, ErrorReport> {
+    super::check_version()?;
+    let slug = super::required("workflow_slug", workflow_slug)?;
+    slug::check_workflow_slug(slug)?;
+    let format = super::required("format", format)?;
+    Ok(definitions::flow_graph(slug, format, run_id)?)
+}
+
+/// The JSON Schema (draft 2020-12) of the document `define_flow` takes, to give an LLM as a
+/// structured-output schema. What a schema cannot check (dependencies that name no step,
+/// cycles, duplicate slugs) `validate_flow` reports.
+#[pg_extern(stable, parallel_safe)]
+fn flow_schema() -> pgrx::JsonB {
+    pgrx::JsonB(definitions::flow_schema())
 }

@@ -1,4 +1,7 @@
-//! Rules for workflow and step definitions that need no database lookup.
+//! Rules for workflow and step definitions that need no database lookup. Each rule is a
+//! function of its own, so that `create_flow` / `add_step` (which stop at the first problem)
+//! and `define_flow` / `validate_flow` (which report every problem of a document, see
+//! `engine::document`) apply exactly the same rules.
 
 use crate::engine::slug::{check_step_slug, check_workflow_slug};
 use crate::error::QfError;
@@ -13,6 +16,13 @@ pub struct FlowOptions {
     pub base_delay: i32,
 }
 
+/// `create_flow`'s defaults.
+pub const FLOW_DEFAULTS: FlowOptions = FlowOptions {
+    max_attempts: 3,
+    timeout: 30,
+    base_delay: 1,
+};
+
 /// A step definition as `add_step` received it, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepDef {
@@ -25,13 +35,79 @@ pub struct StepDef {
     pub base_delay: Option<i32>,
 }
 
-fn at_least(name: &str, value: i32, min: i32) -> Result<(), QfError> {
-    if value < min {
-        return Err(QfError::InvalidOption(format!(
-            "{name} must be >= {min}, got {value}"
+/// The smallest value each integer option may take.
+pub fn option_minimum(name: &str) -> i32 {
+    match name {
+        "max_attempts" | "timeout" => 1,
+        _ => 0, // base_delay, initial_tasks
+    }
+}
+
+/// `invalid_option` when `value` is below the option's minimum.
+pub fn option_problem(name: &str, value: i32) -> Option<QfError> {
+    let min = option_minimum(name);
+    (value < min).then(|| QfError::InvalidOption(format!("{name} must be >= {min}, got {value}")))
+}
+
+fn at_least(name: &str, value: i32) -> Result<(), QfError> {
+    option_problem(name, value).map_or(Ok(()), Err)
+}
+
+/// `invalid_step_type` unless `step_type` is one of [`STEP_TYPES`].
+pub fn step_type_problem(step_slug: &str, step_type: &str) -> Option<QfError> {
+    (!STEP_TYPES.contains(&step_type)).then(|| {
+        QfError::InvalidStepType(format!(
+            "step_type {step_type:?} of step {step_slug:?} must be 'single' or 'map'"
+        ))
+    })
+}
+
+/// The problems of one entry of a step's dependency list (`earlier`: the entries before it):
+/// a slug that breaks the rule, the step itself, or a repeat.
+pub fn dependency_problem(step_slug: &str, dep: &str, earlier: &[String]) -> Option<QfError> {
+    if let Err(e) = check_step_slug(dep) {
+        return Some(QfError::InvalidStepSlug(format!(
+            "in depends_on of {step_slug:?}: {}",
+            e.detail()
         )));
     }
-    Ok(())
+    if dep == step_slug {
+        return Some(QfError::SelfDependency(format!(
+            "step {step_slug:?} cannot depend on itself"
+        )));
+    }
+    if earlier.iter().any(|d| d == dep) {
+        return Some(QfError::DuplicateDependency(format!(
+            "step {step_slug:?} lists dependency {dep:?} more than once"
+        )));
+    }
+    None
+}
+
+/// `map_step_too_many_dependencies` for a map step with more than one dependency.
+pub fn map_dependencies_problem(
+    step_slug: &str,
+    step_type: &str,
+    deps: &[String],
+) -> Option<QfError> {
+    (step_type == "map" && deps.len() > 1).then(|| {
+        QfError::MapStepTooManyDependencies(format!(
+            "map step {step_slug:?} has {} dependencies ({}); a map step maps over the flow \
+             input or over exactly one dependency's output",
+            deps.len(),
+            deps.join(", ")
+        ))
+    })
+}
+
+/// `initial_tasks` is only for map steps, and at least 0.
+pub fn initial_tasks_problem(step_slug: &str, step_type: &str, n: i32) -> Option<QfError> {
+    if step_type != "map" {
+        return Some(QfError::InvalidOption(format!(
+            "initial_tasks is only allowed on map steps, and {step_slug:?} is a single step"
+        )));
+    }
+    option_problem("initial_tasks", n)
 }
 
 fn required<T>(name: &str, value: Option<T>) -> Result<T, QfError> {
@@ -52,9 +128,9 @@ pub fn validate_flow(
         timeout: required("timeout", timeout)?,
         base_delay: required("base_delay", base_delay)?,
     };
-    at_least("max_attempts", options.max_attempts, 1)?;
-    at_least("timeout", options.timeout, 1)?;
-    at_least("base_delay", options.base_delay, 0)?;
+    at_least("max_attempts", options.max_attempts)?;
+    at_least("timeout", options.timeout)?;
+    at_least("base_delay", options.base_delay)?;
     Ok((slug.to_string(), options))
 }
 
@@ -78,12 +154,9 @@ pub fn validate_step(
     check_step_slug(step_slug)?;
     let depends_on = required("depends_on", depends_on)?;
     let step_type = required("step_type", step_type)?;
-    if !STEP_TYPES.contains(&step_type) {
-        return Err(QfError::InvalidStepType(format!(
-            "step_type {step_type:?} of step {step_slug:?} must be 'single' or 'map'"
-        )));
+    if let Some(e) = step_type_problem(step_slug, step_type) {
+        return Err(e);
     }
-
     let mut deps: Vec<String> = Vec::with_capacity(depends_on.len());
     for (i, dep) in depends_on.into_iter().enumerate() {
         let dep = dep.ok_or_else(|| {
@@ -92,46 +165,25 @@ pub fn validate_step(
                 i + 1
             ))
         })?;
-        check_step_slug(&dep).map_err(|e| {
-            QfError::InvalidStepSlug(format!("in depends_on of {step_slug:?}: {}", e.detail()))
-        })?;
-        if dep == step_slug {
-            return Err(QfError::SelfDependency(format!(
-                "step {step_slug:?} cannot depend on itself"
-            )));
-        }
-        if deps.contains(&dep) {
-            return Err(QfError::DuplicateDependency(format!(
-                "step {step_slug:?} lists dependency {dep:?} more than once"
-            )));
+        if let Some(e) = dependency_problem(step_slug, &dep, &deps) {
+            return Err(e);
         }
         deps.push(dep);
     }
-    if step_type == "map" && deps.len() > 1 {
-        return Err(QfError::MapStepTooManyDependencies(format!(
-            "map step {step_slug:?} has {} dependencies ({}); a map step maps over the flow \
-             input or over exactly one dependency's output",
-            deps.len(),
-            deps.join(", ")
-        )));
+    if let Some(e) = map_dependencies_problem(step_slug, step_type, &deps) {
+        return Err(e);
     }
-
-    if let Some(n) = initial_tasks {
-        if step_type != "map" {
-            return Err(QfError::InvalidOption(format!(
-                "initial_tasks is only allowed on map steps, and {step_slug:?} is a single step"
-            )));
+    if let Some(e) = initial_tasks.and_then(|n| initial_tasks_problem(step_slug, step_type, n)) {
+        return Err(e);
+    }
+    for (name, value) in [
+        ("max_attempts", max_attempts),
+        ("timeout", timeout),
+        ("base_delay", base_delay),
+    ] {
+        if let Some(v) = value {
+            at_least(name, v)?;
         }
-        at_least("initial_tasks", n, 0)?;
-    }
-    if let Some(v) = max_attempts {
-        at_least("max_attempts", v, 1)?;
-    }
-    if let Some(v) = timeout {
-        at_least("timeout", v, 1)?;
-    }
-    if let Some(v) = base_delay {
-        at_least("base_delay", v, 0)?;
     }
     Ok((
         workflow_slug.to_string(),

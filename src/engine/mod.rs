@@ -3,8 +3,12 @@
 
 pub mod backoff;
 pub mod definition;
+pub mod document;
+pub mod graph;
 pub mod message;
+pub mod schema;
 pub mod slug;
+pub mod suggest;
 pub mod version;
 
 /// Shards of a map step's completed-task counter (see `step_task_shards`): task `i` counts on

@@ -2,6 +2,7 @@
 
 use super::{col, execute, query, query_opt, req};
 use crate::engine::definition::{FlowOptions, StepDef};
+use crate::engine::document::{FlowDocument, StepDocument};
 use crate::error::QfResult;
 use crate::jsonb::Jsonb;
 use pgrx::heap_tuple::PgHeapTuple;
@@ -188,6 +189,72 @@ pub fn insert_step(workflow_slug: &str, s: &StepDef) -> QfResult<()> {
     Ok(())
 }
 
+/// A workflow as a flow document (`export_flow`), steps in step order, dependencies in the
+/// order given; options a step does not set are left out.
+pub fn document(slug: &str) -> QfResult<Option<FlowDocument>> {
+    let Some(mut doc) = query_opt(
+        "SELECT workflow_slug, max_attempts, timeout, base_delay, description \
+         FROM quantum_flow.workflows WHERE workflow_slug = $1",
+        &[slug.into()],
+        |r| {
+            Ok(FlowDocument {
+                workflow_slug: req(r, 1)?,
+                max_attempts: req(r, 2)?,
+                timeout: req(r, 3)?,
+                base_delay: req(r, 4)?,
+                description: col(r, 5)?,
+                steps: Vec::new(),
+            })
+        },
+    )?
+    else {
+        return Ok(None);
+    };
+    doc.steps = query(
+        "SELECT s.step_slug, \
+                ARRAY(SELECT d.dep_slug FROM quantum_flow.workflow_step_dependencies_def d \
+                      WHERE d.workflow_slug = s.workflow_slug AND d.step_slug = s.step_slug \
+                      ORDER BY d.dep_index), \
+                s.step_type, s.initial_tasks, s.max_attempts, s.timeout, s.base_delay, s.description \
+         FROM quantum_flow.workflow_steps s WHERE s.workflow_slug = $1 ORDER BY s.step_index",
+        &[slug.into()],
+        |r| {
+            Ok(StepDocument {
+                slug: req(r, 1)?,
+                depends_on: req(r, 2)?,
+                step_type: req(r, 3)?,
+                initial_tasks: col(r, 4)?,
+                max_attempts: col(r, 5)?,
+                timeout: col(r, 6)?,
+                base_delay: col(r, 7)?,
+                description: col(r, 8)?,
+            })
+        },
+    )?;
+    Ok(Some(doc))
+}
+
+/// Sets the descriptions a flow document gives (define_flow).
+pub fn set_descriptions(doc: &FlowDocument) -> QfResult<()> {
+    let steps: Vec<String> = doc.steps.iter().map(|s| s.slug.clone()).collect();
+    let descriptions: Vec<Option<String>> =
+        doc.steps.iter().map(|s| s.description.clone()).collect();
+    execute(
+        "WITH flow AS ( \
+           UPDATE quantum_flow.workflows SET description = $2 WHERE workflow_slug = $1) \
+         UPDATE quantum_flow.workflow_steps s SET description = d.description \
+         FROM unnest($3::text[], $4::text[]) AS d(step_slug, description) \
+         WHERE s.workflow_slug = $1 AND s.step_slug = d.step_slug",
+        &[
+            doc.workflow_slug.as_str().into(),
+            doc.description.clone().into(),
+            steps.into(),
+            descriptions.into(),
+        ],
+    )?;
+    Ok(())
+}
+
 /// `get_flow`'s document, built by PostgreSQL.
 pub fn flow_document(slug: &str) -> QfResult<Option<Jsonb>> {
     query_opt(
@@ -199,7 +266,8 @@ pub fn flow_document(slug: &str) -> QfResult<Option<Jsonb>> {
                                               WHERE d.workflow_slug = s.workflow_slug AND d.step_slug = s.step_slug), \
                                              '[]'::jsonb), \
                       'initial_tasks', s.initial_tasks, 'max_attempts', s.max_attempts, \
-                      'timeout', s.timeout, 'base_delay', s.base_delay) ORDER BY s.step_index) \
+                      'timeout', s.timeout, 'base_delay', s.base_delay, \
+                      'description', s.description) ORDER BY s.step_index) \
              FROM quantum_flow.workflow_steps s WHERE s.workflow_slug = w.workflow_slug), '[]'::jsonb)) \
          FROM quantum_flow.workflows w WHERE w.workflow_slug = $1",
         &[slug.into()],

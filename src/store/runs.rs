@@ -4,6 +4,7 @@ use super::{col, execute, query, query_opt, req};
 use crate::engine::COUNTER_SHARDS;
 use crate::error::QfResult;
 use crate::jsonb::Jsonb;
+use crate::engine::graph::StepState;
 use crate::queue::TaskKey;
 use crate::settings::JSONB_MAX_BYTES;
 use pgrx::datum::Uuid;
@@ -410,11 +411,8 @@ pub fn requeue_timed_out(tasks: &[TaskKey]) -> QfResult<usize> {
     )
 }
 
-/// `get_run`'s document, built by PostgreSQL. A step's `tasks_total` before it starts is its
-/// declared `initial_tasks` (map) or 1 (single). In a run that ended without completing, the
-/// steps that had not finished are shown as `cancelled` (their rows keep the status they had:
-/// every path that changes a step or task checks first that its run is started). A map step
-/// that did not complete counts its completed tasks on its shards.
+/// `get_run`'s document, built by PostgreSQL, with each step as the view `step_progress`
+/// shows it (see sql/bootstrap.sql: unfinished steps of a failed run are `cancelled`).
 ///
 /// A run's input, output and step outputs may together be larger than one jsonb value holds.
 /// Then the step outputs are left out (each shown as null with `"output_omitted": true`), and
@@ -437,29 +435,39 @@ pub fn run_document(run_id: Uuid) -> QfResult<Option<Jsonb>> {
            'started_at', r.started_at, 'completed_at', r.completed_at, 'failed_at', r.failed_at, \
            'steps', coalesce(( \
              SELECT jsonb_agg(jsonb_build_object( \
-                      'step_slug', ss.step_slug, \
-                      'status', CASE WHEN r.status = 'failed' AND ss.status IN ('created', 'started') \
-                                     THEN 'cancelled' ELSE ss.status END, \
-                      'tasks_total', coalesce(ss.tasks_total, ws.initial_tasks, \
-                                              CASE WHEN ws.step_type = 'single' THEN 1 END), \
-                      'tasks_completed', CASE WHEN ss.status <> 'completed' AND ws.step_type = 'map' \
-                                              THEN (SELECT coalesce(sum(sh.tasks_completed), 0)::int \
-                                                    FROM quantum_flow.step_task_shards sh \
-                                                    WHERE sh.run_id = ss.run_id AND sh.step_slug = ss.step_slug) \
-                                              ELSE ss.tasks_completed END, \
-                      'output', CASE WHEN b.omit_steps THEN NULL ELSE ss.output END, \
-                      'error_message', ss.error_message) \
-                    || CASE WHEN b.omit_steps AND ss.output IS NOT NULL \
+                      'step_slug', p.step_slug, 'status', p.status, \
+                      'tasks_total', p.tasks_total, 'tasks_completed', p.tasks_completed, \
+                      'output', CASE WHEN b.omit_steps THEN NULL ELSE p.output END, \
+                      'error_message', p.error_message) \
+                    || CASE WHEN b.omit_steps AND p.output IS NOT NULL \
                             THEN '{\"output_omitted\": true}'::jsonb ELSE '{}'::jsonb END \
-                    ORDER BY ws.step_index) \
-             FROM quantum_flow.step_states ss \
-             JOIN quantum_flow.workflow_steps ws ON ws.workflow_slug = ss.workflow_slug AND ws.step_slug = ss.step_slug \
-             WHERE ss.run_id = r.run_id), '[]'::jsonb)) \
+                    ORDER BY p.step_index) \
+             FROM quantum_flow.step_progress p WHERE p.run_id = r.run_id), '[]'::jsonb)) \
            || CASE WHEN b.omit_output AND r.output IS NOT NULL \
                    THEN '{\"output_omitted\": true}'::jsonb ELSE '{}'::jsonb END \
          FROM r, budget b",
         &[run_id.into(), (JSONB_MAX_BYTES - DOCUMENT_OVERHEAD).into()],
         |r| req(r, 1),
+    )
+}
+
+/// Each step of a run in step order, with its state as `flow_graph` shows it. Empty when the
+/// run does not exist.
+pub fn step_progress(run_id: Uuid) -> QfResult<Vec<(String, StepState)>> {
+    query(
+        "SELECT step_slug, status, tasks_completed, tasks_total FROM quantum_flow.step_progress \
+         WHERE run_id = $1 ORDER BY step_index",
+        &[run_id.into()],
+        |r| {
+            Ok((
+                req(r, 1)?,
+                StepState {
+                    status: req(r, 2)?,
+                    tasks_completed: req(r, 3)?,
+                    tasks_total: col(r, 4)?,
+                },
+            ))
+        },
     )
 }
 

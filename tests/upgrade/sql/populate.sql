@@ -252,14 +252,24 @@ BEGIN
     RETURN doc;
 END
 $$;
--- every row of the extension's tables, hashed per table
+-- the columns (and get_flow keys) the update to 0.2.0 adds: NULL for rows written before it
+CREATE FUNCTION upgrade_check.added_columns() RETURNS text[] LANGUAGE sql IMMUTABLE
+AS $$ SELECT ARRAY['description'] $$;
+-- a get_flow document without the keys the update adds
+CREATE FUNCTION upgrade_check.without_added(doc jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+    SELECT (doc - upgrade_check.added_columns())
+           || jsonb_build_object('steps', (SELECT coalesce(jsonb_agg(s - upgrade_check.added_columns() ORDER BY n), '[]')
+                                           FROM jsonb_array_elements(doc -> 'steps') WITH ORDINALITY AS e(s, n)))
+$$;
+-- every row of the extension's tables (but the columns the update adds), hashed per table
 CREATE FUNCTION upgrade_check.table_hashes() RETURNS TABLE (table_name text, rows bigint, md5 text)
 LANGUAGE plpgsql AS $$
 BEGIN
     FOREACH table_name IN ARRAY ARRAY['workflows', 'workflow_steps', 'workflow_step_dependencies_def', 'runs',
                                       'step_states', 'step_tasks', 'step_task_shards'] LOOP
-        EXECUTE format('SELECT count(*), md5(coalesce(string_agg(t::text, E''\n'' ORDER BY t::text), '''')) '
-                       'FROM quantum_flow.%I AS t', table_name) INTO rows, md5;
+        EXECUTE format('SELECT count(*), md5(coalesce(string_agg(r, E''\n'' ORDER BY r), '''')) '
+                       'FROM (SELECT (to_jsonb(t) - upgrade_check.added_columns())::text AS r '
+                       'FROM quantum_flow.%I AS t) AS rows', table_name) INTO rows, md5;
         RETURN NEXT;
     END LOOP;
 END
