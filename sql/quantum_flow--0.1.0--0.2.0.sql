@@ -32,14 +32,22 @@ DECLARE
 BEGIN
     FOREACH role_name IN ARRAY ARRAY['quantum_flow_client', 'quantum_flow_worker', 'quantum_flow_admin'] LOOP
         IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = role_name) THEN
-            EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', role_name);
+            BEGIN
+                EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', role_name);
+            EXCEPTION WHEN duplicate_object OR unique_violation THEN
+                NULL;  -- created meanwhile by a CREATE EXTENSION in another database
+            END;
         END IF;
     END LOOP;
     FOREACH role_name IN ARRAY ARRAY['quantum_flow_client', 'quantum_flow_worker'] LOOP
         IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members m
                        WHERE m.roleid = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = role_name)
                          AND m.member = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = 'quantum_flow_admin')) THEN
-            EXECUTE pg_catalog.format('GRANT %I TO quantum_flow_admin', role_name);
+            BEGIN
+                EXECUTE pg_catalog.format('GRANT %I TO quantum_flow_admin', role_name);
+            EXCEPTION WHEN unique_violation THEN
+                NULL;  -- granted meanwhile by a CREATE EXTENSION in another database
+            END;
         END IF;
     END LOOP;
 END

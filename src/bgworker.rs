@@ -8,8 +8,9 @@
 //! connection between rounds, so `DROP DATABASE` and `CREATE DATABASE ... TEMPLATE` are not
 //! blocked by them, and they need one `max_worker_processes` slot each only while they run.
 //!
-//! A database found without the extension is probed again every `ABSENT_RECHECK` only; the
-//! worker reports such databases to the launcher through a small array in shared memory.
+//! The launcher reads the list of databases every round. A database found without the
+//! extension is probed again every `ABSENT_RECHECK` only; the worker reports such databases to
+//! the launcher through a small array in shared memory.
 //! Without preloading none of this exists, and pollers and `maintain()` do the same work.
 
 use crate::maintenance;
@@ -22,8 +23,6 @@ use std::time::{Duration, Instant};
 
 /// How often a database without the extension is probed again.
 const ABSENT_RECHECK: Duration = Duration::from_secs(10);
-/// How often the launcher re-reads the list of databases.
-const DATABASE_RESCAN: Duration = Duration::from_secs(10);
 /// Slots for "this database has no quantum_flow" reports (0 = free). When they are all taken
 /// a report is dropped, and the launcher simply probes that database at the normal interval.
 const ABSENT_SLOTS: usize = 64;
@@ -68,21 +67,20 @@ pub extern "C-unwind" fn quantum_flow_launcher_main(_arg: pg_sys::Datum) {
     BackgroundWorker::connect_worker_to_spi(None, None);
     pgrx::log!("quantum_flow launcher started");
     let mut databases: HashMap<pg_sys::Oid, Database> = HashMap::new();
-    let mut scanned: Option<Instant> = None;
     let mut warned_no_slot = false;
     loop {
-        let interval = MAINTENANCE_INTERVAL_MS.get();
-        let tick = if interval == 0 {
-            Duration::from_secs(10)
-        } else {
-            Duration::from_millis(interval.clamp(100, 10_000) as u64)
+        let tick = match MAINTENANCE_INTERVAL_MS.get() {
+            0 => Duration::from_secs(10),
+            ms => Duration::from_millis(ms.clamp(100, 10_000) as u64),
         };
         if !BackgroundWorker::wait_latch(Some(tick)) {
             break;
         }
+        // A reload first, so that a new interval (0 included) applies to this round already.
         if BackgroundWorker::sighup_received() {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
         }
+        let interval = MAINTENANCE_INTERVAL_MS.get();
         let now = Instant::now();
         // Reap finished workers first (the postmaster sets our latch when one exits).
         for (oid, db) in databases.iter_mut() {
@@ -102,16 +100,16 @@ pub extern "C-unwind" fn quantum_flow_launcher_main(_arg: pg_sys::Datum) {
         if interval == 0 {
             continue;
         }
-        if scanned.is_none_or(|at| now.duration_since(at) >= DATABASE_RESCAN) {
-            let present = BackgroundWorker::transaction(connectable_databases);
-            databases.retain(|oid, db| db.running.is_some() || present.contains(oid));
-            for oid in present {
-                databases.entry(oid).or_default();
-            }
-            scanned = Some(now);
+        // The list of databases is read every round (a scan of the small shared catalog), so
+        // that a new database is served at once and a dropped one gets no more workers.
+        let present = BackgroundWorker::transaction(connectable_databases);
+        databases.retain(|oid, db| db.running.is_some() || present.contains(oid));
+        for oid in &present {
+            databases.entry(*oid).or_default();
         }
         for (oid, db) in databases.iter_mut() {
-            if db.running.is_some() || db.next_start.is_some_and(|at| now < at) {
+            let due = db.running.is_none() && db.next_start.is_none_or(|at| now >= at);
+            if !due || !present.contains(oid) {
                 continue;
             }
             match start_maintenance_worker(*oid) {
