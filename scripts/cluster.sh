@@ -8,6 +8,9 @@
 #   scripts/cluster.sh env       export lines for eval: eval "$(scripts/cluster.sh env)"
 #   scripts/cluster.sh clean     stop, then delete the whole state directory
 #   scripts/cluster.sh statedir  prints the state directory in use
+#   scripts/cluster.sh crash     SIGKILL the postmaster and all its children, as a machine
+#                                crash would (the next start replays WAL); for the ops
+#                                tier's crash test, on a cluster of its own
 #
 # State lives in $QF_STATE_DIR, default <repo>/.qf (git-ignored): pgdata/ (the data
 # directory, kept between runs: initdb only when absent), sock/ (Unix socket), postgres.log,
@@ -18,6 +21,13 @@
 # free, else the first free port from 54329 up. As root the server runs as the `postgres`
 # user (PostgreSQL refuses to run as root), otherwise as the invoking user. Clients connect
 # over TCP to 127.0.0.1 with trust authentication.
+#
+# Opt-ins for the ops tier (unset: nothing changes):
+#   QF_EXTRA_CONF   lines appended to the settings written at every start (shared_preload_libraries
+#                   and the like); ALTER SYSTEM still wins over them
+#   QF_SERVER_ENV   space-separated NAME=VALUE pairs put into the server's environment, e.g.
+#                   QF_SERVER_ENV=RUST_BACKTRACE=1 (by default the server runs without
+#                   RUST_BACKTRACE and RUST_LIB_BACKTRACE)
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -49,6 +59,14 @@ die() {
     echo "cluster: error: $*" >&2
     exit 1
 }
+
+# QF_SERVER_ENV as env(1) arguments, checked: NAME=VALUE words only.
+server_env=()
+for assignment in ${QF_SERVER_ENV:-}; do
+    [[ "$assignment" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] ||
+        die "QF_SERVER_ENV: '$assignment' is not NAME=VALUE"
+    server_env+=("$assignment")
+done
 
 running() {
     [ -f "$data/postmaster.pid" ] && pg "$bindir/pg_ctl" -D "$data" status >/dev/null 2>&1
@@ -99,6 +117,9 @@ shared_buffers = '256MB'
 max_prepared_transactions = 0
 fsync = on
 EOF
+    if [ -n "${QF_EXTRA_CONF:-}" ]; then
+        printf '# QF_EXTRA_CONF\n%s\n' "$QF_EXTRA_CONF" | pg tee -a "$data/quantum_flow.conf" >/dev/null
+    fi
     if ! grep -q "^include_if_exists = 'quantum_flow.conf'" "$data/postgresql.conf"; then
         echo "include_if_exists = 'quantum_flow.conf'" | pg tee -a "$data/postgresql.conf" >/dev/null
     fi
@@ -126,7 +147,7 @@ start() {
         port="$(choose_port "$from")"
         echo "$port" >"$portfile"
         write_settings "$port"
-        if pg "$bindir/pg_ctl" -D "$data" -l "$log" -w -t 120 start >/dev/null; then
+        if pg "${server_env[@]}" "$bindir/pg_ctl" -D "$data" -l "$log" -w -t 120 start >/dev/null; then
             break
         fi
         # Another server may take a free port between our check and our bind: move on.
@@ -159,9 +180,70 @@ stop() {
     fi
 }
 
+# A process's state letter (R, S, Z, ...), empty once it is gone.
+proc_state() {
+    sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$1/status" 2>/dev/null || true
+}
+
+# The server processes of this cluster other than $1: the postmaster's children (backends,
+# background workers, checkpointer, walwriter...) run the postgres binary in the data
+# directory, which they inherit as their working directory and keep once orphaned.
+processes_in_data_dir() {
+    local proc
+    for proc in /proc/[0-9]*; do
+        if [ "${proc#/proc/}" != "$1" ] && [ "$proc/cwd" -ef "$data" ] &&
+            [ "$proc/exe" -ef "$bindir/postgres" ]; then
+            echo "${proc#/proc/}"
+        fi
+    done
+}
+
+crash() {
+    running || die "not running"
+    local pm pids pids_left pid i
+    pm="$(head -n 1 "$data/postmaster.pid")"
+    [[ "$pm" =~ ^[0-9]+$ ]] || die "no postmaster pid in $data/postmaster.pid"
+    # The postmaster runs in its data directory: make sure this pid is ours.
+    [ "/proc/$pm/cwd" -ef "$data" ] || die "process $pm is not the postmaster of $data"
+    # Stop the postmaster so that it forks no new child, collect its children, SIGKILL them,
+    # then the postmaster: nobody gets to shut down cleanly or write anything more (killed
+    # first, the postmaster would wake its children, which log its death before they die).
+    kill -STOP "$pm"
+    mapfile -t pids < <(processes_in_data_dir "$pm")
+    if [ ${#pids[@]} -gt 0 ]; then kill -KILL "${pids[@]}" 2>/dev/null || true; fi
+    kill -KILL "$pm" 2>/dev/null || true
+    # Then wait until every one is gone (or a zombie), killing any server process still
+    # found in the data directory.
+    for i in $(seq 1 100); do
+        local alive=()
+        for pid in "$pm" "${pids[@]}"; do
+            case "$(proc_state "$pid")" in "" | Z) ;; *) alive+=("$pid") ;; esac
+        done
+        mapfile -t pids_left < <(processes_in_data_dir "$pm")
+        [ ${#alive[@]} -gt 0 ] || [ ${#pids_left[@]} -gt 0 ] || break
+        [ "$i" -lt 100 ] ||
+            die "processes of the crashed cluster still alive after 10s: ${alive[*]} ${pids_left[*]}"
+        if [ ${#pids_left[@]} -gt 0 ]; then kill -KILL "${pids_left[@]}" 2>/dev/null || true; fi
+        sleep 0.1
+    done
+    # A dead postmaster that its parent has not reaped yet (a zombie) would look alive to
+    # pg_ctl and to the next postmaster's lock-file checks: remove the lock files it left.
+    if [ "$(proc_state "$pm")" = Z ]; then
+        local lock
+        for lock in "$sock"/.s.PGSQL.*.lock; do
+            if [ -f "$lock" ] && [ "$(head -n 1 "$lock")" = "$pm" ]; then
+                rm -f "$lock" "${lock%.lock}"
+            fi
+        done
+        rm -f "$data/postmaster.pid"
+    fi
+    say "crashed: SIGKILL to postmaster $pm and its ${#pids[@]} children (${pids[*]})"
+}
+
 case "${1:-}" in
 start) start ;;
 stop) stop ;;
+crash) crash ;;
 status)
     if running; then
         say "running on port $(cat "$portfile") (data $data)"
@@ -182,7 +264,7 @@ clean)
     ;;
 statedir) echo "$state" ;;
 *)
-    echo "usage: $0 start|stop|status|env|clean|statedir" >&2
+    echo "usage: $0 start|stop|status|env|clean|statedir|crash" >&2
     exit 2
     ;;
 esac
