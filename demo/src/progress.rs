@@ -19,6 +19,7 @@ fn mark(status: StepStatus) -> &'static str {
         StepStatus::Started => "~",
         StepStatus::Completed => "✓",
         StepStatus::Failed => "✗",
+        StepStatus::Cancelled => "-",
     }
 }
 

@@ -1,10 +1,10 @@
 //! Statements on the runtime tables (runs, step states, tasks).
 
 use super::{col, execute, query, query_opt, req};
+use crate::engine::graph::StepState;
 use crate::engine::COUNTER_SHARDS;
 use crate::error::QfResult;
 use crate::jsonb::Jsonb;
-use crate::engine::graph::StepState;
 use crate::queue::TaskKey;
 use crate::settings::JSONB_MAX_BYTES;
 use pgrx::datum::Uuid;
