@@ -34,7 +34,7 @@ python="${PYTHON:-python3}"
 # Hash of everything that goes into the installed Python package, and of the test tools.
 python_sources_hash() {
     {
-        echo "pytest"
+        echo "pytest jsonschema"
         (cd clients/python &&
             find pyproject.toml src -name '*.egg-info' -prune -o -type f ! -name '*.pyc' -print |
             LC_ALL=C sort | xargs sha256sum)
@@ -80,7 +80,7 @@ part_python() {
         # setuptools builds in the source tree: a stale build/ would ship deleted modules.
         rm -rf clients/python/build
         "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-            ./clients/python pytest || return 1
+            ./clients/python pytest jsonschema || return 1
         # Same version number, new sources: make pip replace the installed copy.
         "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
             --force-reinstall --no-deps ./clients/python || return 1

@@ -3,7 +3,9 @@ SQLSTATE and the server's message; other database errors pass through unchanged.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import re
+from pathlib import Path
+from typing import Any, Callable, Dict
 from uuid import UUID
 
 import psycopg
@@ -17,6 +19,10 @@ UNKNOWN_RUN = UUID("00000000-0000-0000-0000-0000000000ff")
 # Values the type hints forbid, to see what the server says.
 NOT_A_STEP_TYPE: Any = "parallel"
 NULL: Any = None
+MAIN_README = Path(__file__).resolve().parents[3] / "README.md"
+# Codes no test can provoke on purpose: a bug report, and a library newer than the database's
+# extension (the e2e and upgrade tiers provoke that one).
+NOT_PROVOKED = {"internal_error", "extension_version_mismatch"}
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +40,18 @@ def setup(conninfo: str) -> None:
 
 
 Call = Callable[[psycopg.Connection[Any]], Any]
+
+
+def with_setting(name: str, value: str, call: Call) -> Call:
+    """``call`` in a transaction where setting ``name`` is ``value``."""
+
+    def run(c: psycopg.Connection[Any]) -> Any:
+        with c.transaction():
+            c.execute("SELECT set_config(%s, %s, true)", [name, value])
+            return call(c)
+
+    return run
+
 
 CASES: list[tuple[str, str, str, Call]] = [
     # (case, code, message start, call)
@@ -188,6 +206,68 @@ CASES: list[tuple[str, str, str, Call]] = [
         "workflow_has_no_steps: ",
         lambda c: qf.start_flow(c, "empty"),
     ),
+    (
+        "output over max_output_bytes",
+        "output_too_large",
+        "output_too_large: ",
+        with_setting(
+            "quantum_flow.max_output_bytes",
+            "10",
+            lambda c: qf.complete_task(c, RUN, "a", 0, {"too": "large for ten bytes"}),
+        ),
+    ),
+    (
+        "document not an object",
+        "invalid_document",
+        "invalid_document: $: ",
+        lambda c: qf.define_flow(c, []),
+    ),
+    (
+        "document with a misspelt key",
+        "unknown_key",
+        'unknown_key: $.steps[0].depend_on: a step has no key "depend_on"',
+        lambda c: qf.define_flow(
+            c, {"workflow_slug": "d", "steps": [{"slug": "a", "depend_on": []}]}
+        ),
+    ),
+    (
+        "document without steps",
+        "missing_key",
+        "missing_key: $: ",
+        lambda c: qf.define_flow(c, {"workflow_slug": "d"}),
+    ),
+    (
+        "document with a step twice",
+        "duplicate_step",
+        "duplicate_step: $.steps[1].slug: ",
+        lambda c: qf.define_flow(
+            c, {"workflow_slug": "d", "steps": [{"slug": "a"}, {"slug": "a"}]}
+        ),
+    ),
+    (
+        "document with a cycle",
+        "cycle",
+        "cycle: $.steps[0].depends_on: ",
+        lambda c: qf.define_flow(
+            c,
+            {
+                "workflow_slug": "d",
+                "steps": [{"slug": "a", "depends_on": ["b"]}, {"slug": "b", "depends_on": ["a"]}],
+            },
+        ),
+    ),
+    (
+        "more steps than max_steps",
+        "limit_exceeded",
+        "limit_exceeded: $.steps: ",
+        with_setting(
+            "quantum_flow.max_steps",
+            "1",
+            lambda c: qf.define_flow(
+                c, {"workflow_slug": "d", "steps": [{"slug": "a"}, {"slug": "b"}]}
+            ),
+        ),
+    ),
 ]
 
 
@@ -210,8 +290,22 @@ def test_error_code_and_sqlstate(
 
 def test_every_server_code_is_covered() -> None:
     tested = {c[1] for c in CASES}
-    # internal_error is a bug report, not something a test can provoke on purpose.
-    assert tested == set(qf.ERROR_CODES) - {"internal_error"}
+    assert tested == set(qf.ERROR_CODES) - NOT_PROVOKED
+
+
+def readme_error_table() -> Dict[str, str]:
+    """The main README's table of error codes (the unit tier checks it against the server's
+    code)."""
+    text = MAIN_README.read_text(encoding="utf-8")
+    section = text.split("\n## Error codes\n", 1)[1].split("\n## ", 1)[0]
+    return dict(re.findall(r"^\| `([a-z_]+)` \| ([0-9A-Z]{5}) \|", section, flags=re.M))
+
+
+def test_error_codes_are_the_servers() -> None:
+    table = readme_error_table()
+    assert len(table) >= 27
+    assert qf.ERROR_CODES == table
+    assert list(qf.ERROR_CODES) == list(table)  # in the README's order
 
 
 def test_nothing_is_written_by_a_refused_call(setup: None, conn: psycopg.Connection[Any]) -> None:
@@ -219,6 +313,7 @@ def test_nothing_is_written_by_a_refused_call(setup: None, conn: psycopg.Connect
         qf.add_step(conn, "empty", "s", ["ghost"])
     assert qf.get_flow(conn, "empty").steps == []
     assert [w.workflow_slug for w in qf.list_flows(conn)] == ["empty", "errs", "rootmap"]
+    assert qf.get_run(conn, RUN).step("a").status == "started"
 
 
 def test_other_database_errors_pass_through(conn: psycopg.Connection[Any]) -> None:

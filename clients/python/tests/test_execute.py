@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, Dict
+from typing import Any, Dict, List
 from uuid import UUID
 
 import psycopg
@@ -85,6 +85,50 @@ def test_missing_functions_are_all_named_and_nothing_starts(
     assert not_started.value.code == "run_not_found"
 
 
+def test_every_missing_function_is_named_before_anything_starts(
+    conninfo: str, conn: psycopg.Connection[Any], slug: str
+) -> None:
+    # Defined from a document listing the steps out of order: the error names the steps as
+    # get_flow orders them (each after its dependencies).
+    qf.define_flow(
+        conn,
+        {
+            "workflow_slug": slug,
+            "steps": [
+                {"slug": "report", "depends_on": ["score", "fetch"]},
+                {"slug": "score", "depends_on": ["fetch"], "type": "map"},
+                {"slug": "fetch"},
+                {"slug": "audit", "depends_on": ["fetch"]},
+            ],
+        },
+    )
+    in_order = [s.step_slug for s in qf.get_flow(conn, slug).steps]
+    called: List[Any] = []
+    with pytest.raises(qf.MissingStepFunctions) as none_given:
+        qf.execute_dynamic(conninfo, slug, {}, {})
+    assert none_given.value.steps == in_order
+    assert none_given.value.workflow_slug == slug
+    # Functions for steps the workflow does not have do not stand in for missing ones.
+    with pytest.raises(qf.MissingStepFunctions) as some_given:
+        qf.execute_dynamic(
+            conninfo,
+            slug,
+            {},
+            {"score": called.append, "fetch": called.append, "fecth": called.append},
+        )
+    assert some_given.value.steps == [s for s in in_order if s in ("report", "audit")]
+    assert str(some_given.value) == (
+        f"workflow {slug!r} has no function for step(s): "
+        + ", ".join(s for s in in_order if s in ("report", "audit"))
+    )
+    # No run was started and nothing was called.
+    runs = conn.execute(
+        "SELECT count(*) FROM quantum_flow.runs WHERE workflow_slug = %s", [slug]
+    ).fetchone()
+    assert runs == (0,)
+    assert called == []
+
+
 def test_retries_then_success(conninfo: str, conn: psycopg.Connection[Any], slug: str) -> None:
     qf.create_flow(conn, slug, max_attempts=3, base_delay=0)
     qf.add_step(conn, slug, "each", step_type="map")
@@ -130,7 +174,9 @@ def test_output_that_is_not_json_fails_the_attempt(
     qf.add_step(conn, slug, "a")
     with pytest.raises(qf.RunFailed) as e:
         qf.execute_dynamic(conninfo, slug, {}, {"a": lambda i: {1, 2}})
-    assert e.value.message == "step a, task 0, attempt 1: Object of type set is not JSON serializable"
+    assert e.value.message == (
+        "step a, task 0, attempt 1: Object of type set is not JSON serializable"
+    )
 
 
 def test_map_over_a_non_array_fails_the_run(

@@ -1,4 +1,5 @@
-"""The README's Quick Start runs as written and prints what the README says."""
+"""The README's examples run as written: the Quick Start prints what the README says, and the
+example of workflows from JSON defines its workflow and prints its graph."""
 
 from __future__ import annotations
 
@@ -7,16 +8,27 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+import quantum_flow as qf
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
-def quick_start_code() -> str:
+def python_block(heading: str) -> str:
+    """The first python block under ``heading`` in the README."""
     text = README.read_text(encoding="utf-8")
-    section = text.split("## Quick start", 1)[1]
+    section = text.split(heading, 1)[1]
     match = re.search(r"^```python\n(.*?)^```$", section, flags=re.S | re.M)
-    assert match, "README.md has no python block under ## Quick start"
+    assert match, f"README.md has no python block under {heading}"
     return match.group(1)
+
+
+def quick_start_code() -> str:
+    return python_block("## Quick start")
 
 
 def test_quick_start_runs_twice(conninfo: str) -> None:
@@ -32,3 +44,16 @@ def test_quick_start_runs_twice(conninfo: str) -> None:
         assert done.returncode == 0, done.stderr
         assert done.stdout == "{'save_results': {'saved': True}}\n"
     assert "It prints `{'save_results': {'saved': True}}`" in README.read_text(encoding="utf-8")
+
+
+def test_workflows_from_json_runs(
+    conn: psycopg.Connection[Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    exec(python_block("## Workflows from JSON (LLM output)"), {"qf": qf, "conn": conn})
+    printed = capsys.readouterr().out
+    assert printed.startswith("---\ntitle: claude_etl\n---\nflowchart TD\n"), printed
+    assert [s.step_slug for s in qf.get_flow(conn, "claude_etl").steps] == [
+        "extract_csv",
+        "validate_rows",
+        "load_db",
+    ]

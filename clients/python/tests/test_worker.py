@@ -160,14 +160,18 @@ def test_stop_cancels_a_waiting_poll_which_claims_nothing(
 ) -> None:
     qf.create_flow(conn, slug)
     qf.add_step(conn, slug, "a")
-    worker = qf.Worker(conninfo, slug, {"a": lambda i: 1}, max_wait_ms=120_000)
+    # The longest wait the server allows (quantum_flow.max_wait_ms): a longer one is refused
+    # with invalid_option, retried by the worker, and never waits.
+    worker = qf.Worker(conninfo, slug, {"a": lambda i: 1}, max_wait_ms=60_000)
     worker.start()
     # Wait until the worker's poll is waiting in the server.
     wait_until(
         lambda: (
             conn.execute(
+                # This database only: other tests of the cluster poll too.
                 "SELECT count(*) FROM pg_stat_activity "
-                "WHERE query LIKE %s AND state = 'active' AND pid <> pg_backend_pid()",
+                "WHERE query LIKE %s AND state = 'active' AND pid <> pg_backend_pid() "
+                "AND datname = current_database()",
                 ["%quantum_flow.poll_tasks%"],
             ).fetchone()
             == (1,)
@@ -176,8 +180,8 @@ def test_stop_cancels_a_waiting_poll_which_claims_nothing(
     )
     stopper = threading.Thread(target=worker.stop)
     stopper.start()
-    # Bounds a hang only: without the cancel, stop() would wait out the 120 s poll.
-    stopper.join(60)
+    # Bounds a hang only: without the cancel, stop() would wait out the 60 s poll.
+    stopper.join(50)
     assert not stopper.is_alive()
     assert worker.stats == qf.WorkerStats()
     run_id = qf.start_flow(conn, slug)

@@ -3,7 +3,8 @@
 Functions named after the extension's SQL functions work on a psycopg 3 connection
 (:mod:`quantum_flow.api`); :class:`Worker` works a workflow's tasks with Python functions;
 :func:`execute_dynamic` runs a workflow to the end; :func:`define_from_json` creates a
-workflow from an LLM-style JSON document.
+workflow from an LLM-style JSON document, which the server checks (:func:`validate_flow`)
+and defines (:func:`define_flow`).
 """
 
 from .api import (
@@ -11,14 +12,19 @@ from .api import (
     cancel_run,
     complete_task,
     create_flow,
+    define_flow,
     delete_flow,
+    export_flow,
     fail_task,
+    flow_graph,
+    flow_schema,
     get_flow,
     get_run,
     is_valid_slug,
     list_flows,
     poll_tasks,
     start_flow,
+    validate_flow,
 )
 from .errors import (
     ERROR_CODES,
@@ -29,10 +35,12 @@ from .errors import (
     RunTimeout,
 )
 from .execute import execute_dynamic
-from .spec import define_from_json, parse_flow_document
+from .spec import define_from_json
 from .types import (
     FlowDefinition,
+    FlowProblem,
     FlowStep,
+    FlowValidation,
     Run,
     Step,
     StepState,
@@ -47,7 +55,9 @@ __version__ = "0.1.0"
 __all__ = [
     "ERROR_CODES",
     "FlowDefinition",
+    "FlowProblem",
     "FlowStep",
+    "FlowValidation",
     "InvalidFlowDocument",
     "MissingStepFunctions",
     "QuantumFlowError",
@@ -65,15 +75,19 @@ __all__ = [
     "cancel_run",
     "complete_task",
     "create_flow",
+    "define_flow",
     "define_from_json",
     "delete_flow",
     "execute_dynamic",
+    "export_flow",
     "fail_task",
+    "flow_graph",
+    "flow_schema",
     "get_flow",
     "get_run",
     "is_valid_slug",
     "list_flows",
-    "parse_flow_document",
     "poll_tasks",
     "start_flow",
+    "validate_flow",
 ]

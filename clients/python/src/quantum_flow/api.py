@@ -16,16 +16,29 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from .errors import translate_errors
-from .types import FailOutcome, FlowDefinition, Run, Step, StepType, Task, Workflow
+from .types import (
+    FailOutcome,
+    FlowDefinition,
+    FlowValidation,
+    GraphFormat,
+    Run,
+    Step,
+    StepType,
+    Task,
+    Workflow,
+)
 
 Connection = psycopg.Connection[Any]
 #: A run id: a UUID, or its text form.
 RunId = Union[UUID, str]
+#: A flow document: JSON text (``str``, or UTF-8 ``bytes``), sent to the server as it is, or
+#: a JSON value (normally a ``dict``), sent as ``jsonb``. ``None`` is SQL NULL.
+FlowDocument = Any
 
-_WORKFLOW_COLUMNS = "workflow_slug, max_attempts, timeout, base_delay, created_at"
+_WORKFLOW_COLUMNS = "workflow_slug, max_attempts, timeout, base_delay, created_at, description"
 _STEP_COLUMNS = (
     "workflow_slug, step_slug, step_type, step_index, deps_count, "
-    "initial_tasks, max_attempts, timeout, base_delay"
+    "initial_tasks, max_attempts, timeout, base_delay, description"
 )
 
 
@@ -143,6 +156,79 @@ def delete_flow(conn: Connection, workflow_slug: str) -> None:
 def is_valid_slug(conn: Connection, slug: Optional[str]) -> bool:
     """Whether the server accepts ``slug`` as a workflow slug (no side effects)."""
     return bool(_scalar(conn, "SELECT quantum_flow.is_valid_slug(%s::text)", [slug]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Workflows defined in one document
+
+
+def validate_flow(conn: Connection, doc: FlowDocument) -> FlowValidation:
+    """Every problem of a flow document, without writing anything.
+
+    ``doc`` is JSON text or a JSON value (see :data:`FlowDocument`); the server reads it
+    whatever it holds, and answers for any JSON value (a document that is not an object is one
+    problem, ``invalid_document``) without raising. JSON text that does not parse raises
+    psycopg's ``InvalidTextRepresentation`` (the server's JSON parser).
+    """
+    doc_json = _scalar(conn, "SELECT quantum_flow.validate_flow(%s::jsonb)", [_document_param(doc)])
+    return FlowValidation.from_json(doc_json)
+
+
+def define_flow(conn: Connection, doc: FlowDocument) -> FlowDefinition:
+    """Creates the workflow a flow document describes, with all its steps, in one statement,
+    and returns it as :func:`get_flow` does.
+
+    A bad document raises :class:`~quantum_flow.InvalidFlowDocument` (a
+    :class:`~quantum_flow.QuantumFlowError`) with the code of its first problem and every
+    problem in ``problems``; nothing is written. The same document again returns the existing
+    workflow unchanged; another document for a taken slug raises ``workflow_exists``.
+    """
+    doc_json = _scalar(conn, "SELECT quantum_flow.define_flow(%s::jsonb)", [_document_param(doc)])
+    return FlowDefinition.from_json(doc_json)
+
+
+def export_flow(conn: Connection, workflow_slug: str) -> Dict[str, Any]:
+    """The flow document of an existing workflow: :func:`define_flow` of it returns the
+    workflow unchanged, and :func:`validate_flow` finds it valid."""
+    doc: Dict[str, Any] = _scalar(
+        conn, "SELECT quantum_flow.export_flow(%s::text)", [workflow_slug]
+    )
+    return doc
+
+
+def flow_graph(
+    conn: Connection,
+    workflow_slug: str,
+    format: GraphFormat = "mermaid",
+    run_id: Optional[RunId] = None,
+) -> str:
+    """The workflow's graph as a Mermaid ``flowchart`` (``format="dot"``: Graphviz DOT).
+
+    With ``run_id``, each step shows that run's status and completed/total tasks.
+    """
+    graph: str = _scalar(
+        conn,
+        "SELECT quantum_flow.flow_graph(%s::text, %s::text, %s::uuid)",
+        [workflow_slug, format, _uuid_param(run_id)],
+    )
+    return graph
+
+
+def flow_schema(conn: Connection) -> Dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a flow document, to give an LLM as a structured
+    output schema. What a schema cannot express (a dependency on a missing step, a cycle, a
+    duplicate slug) :func:`validate_flow` reports."""
+    schema: Dict[str, Any] = _scalar(conn, "SELECT quantum_flow.flow_schema()")
+    return schema
+
+
+def _document_param(doc: FlowDocument) -> Any:
+    # Text goes to the server as it is (its JSON parser reads it); other values as jsonb.
+    if doc is None or isinstance(doc, str):
+        return doc
+    if isinstance(doc, (bytes, bytearray, memoryview)):
+        return bytes(doc).decode("utf-8")
+    return Jsonb(doc)
 
 
 # ---------------------------------------------------------------------------------------------

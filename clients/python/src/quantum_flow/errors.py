@@ -8,33 +8,49 @@ every other database error passes through unchanged.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Optional, Sequence
+import json
+from typing import Iterator, List, Optional, Sequence
 from uuid import UUID
 
 import psycopg
 
-#: Every code word the extension raises, with its documented SQLSTATE.
+from .types import FlowProblem
+
+#: Every code word the extension raises, with its documented SQLSTATE (the main README's
+#: error table, in its order).
 ERROR_CODES: dict[str, str] = {
     "invalid_workflow_slug": "22023",
     "invalid_step_slug": "22023",
-    "invalid_step_type": "22023",
-    "invalid_option": "22023",
-    "invalid_map_input": "22023",
-    "null_argument": "22004",
     "workflow_not_found": "P0002",
-    "run_not_found": "P0002",
-    "task_not_found": "P0002",
     "workflow_exists": "23505",
     "step_exists": "23505",
-    "run_exists": "23505",
-    "duplicate_dependency": "23505",
+    "invalid_step_type": "22023",
     "dependency_not_found": "23503",
     "self_dependency": "23514",
+    "duplicate_dependency": "23505",
     "map_step_too_many_dependencies": "23514",
+    "invalid_option": "22023",
     "workflow_has_active_runs": "55006",
+    "run_exists": "23505",
+    "run_not_found": "P0002",
+    "task_not_found": "P0002",
+    "invalid_map_input": "22023",
+    "null_argument": "22004",
     "workflow_has_no_steps": "55000",
+    "output_too_large": "22001",
+    "invalid_document": "22023",
+    "unknown_key": "22023",
+    "missing_key": "22023",
+    "duplicate_step": "23505",
+    "cycle": "23514",
+    "limit_exceeded": "54000",
+    "extension_version_mismatch": "55000",
     "internal_error": "XX000",
 }
+
+#: How the DETAIL of an error about a flow document (``define_flow``) starts; the JSON array
+#: of every problem of the document follows.
+DOCUMENT_PROBLEMS_PREFIX = "every problem of the document: "
 
 
 class QuantumFlowError(Exception):
@@ -66,8 +82,25 @@ class MissingStepFunctions(ValueError):
         )
 
 
-class InvalidFlowDocument(ValueError):
-    """A workflow document given to :func:`define_from_json` that cannot be read."""
+class InvalidFlowDocument(QuantumFlowError, ValueError):
+    """The server refused a flow document (``define_flow``, ``define_from_json``).
+
+    ``code``, ``sqlstate`` and ``message`` are those of the document's first problem (the
+    message is ``"<code>: <path>: <explanation> (<hint>)"``); ``problems`` lists every problem
+    of the document, as :func:`~quantum_flow.validate_flow` reports them, from the error's
+    DETAIL.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        sqlstate: Optional[str],
+        message: str,
+        problems: Sequence[FlowProblem] = (),
+    ) -> None:
+        super().__init__(code, sqlstate, message)
+        self.problems: List[FlowProblem] = list(problems)
+        self.args = (code, sqlstate, message, self.problems)
 
 
 class RunFailed(Exception):
@@ -102,14 +135,30 @@ def error_code(message: str) -> Optional[str]:
     return None
 
 
+def document_problems(detail: Optional[str]) -> Optional[List[FlowProblem]]:
+    """The problems an error's DETAIL lists (``"every problem of the document: [...]"``), or
+    None when the DETAIL is not such a list."""
+    if not detail or not detail.startswith(DOCUMENT_PROBLEMS_PREFIX):
+        return None
+    try:
+        problems = json.loads(detail[len(DOCUMENT_PROBLEMS_PREFIX) :])
+        return [FlowProblem.from_json(p) for p in problems]
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
 def from_psycopg(error: psycopg.Error) -> Optional[QuantumFlowError]:
-    """The :class:`QuantumFlowError` a psycopg error stands for, if it is one of ours."""
+    """The :class:`QuantumFlowError` a psycopg error stands for, if it is one of ours (an
+    :class:`InvalidFlowDocument` when it lists the problems of a flow document)."""
     message = error.diag.message_primary
     if not message:
         return None
     code = error_code(message)
     if code is None:
         return None
+    problems = document_problems(error.diag.message_detail)
+    if problems is not None:
+        return InvalidFlowDocument(code, error.sqlstate, message, problems)
     return QuantumFlowError(code, error.sqlstate, message)
 
 

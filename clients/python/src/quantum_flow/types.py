@@ -13,6 +13,8 @@ RunStatus = Literal["started", "completed", "failed"]
 StepStatus = Literal["created", "started", "completed", "failed", "cancelled"]
 #: What ``fail_task`` returns: the task's status after the call.
 FailOutcome = Literal["queued", "failed", "ignored"]
+#: The formats ``flow_graph`` draws: Mermaid ``flowchart`` or Graphviz DOT.
+GraphFormat = Literal["mermaid", "dot"]
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,7 @@ class Workflow:
     timeout: int
     base_delay: int
     created_at: datetime
+    description: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class Step:
     max_attempts: Optional[int]
     timeout: Optional[int]
     base_delay: Optional[int]
+    description: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -53,11 +57,12 @@ class FlowStep:
     max_attempts: Optional[int]
     timeout: Optional[int]
     base_delay: Optional[int]
+    description: Optional[str] = None
 
 
 @dataclass(frozen=True)
 class FlowDefinition:
-    """A workflow with its steps in order of addition (``get_flow``)."""
+    """A workflow with its steps in order of addition (``get_flow``, ``define_flow``)."""
 
     workflow_slug: str
     max_attempts: int
@@ -65,6 +70,7 @@ class FlowDefinition:
     base_delay: int
     created_at: datetime
     steps: List[FlowStep] = field(default_factory=list)
+    description: Optional[str] = None
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> FlowDefinition:
@@ -84,9 +90,52 @@ class FlowDefinition:
                     max_attempts=s.get("max_attempts"),
                     timeout=s.get("timeout"),
                     base_delay=s.get("base_delay"),
+                    description=s.get("description"),
                 )
                 for s in doc["steps"]
             ],
+            description=doc.get("description"),
+        )
+
+
+@dataclass(frozen=True)
+class FlowProblem:
+    """One problem of a flow document, as ``validate_flow`` reports it (an error or a
+    warning)."""
+
+    #: Where it is, as a JSONPath: ``"$.steps[2].depends_on[0]"`` (``"$"``: the document).
+    path: str
+    #: A code of the error table (``"unknown_key"``, ``"cycle"``, ...).
+    code: str
+    #: What is wrong, naming the values.
+    message: str
+    #: How to fix it, where the server has an idea (``'did you mean "depends_on"?'``).
+    hint: Optional[str] = None
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> FlowProblem:
+        return cls(path=doc["path"], code=doc["code"], message=doc["message"], hint=doc.get("hint"))
+
+
+@dataclass(frozen=True)
+class FlowValidation:
+    """What ``validate_flow`` says of a flow document.
+
+    ``valid`` is True when ``errors`` is empty: ``define_flow`` would accept the document.
+    ``errors`` lists every problem, in document order; ``warnings`` things worth knowing that
+    do not stop ``define_flow`` (the workflow already exists exactly so, for instance).
+    """
+
+    valid: bool
+    errors: List[FlowProblem] = field(default_factory=list)
+    warnings: List[FlowProblem] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> FlowValidation:
+        return cls(
+            valid=bool(doc["valid"]),
+            errors=[FlowProblem.from_json(p) for p in doc["errors"]],
+            warnings=[FlowProblem.from_json(p) for p in doc.get("warnings") or []],
         )
 
 
