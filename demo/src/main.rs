@@ -7,11 +7,12 @@
 //!
 //! The main process works in the URL's database (`make demo` gives it a fresh one; with
 //! `--fresh-database NAME` it drops and creates database NAME on that cluster itself),
-//! installs the extension if missing, defines three workflows (the seed's Quick
-//! Start, the seed's ETL over `demo/data/customers.csv`, and the workflow an LLM wrote in
-//! `demo/data/llm_workflow.json`), starts worker processes (this binary in `worker` mode),
-//! starts one run of each workflow and shows their progress until they end. Workers stop
-//! when their stdin closes and print their stats as one JSON line.
+//! installs the extension if missing, defines three workflows (the seed's Quick Start, the
+//! seed's ETL over `demo/data/customers.csv`, and the workflow an LLM wrote: the
+//! `definition` of `demo/data/llm_workflow.json`, defined with `define_flow`), starts worker
+//! processes (this binary in `worker` mode), starts one run of each workflow and shows their
+//! progress until they end. Workers stop when their stdin closes and print their stats as
+//! one JSON line.
 
 mod csv;
 mod handlers;
@@ -19,8 +20,8 @@ mod progress;
 
 use handlers::{ETL, PIPELINE};
 use quantum_flow_client::{
-    self as qf, get_flow_document, shutdown_channel, FlowOptions, FlowSpec, RunStatus, StepOptions,
-    Worker, WorkerConfig, WorkerStats,
+    self as qf, get_flow_document, shutdown_channel, FlowOptions, RunStatus, StepOptions, Worker,
+    WorkerConfig, WorkerStats,
 };
 use serde_json::{json, Value};
 use std::io::IsTerminal;
@@ -163,7 +164,7 @@ async fn demo_main(url: &str, args: &[String]) -> Result<ExitCode, BoxError> {
         }
         None => url.to_string(),
     };
-    let mut db = qf::connect(&db_url, "quantum_flow demo").await?;
+    let db = qf::connect(&db_url, "quantum_flow demo").await?;
     db.batch_execute(
         "CREATE EXTENSION IF NOT EXISTS quantum_flow CASCADE;
          CREATE TABLE IF NOT EXISTS demo_customers (
@@ -238,12 +239,31 @@ async fn demo_main(url: &str, args: &[String]) -> Result<ExitCode, BoxError> {
     )
     .await?;
 
-    let spec_path = data_dir().join("llm_workflow.json");
-    let spec_text = std::fs::read_to_string(&spec_path)
-        .map_err(|e| format!("cannot read {}: {e}", spec_path.display()))?;
-    let spec = FlowSpec::from_json(&spec_text)?;
-    let llm_document: Value = serde_json::from_str(&spec_text)?;
-    let llm = spec.define(&mut db).await?;
+    // What the LLM answered: the prompt it was given, the workflow document it wrote (under
+    // "definition", handed to define_flow as it is) and an input to run it on.
+    let llm_path = data_dir().join("llm_workflow.json");
+    let llm_file = llm_path
+        .strip_prefix(env!("CARGO_MANIFEST_DIR"))
+        .map(|p| format!("demo/{}", p.display()))
+        .unwrap_or_else(|_| llm_path.display().to_string());
+    let llm_text =
+        std::fs::read_to_string(&llm_path).map_err(|e| format!("cannot read {llm_file}: {e}"))?;
+    let llm_answer: Value =
+        serde_json::from_str(&llm_text).map_err(|e| format!("{llm_file}: {e}"))?;
+    let definition = llm_answer
+        .get("definition")
+        .ok_or_else(|| format!("{llm_file} has no \"definition\""))?;
+    let llm = match qf::define_flow(&db, definition).await {
+        Ok(flow) => flow,
+        Err(e) => {
+            // Every problem of the document at once, as an LLM would be told to fix them.
+            eprintln!("define_flow refused the workflow of {llm_file}:");
+            for problem in e.problems().unwrap_or_default() {
+                eprintln!("  {problem}");
+            }
+            return Err(e.into());
+        }
+    };
 
     println!("== defined 3 workflows");
     for slug in [PIPELINE, ETL, llm.workflow_slug.as_str()] {
@@ -263,13 +283,9 @@ async fn demo_main(url: &str, args: &[String]) -> Result<ExitCode, BoxError> {
         println!("  {slug}: {}", steps.join("; "));
     }
     println!(
-        "  ({} came from {}: the LLM listed write_summary first; FlowSpec added its steps in \
-         dependency order, in one transaction)",
+        "  ({} came from {llm_file}: the LLM listed write_summary first; define_flow added \
+         its steps in dependency order, in one statement)",
         llm.workflow_slug,
-        spec_path
-            .strip_prefix(env!("CARGO_MANIFEST_DIR"))
-            .map(|p| format!("demo/{}", p.display()))
-            .unwrap_or_else(|_| spec_path.display().to_string())
     );
     for slug in [PIPELINE, ETL] {
         println!("\n== get_flow('{slug}')");
@@ -307,7 +323,7 @@ async fn demo_main(url: &str, args: &[String]) -> Result<ExitCode, BoxError> {
     // 4. One run of each workflow, all at once.
     let csv_path = data_dir().join("customers.csv");
     let etl_batch = qf::uuid::Uuid::new_v4();
-    let mut llm_input = llm_document.get("input").cloned().unwrap_or(json!({}));
+    let mut llm_input = llm_answer.get("input").cloned().unwrap_or(json!({}));
     if let Some(obj) = llm_input.as_object_mut() {
         obj.insert("batch".into(), json!(qf::uuid::Uuid::new_v4()));
     }

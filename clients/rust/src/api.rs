@@ -3,7 +3,9 @@
 //! every value as a parameter, and decodes the result into the crate's types.
 
 use crate::error::{Error, Result};
-use crate::types::{FailOutcome, FlowDefinition, Run, Step, StepType, Task, Workflow};
+use crate::types::{
+    FailOutcome, FlowDefinition, FlowValidation, Run, Step, StepType, Task, Workflow,
+};
 use serde_json::Value;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{GenericClient, Row};
@@ -109,9 +111,10 @@ impl Default for PollOptions {
     }
 }
 
-const WORKFLOW_COLUMNS: &str = "workflow_slug, max_attempts, timeout, base_delay, created_at";
+const WORKFLOW_COLUMNS: &str =
+    "workflow_slug, max_attempts, timeout, base_delay, created_at, description";
 const STEP_COLUMNS: &str = "workflow_slug, step_slug, step_type, step_index, deps_count, \
-                            initial_tasks, max_attempts, timeout, base_delay";
+                            initial_tasks, max_attempts, timeout, base_delay, description";
 
 fn workflow_from_row(row: &Row) -> Result<Workflow> {
     Ok(Workflow {
@@ -120,6 +123,7 @@ fn workflow_from_row(row: &Row) -> Result<Workflow> {
         timeout: row.try_get("timeout")?,
         base_delay: row.try_get("base_delay")?,
         created_at: row.try_get("created_at")?,
+        description: row.try_get("description")?,
     })
 }
 
@@ -139,6 +143,7 @@ fn step_from_row(row: &Row) -> Result<Step> {
         max_attempts: row.try_get("max_attempts")?,
         timeout: row.try_get("timeout")?,
         base_delay: row.try_get("base_delay")?,
+        description: row.try_get("description")?,
     })
 }
 
@@ -233,6 +238,107 @@ pub async fn delete_flow<C: GenericClient>(client: &C, workflow_slug: &str) -> R
         .execute("SELECT quantum_flow.delete_flow($1)", &[&workflow_slug])
         .await?;
     Ok(())
+}
+
+/// Every problem of a workflow document at once (`validate_flow`): each with its JSONPath,
+/// code, message and hint. Writes nothing; a bad document is an answer, not an error.
+pub async fn validate_flow<C: GenericClient>(
+    client: &C,
+    document: &Value,
+) -> Result<FlowValidation> {
+    let row = client
+        .query_one("SELECT quantum_flow.validate_flow($1::jsonb)", &[document])
+        .await?;
+    Ok(serde_json::from_value(row.try_get(0)?)?)
+}
+
+/// [`validate_flow`] of JSON text, sent to the server as it is (text that is not JSON at all
+/// is `Error::Db` with SQLSTATE 22P02, from PostgreSQL's `jsonb` input).
+pub async fn validate_flow_json<C: GenericClient>(
+    client: &C,
+    json: &str,
+) -> Result<FlowValidation> {
+    let row = client
+        .query_one(
+            "SELECT quantum_flow.validate_flow($1::text::jsonb)",
+            &[&json],
+        )
+        .await?;
+    Ok(serde_json::from_value(row.try_get(0)?)?)
+}
+
+/// Creates a workflow and all its steps from one document (`define_flow`), in one statement:
+/// all or nothing. The same document again returns the existing workflow unchanged. A bad
+/// document is `Error::Api` with its first problem's code (and path, at the start of the
+/// message's explanation); [`Error::problems`](crate::Error::problems) gives all of them.
+pub async fn define_flow<C: GenericClient>(client: &C, document: &Value) -> Result<FlowDefinition> {
+    let row = client
+        .query_one("SELECT quantum_flow.define_flow($1::jsonb)", &[document])
+        .await?;
+    Ok(serde_json::from_value(row.try_get(0)?)?)
+}
+
+/// [`define_flow`] of JSON text (what an LLM wrote), sent to the server as it is: the
+/// client reads nothing of it, so its verdict is the server's (text that is not JSON at all
+/// is `Error::Db` with SQLSTATE 22P02, from PostgreSQL's `jsonb` input).
+pub async fn define_from_json<C: GenericClient>(client: &C, json: &str) -> Result<FlowDefinition> {
+    let row = client
+        .query_one("SELECT quantum_flow.define_flow($1::text::jsonb)", &[&json])
+        .await?;
+    Ok(serde_json::from_value(row.try_get(0)?)?)
+}
+
+/// A workflow as a document (`export_flow`): `define_flow` of it is a no-op.
+pub async fn export_flow<C: GenericClient>(client: &C, workflow_slug: &str) -> Result<Value> {
+    let row = client
+        .query_one("SELECT quantum_flow.export_flow($1)", &[&workflow_slug])
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
+/// How [`flow_graph`] draws a workflow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum GraphFormat {
+    /// A Mermaid `flowchart`.
+    #[default]
+    Mermaid,
+    /// Graphviz DOT.
+    Dot,
+}
+
+impl GraphFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GraphFormat::Mermaid => "mermaid",
+            GraphFormat::Dot => "dot",
+        }
+    }
+}
+
+/// The workflow's graph as text (`flow_graph`); with `run_id`, each step shows that run's
+/// status and completed/total tasks.
+pub async fn flow_graph<C: GenericClient>(
+    client: &C,
+    workflow_slug: &str,
+    format: GraphFormat,
+    run_id: Option<Uuid>,
+) -> Result<String> {
+    let row = client
+        .query_one(
+            "SELECT quantum_flow.flow_graph($1, $2, $3::uuid)",
+            &[&workflow_slug, &format.as_str(), &run_id],
+        )
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
+/// The JSON Schema (draft 2020-12) of a workflow document (`flow_schema`), to give an LLM
+/// as a structured-output schema.
+pub async fn flow_schema<C: GenericClient>(client: &C) -> Result<Value> {
+    let row = client
+        .query_one("SELECT quantum_flow.flow_schema()", &[])
+        .await?;
+    Ok(row.try_get(0)?)
 }
 
 /// Whether the server accepts `slug` as a workflow slug (no side effects).

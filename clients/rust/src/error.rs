@@ -1,7 +1,12 @@
 //! The client's error type: API errors keep the server's code word and SQLSTATE.
 
+use crate::types::FlowProblem;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use uuid::Uuid;
+
+/// What `define_flow` puts before the JSON array of every problem in its error's DETAIL.
+const PROBLEMS_PREFIX: &str = "every problem of the document: ";
 
 /// The stable code word that starts every quantum_flow error message
 /// (`"<code>: <explanation>"`), one variant per code the extension raises.
@@ -25,6 +30,21 @@ pub enum ErrorCode {
     MapStepTooManyDependencies,
     WorkflowHasActiveRuns,
     WorkflowHasNoSteps,
+    OutputTooLarge,
+    ExtensionVersionMismatch,
+    /// A flow document (or one of its values) has the wrong JSON type, or no steps.
+    InvalidDocument,
+    /// A key a flow document does not know (a misspelling, usually).
+    UnknownKey,
+    /// A flow document lacks `workflow_slug`, `steps`, or a step's `slug`.
+    MissingKey,
+    /// Two steps of a flow document have the same slug.
+    DuplicateStep,
+    /// Steps of a flow document depend on each other in a circle.
+    Cycle,
+    /// More than `quantum_flow.max_steps` steps, or a map step fanning out to more than
+    /// `quantum_flow.max_map_tasks` tasks.
+    LimitExceeded,
     InternalError,
     /// A code word this client does not know (a newer server).
     Unknown(String),
@@ -32,7 +52,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every known code, for documentation and exhaustive tests.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 27] = [
         ErrorCode::InvalidWorkflowSlug,
         ErrorCode::InvalidStepSlug,
         ErrorCode::InvalidStepType,
@@ -51,6 +71,14 @@ impl ErrorCode {
         ErrorCode::MapStepTooManyDependencies,
         ErrorCode::WorkflowHasActiveRuns,
         ErrorCode::WorkflowHasNoSteps,
+        ErrorCode::OutputTooLarge,
+        ErrorCode::ExtensionVersionMismatch,
+        ErrorCode::InvalidDocument,
+        ErrorCode::UnknownKey,
+        ErrorCode::MissingKey,
+        ErrorCode::DuplicateStep,
+        ErrorCode::Cycle,
+        ErrorCode::LimitExceeded,
         ErrorCode::InternalError,
     ];
 
@@ -76,6 +104,14 @@ impl ErrorCode {
             MapStepTooManyDependencies => "map_step_too_many_dependencies",
             WorkflowHasActiveRuns => "workflow_has_active_runs",
             WorkflowHasNoSteps => "workflow_has_no_steps",
+            OutputTooLarge => "output_too_large",
+            ExtensionVersionMismatch => "extension_version_mismatch",
+            InvalidDocument => "invalid_document",
+            UnknownKey => "unknown_key",
+            MissingKey => "missing_key",
+            DuplicateStep => "duplicate_step",
+            Cycle => "cycle",
+            LimitExceeded => "limit_exceeded",
             InternalError => "internal_error",
             Unknown(code) => code,
         }
@@ -86,14 +122,18 @@ impl ErrorCode {
         use ErrorCode::*;
         Some(match self {
             InvalidWorkflowSlug | InvalidStepSlug | InvalidStepType | InvalidOption
-            | InvalidMapInput => "22023",
+            | InvalidMapInput | InvalidDocument | UnknownKey | MissingKey => "22023",
             NullArgument => "22004",
             WorkflowNotFound | RunNotFound | TaskNotFound => "P0002",
-            WorkflowExists | StepExists | RunExists | DuplicateDependency => "23505",
+            WorkflowExists | StepExists | RunExists | DuplicateDependency | DuplicateStep => {
+                "23505"
+            }
             DependencyNotFound => "23503",
-            SelfDependency | MapStepTooManyDependencies => "23514",
+            SelfDependency | MapStepTooManyDependencies | Cycle => "23514",
+            OutputTooLarge => "22001",
+            LimitExceeded => "54000",
             WorkflowHasActiveRuns => "55006",
-            WorkflowHasNoSteps => "55000",
+            WorkflowHasNoSteps | ExtensionVersionMismatch => "55000",
             InternalError => "XX000",
             Unknown(_) => return None,
         })
@@ -115,16 +155,33 @@ impl fmt::Display for ErrorCode {
     }
 }
 
+/// As its code word (`"unknown_key"`), as the server writes it in `validate_flow`'s answer.
+impl Serialize for ErrorCode {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ErrorCode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let word = String::deserialize(deserializer)?;
+        Ok(ErrorCode::parse(&word))
+    }
+}
+
 /// Everything a client call can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The extension refused the call: `message` is the server's whole message
-    /// (`"<code>: <explanation>"`), `sqlstate` its five-character SQLSTATE.
+    /// (`"<code>: <explanation>"`), `sqlstate` its five-character SQLSTATE, `detail` the
+    /// error's DETAIL when it has one (`define_flow`: every problem of the document, see
+    /// [`Error::problems`]).
     #[error("{message} (SQLSTATE {sqlstate})")]
     Api {
         code: ErrorCode,
         sqlstate: String,
         message: String,
+        detail: Option<String>,
     },
     /// Any other database or connection error.
     #[error("database error: {0}")]
@@ -142,7 +199,8 @@ pub enum Error {
     /// `execute_dynamic`: the worker task panicked (a bug in this crate).
     #[error("worker panicked: {0}")]
     WorkerPanicked(String),
-    /// A workflow document (`FlowSpec`) that cannot be read.
+    /// `FlowSpec::from_json` / `from_value`: text that does not have the typed shape
+    /// (`define_from_json` sends text to the server unread and never returns this).
     #[error("invalid flow spec: {0}")]
     InvalidSpec(String),
     /// The server answered with something this client cannot decode (a version mismatch).
@@ -157,6 +215,19 @@ impl Error {
     pub fn code(&self) -> Option<&ErrorCode> {
         match self {
             Error::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// `define_flow` / `define_from_json` / `FlowSpec::define` refused a document: every
+    /// problem of it, as `validate_flow` reports them (the error itself is the first). `None`
+    /// for any other error.
+    pub fn problems(&self) -> Option<Vec<FlowProblem>> {
+        match self {
+            Error::Api {
+                detail: Some(detail),
+                ..
+            } => serde_json::from_str(detail.strip_prefix(PROBLEMS_PREFIX)?).ok(),
             _ => None,
         }
     }
@@ -187,14 +258,15 @@ fn code_word(message: &str) -> Option<&str> {
 
 impl From<tokio_postgres::Error> for Error {
     fn from(e: tokio_postgres::Error) -> Self {
-        let api = e.as_db_error().and_then(|db| {
-            code_word(db.message()).map(|word| (word, db.code().code(), db.message()))
-        });
+        let api = e
+            .as_db_error()
+            .and_then(|db| code_word(db.message()).map(|word| (word, db)));
         match api {
-            Some((word, sqlstate, message)) => Error::Api {
+            Some((word, db)) => Error::Api {
                 code: ErrorCode::parse(word),
-                sqlstate: sqlstate.to_string(),
-                message: message.to_string(),
+                sqlstate: db.code().code().to_string(),
+                message: db.message().to_string(),
+                detail: db.detail().map(str::to_string),
             },
             None => Error::Db(e),
         }
@@ -237,5 +309,48 @@ mod tests {
             ErrorCode::parse("brand_new_code"),
             ErrorCode::Unknown("brand_new_code".into())
         );
+    }
+
+    #[test]
+    fn codes_are_json_strings() {
+        assert_eq!(
+            serde_json::to_value(ErrorCode::UnknownKey).unwrap(),
+            "unknown_key"
+        );
+        let codes: Vec<ErrorCode> = serde_json::from_str(r#"["cycle", "brand_new_code"]"#).unwrap();
+        assert_eq!(
+            codes,
+            [
+                ErrorCode::Cycle,
+                ErrorCode::Unknown("brand_new_code".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn problems_are_read_from_define_flows_detail() {
+        let api = |detail: Option<&str>| Error::Api {
+            code: ErrorCode::Cycle,
+            sqlstate: "23514".into(),
+            message: "cycle: $.steps[0].depends_on: ...".into(),
+            detail: detail.map(str::to_string),
+        };
+        let problems = api(Some(
+            r#"every problem of the document: [{"path":"$.steps[0].depends_on","code":"cycle","message":"a -> b -> a","hint":null}]"#,
+        ))
+        .problems()
+        .unwrap();
+        assert_eq!(
+            problems,
+            [FlowProblem {
+                path: "$.steps[0].depends_on".into(),
+                code: ErrorCode::Cycle,
+                message: "a -> b -> a".into(),
+                hint: None,
+            }]
+        );
+        assert_eq!(api(None).problems(), None);
+        assert_eq!(api(Some("something else")).problems(), None);
+        assert_eq!(Error::InvalidSpec("x".into()).problems(), None);
     }
 }

@@ -7,8 +7,9 @@
 //! * [`Worker`]: claims a workflow's tasks and runs async handlers for them, concurrently,
 //!   with graceful shutdown;
 //! * [`execute_dynamic`]: start a run and work it to the end in-process;
-//! * [`FlowSpec`]: a workflow as a JSON document (what an LLM emits), defined in one
-//!   transaction.
+//! * workflows as one JSON document (what an LLM emits): [`define_from_json`] /
+//!   [`validate_flow_json`] hand the text to the server's `define_flow` / `validate_flow`
+//!   unread, and [`FlowSpec`] builds such a document with types.
 
 pub mod api;
 mod error;
@@ -18,16 +19,17 @@ mod types;
 mod worker;
 
 pub use api::{
-    add_step, cancel_run, complete_task, create_flow, delete_flow, fail_task, get_flow,
-    get_flow_document, get_run, get_run_document, is_valid_slug, list_flows, poll_tasks,
-    start_flow, FlowOptions, PollOptions, StepOptions,
+    add_step, cancel_run, complete_task, create_flow, define_flow, define_from_json, delete_flow,
+    export_flow, fail_task, flow_graph, flow_schema, get_flow, get_flow_document, get_run,
+    get_run_document, is_valid_slug, list_flows, poll_tasks, start_flow, validate_flow,
+    validate_flow_json, FlowOptions, GraphFormat, PollOptions, StepOptions,
 };
 pub use error::{Error, ErrorCode, Result};
 pub use execute::{execute_dynamic, ExecuteOptions};
-pub use spec::{define_from_json, FlowSpec, StepSpec};
+pub use spec::{FlowSpec, StepSpec};
 pub use types::{
-    FailOutcome, FlowDefinition, Run, RunStatus, Step, StepDefinition, StepState, StepStatus,
-    StepType, Task, WorkerStats, Workflow,
+    FailOutcome, FlowDefinition, FlowProblem, FlowValidation, Run, RunStatus, Step, StepDefinition,
+    StepState, StepStatus, StepType, Task, WorkerStats, Workflow,
 };
 pub use worker::{
     connect, shutdown_channel, HandlerError, HandlerResult, StepFunctions, Worker, WorkerConfig,

@@ -1,38 +1,62 @@
-//! Workflows described as data: the JSON document an LLM emits, turned into `create_flow` /
-//! `add_step` calls in one transaction.
+//! Workflows described as data: a typed builder of the document `define_flow` takes.
 //!
 //! ```json
 //! {"workflow_slug": "triage",
 //!  "steps": [{"slug": "fetch", "depends_on": [], "type": "single"},
 //!            {"slug": "score", "depends_on": ["fetch"], "type": "map"}]}
 //! ```
+//!
+//! The rules of the document (which keys exist, slugs, options, dependencies, cycles) live in
+//! the database, in one place: [`FlowSpec::define`] and [`FlowSpec::validate`] send the
+//! document to `define_flow` / `validate_flow`, and JSON text from elsewhere (an LLM) goes
+//! to the server unread with [`define_from_json`](crate::define_from_json) /
+//! [`validate_flow_json`](crate::validate_flow_json).
 
-use crate::api::{self, FlowOptions, StepOptions};
+use crate::api;
 use crate::error::{Error, Result};
-use crate::types::{FlowDefinition, StepType};
-use serde::{Deserialize, Serialize};
+use crate::types::{FlowDefinition, FlowValidation, StepType};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+use tokio_postgres::GenericClient;
 
-/// A workflow definition as data. Unknown fields are ignored (LLMs add commentary).
+/// A workflow document, typed. Build one with [`FlowSpec::new`] and [`StepSpec::new`];
+/// it serializes to exactly the document `define_flow` takes (options left `None` are left
+/// out, so the server's defaults apply).
+///
+/// It also reads documents (`from_json`, `from_value`, e.g. of `export_flow`), strictly: a
+/// key the document does not have is `Error::InvalidSpec`, never ignored. Reading is not
+/// validation: hand untrusted text to [`define_from_json`](crate::define_from_json) or
+/// [`validate_flow_json`](crate::validate_flow_json) instead, which answer with the
+/// server's codes and JSONPaths.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FlowSpec {
     pub workflow_slug: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_attempts: Option<i32>,
+    /// Seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<i32>,
+    /// Seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_delay: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// In any order: the steps form a graph, and the server adds each after its
+    /// dependencies.
     pub steps: Vec<StepSpec>,
 }
 
 /// One step of a [`FlowSpec`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StepSpec {
     pub slug: String,
-    #[serde(default)]
+    /// In the order given (a document's `null` reads as empty, as the server reads it).
+    #[serde(default, deserialize_with = "null_as_default")]
     pub depends_on: Vec<String>,
-    /// `single` (default) or `map`.
-    #[serde(rename = "type", default)]
+    /// `single` (default) or `map` (a document's `null` reads as `single`).
+    #[serde(rename = "type", default, deserialize_with = "null_as_default")]
     pub step_type: StepType,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial_tasks: Option<i32>,
@@ -42,135 +66,199 @@ pub struct StepSpec {
     pub timeout: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_delay: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// `null` means "not given" in a flow document.
+fn null_as_default<'de, D, T>(deserializer: D) -> std::result::Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 impl FlowSpec {
-    /// Reads a spec from JSON text (`Error::InvalidSpec` when it does not have this shape).
+    /// A workflow without steps yet and with the server's default options.
+    pub fn new(workflow_slug: impl Into<String>) -> Self {
+        FlowSpec {
+            workflow_slug: workflow_slug.into(),
+            max_attempts: None,
+            timeout: None,
+            base_delay: None,
+            description: None,
+            steps: Vec::new(),
+        }
+    }
+    pub fn max_attempts(mut self, n: i32) -> Self {
+        self.max_attempts = Some(n);
+        self
+    }
+    pub fn timeout(mut self, seconds: i32) -> Self {
+        self.timeout = Some(seconds);
+        self
+    }
+    pub fn base_delay(mut self, seconds: i32) -> Self {
+        self.base_delay = Some(seconds);
+        self
+    }
+    pub fn description(mut self, text: impl Into<String>) -> Self {
+        self.description = Some(text.into());
+        self
+    }
+    /// Adds a step (steps may be added in any order).
+    pub fn step(mut self, step: StepSpec) -> Self {
+        self.steps.push(step);
+        self
+    }
+
+    /// Reads a document from JSON text, strictly (`Error::InvalidSpec` for a key it does not
+    /// have or a value of the wrong type). It checks the shape only, not the rules.
     pub fn from_json(text: &str) -> Result<FlowSpec> {
         serde_json::from_str(text).map_err(|e| Error::InvalidSpec(e.to_string()))
     }
 
-    /// Reads a spec from a JSON value.
-    pub fn from_value(value: serde_json::Value) -> Result<FlowSpec> {
+    /// Reads a document from a JSON value (see [`FlowSpec::from_json`]).
+    pub fn from_value(value: Value) -> Result<FlowSpec> {
         serde_json::from_value(value).map_err(|e| Error::InvalidSpec(e.to_string()))
     }
 
-    /// The steps in an order `add_step` accepts: the given order, except that a step listed
-    /// before one of its dependencies is moved after it. Unknown dependencies do not hold a
-    /// step back, and steps in a cycle are added in the given order: either way the server
-    /// then refuses the step with `dependency_not_found`.
-    pub fn steps_in_dependency_order(&self) -> Vec<&StepSpec> {
-        let mut added: Vec<&str> = Vec::new();
-        let mut ordered: Vec<&StepSpec> = Vec::new();
-        let mut pending: Vec<&StepSpec> = self.steps.iter().collect();
-        let known: Vec<&str> = self.steps.iter().map(|s| s.slug.as_str()).collect();
-        while !pending.is_empty() {
-            let ready = pending.iter().position(|s| {
-                s.depends_on
-                    .iter()
-                    .all(|d| added.contains(&d.as_str()) || !known.contains(&d.as_str()))
-            });
-            // A cycle: add the first pending step and let the server refuse it.
-            let next = pending.remove(ready.unwrap_or(0));
-            added.push(&next.slug);
-            ordered.push(next);
-        }
-        ordered
+    /// The document `define_flow` takes.
+    pub fn to_document(&self) -> Value {
+        serde_json::to_value(self).expect("a FlowSpec always serializes")
     }
 
-    /// Creates the workflow and its steps in one transaction (all or nothing), and returns
-    /// the definition as `get_flow` reports it. Calling it again with the same spec is a
-    /// no-op (create_flow and add_step are idempotent for identical definitions).
-    pub async fn define(&self, client: &mut tokio_postgres::Client) -> Result<FlowDefinition> {
-        let tx = client.transaction().await?;
-        let options = FlowOptions {
-            max_attempts: self.max_attempts,
-            timeout: self.timeout,
-            base_delay: self.base_delay,
-        };
-        api::create_flow(&tx, &self.workflow_slug, &options).await?;
-        for step in self.steps_in_dependency_order() {
-            let options = StepOptions {
-                depends_on: step.depends_on.clone(),
-                step_type: step.step_type,
-                initial_tasks: step.initial_tasks,
-                max_attempts: step.max_attempts,
-                timeout: step.timeout,
-                base_delay: step.base_delay,
-            };
-            api::add_step(&tx, &self.workflow_slug, &step.slug, &options).await?;
-        }
-        let definition = api::get_flow(&tx, &self.workflow_slug).await?;
-        tx.commit().await?;
-        Ok(definition)
+    /// Every problem of the document, from the server (`validate_flow`); writes nothing.
+    pub async fn validate<C: GenericClient>(&self, client: &C) -> Result<FlowValidation> {
+        api::validate_flow(client, &self.to_document()).await
+    }
+
+    /// Creates the workflow and its steps with `define_flow` (one statement: all or
+    /// nothing), and returns the definition as `get_flow` reports it. The same spec again is
+    /// a no-op; another definition under the same slug is `workflow_exists`, naming the
+    /// first difference.
+    pub async fn define<C: GenericClient>(&self, client: &C) -> Result<FlowDefinition> {
+        api::define_flow(client, &self.to_document()).await
     }
 }
 
-/// Defines a workflow from a JSON document of the [`FlowSpec`] shape, in one transaction.
-pub async fn define_from_json(
-    client: &mut tokio_postgres::Client,
-    json: &str,
-) -> Result<FlowDefinition> {
-    FlowSpec::from_json(json)?.define(client).await
+impl StepSpec {
+    /// A `single` step without dependencies, inheriting the workflow's options.
+    pub fn new(slug: impl Into<String>) -> Self {
+        StepSpec {
+            slug: slug.into(),
+            depends_on: Vec::new(),
+            step_type: StepType::Single,
+            initial_tasks: None,
+            max_attempts: None,
+            timeout: None,
+            base_delay: None,
+            description: None,
+        }
+    }
+    pub fn depends_on<I, S>(mut self, deps: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.depends_on = deps.into_iter().map(Into::into).collect();
+        self
+    }
+    pub fn step_type(mut self, step_type: StepType) -> Self {
+        self.step_type = step_type;
+        self
+    }
+    /// Shorthand for `step_type(StepType::Map)`.
+    pub fn map(self) -> Self {
+        self.step_type(StepType::Map)
+    }
+    /// Map steps only: the expected task count, shown by progress before it is known.
+    pub fn initial_tasks(mut self, n: i32) -> Self {
+        self.initial_tasks = Some(n);
+        self
+    }
+    pub fn max_attempts(mut self, n: i32) -> Self {
+        self.max_attempts = Some(n);
+        self
+    }
+    pub fn timeout(mut self, seconds: i32) -> Self {
+        self.timeout = Some(seconds);
+        self
+    }
+    pub fn base_delay(mut self, seconds: i32) -> Self {
+        self.base_delay = Some(seconds);
+        self
+    }
+    pub fn description(mut self, text: impl Into<String>) -> Self {
+        self.description = Some(text.into());
+        self
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn slugs(spec: &FlowSpec) -> Vec<&str> {
-        spec.steps_in_dependency_order()
-            .iter()
-            .map(|s| s.slug.as_str())
-            .collect()
-    }
+    use serde_json::json;
 
     #[test]
-    fn reads_the_llm_shape_and_defaults() {
-        let spec = FlowSpec::from_json(
-            r#"{"workflow_slug": "w", "comment": "ignored",
-                "steps": [{"slug": "a"}, {"slug": "b", "depends_on": ["a"], "type": "map"}]}"#,
-        )
-        .unwrap();
-        assert_eq!(spec.steps[0].step_type, StepType::Single);
-        assert_eq!(spec.steps[0].depends_on, Vec::<String>::new());
-        assert_eq!(spec.steps[1].step_type, StepType::Map);
-        assert_eq!(spec.max_attempts, None);
-    }
-
-    #[test]
-    fn an_unknown_step_type_is_an_invalid_spec() {
-        let err = FlowSpec::from_json(
-            r#"{"workflow_slug": "w", "steps": [{"slug": "a", "type": "parallel"}]}"#,
-        )
-        .unwrap_err();
-        assert!(
-            matches!(err, Error::InvalidSpec(ref m) if m.contains("parallel")),
-            "{err}"
+    fn the_builder_serializes_to_the_document() {
+        let spec = FlowSpec::new("claude_etl")
+            .max_attempts(3)
+            .description("ETL")
+            .step(
+                StepSpec::new("load_db")
+                    .depends_on(["validate_rows"])
+                    .description("last"),
+            )
+            .step(StepSpec::new("extract_csv"))
+            .step(
+                StepSpec::new("validate_rows")
+                    .depends_on(["extract_csv"])
+                    .map()
+                    .initial_tasks(50)
+                    .max_attempts(5)
+                    .timeout(120)
+                    .base_delay(2),
+            );
+        assert_eq!(
+            spec.to_document(),
+            json!({"workflow_slug": "claude_etl", "max_attempts": 3, "description": "ETL",
+                   "steps": [
+                     {"slug": "load_db", "depends_on": ["validate_rows"], "type": "single",
+                      "description": "last"},
+                     {"slug": "extract_csv", "depends_on": [], "type": "single"},
+                     {"slug": "validate_rows", "depends_on": ["extract_csv"], "type": "map",
+                      "initial_tasks": 50, "max_attempts": 5, "timeout": 120, "base_delay": 2}]})
         );
+        assert_eq!(FlowSpec::from_value(spec.to_document()).unwrap(), spec);
     }
 
     #[test]
-    fn dependents_listed_first_are_moved_after_their_dependencies() {
-        let spec = FlowSpec::from_json(
-            r#"{"workflow_slug": "w", "steps": [
-                {"slug": "report", "depends_on": ["score", "fetch"]},
-                {"slug": "score", "depends_on": ["fetch"]},
-                {"slug": "fetch"},
-                {"slug": "audit", "depends_on": ["fetch"]}]}"#,
-        )
-        .unwrap();
-        assert_eq!(slugs(&spec), ["fetch", "score", "report", "audit"]);
+    fn reading_is_strict_about_keys() {
+        for text in [
+            r#"{"workflow_slug": "w", "comment": "x", "steps": [{"slug": "a"}]}"#,
+            r#"{"workflow_slug": "w", "steps": [{"slug": "a"}, {"slug": "b", "dependson": ["a"]}]}"#,
+            r#"{"workflow_slug": "w", "steps": [{"slug": "b", "depend_on": ["a"]}]}"#,
+        ] {
+            let err = FlowSpec::from_json(text).unwrap_err();
+            assert!(
+                matches!(err, Error::InvalidSpec(ref m) if m.contains("unknown field")),
+                "{text}: {err}"
+            );
+        }
     }
 
     #[test]
-    fn unknown_dependencies_do_not_hold_a_step_back_and_cycles_keep_their_order() {
+    fn nulls_and_missing_keys_read_as_not_given() {
         let spec = FlowSpec::from_json(
-            r#"{"workflow_slug": "w", "steps": [
-                {"slug": "a", "depends_on": ["b"]}, {"slug": "b", "depends_on": ["a"]},
-                {"slug": "c", "depends_on": ["nope"]}]}"#,
+            r#"{"workflow_slug": "w", "max_attempts": null, "description": null,
+                "steps": [{"slug": "a", "type": null, "depends_on": null, "timeout": null},
+                          {"slug": "b", "depends_on": ["a"], "type": "map"}]}"#,
         )
         .unwrap();
-        assert_eq!(slugs(&spec), ["c", "a", "b"]);
+        assert_eq!(spec.max_attempts, None);
+        assert_eq!(spec.steps[0], StepSpec::new("a"));
+        assert_eq!(spec.steps[1], StepSpec::new("b").depends_on(["a"]).map());
     }
 }

@@ -1,5 +1,6 @@
 //! Typed values of the SQL API: definitions, runs, tasks and their statuses.
 
+use crate::error::ErrorCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -16,6 +17,9 @@ pub struct Workflow {
     /// Seconds.
     pub base_delay: i32,
     pub created_at: DateTime<Utc>,
+    /// Free text kept with the definition (`define_flow`'s `description`).
+    #[serde(default)]
+    pub description: Option<String>,
 }
 
 /// `single` (one task) or `map` (one task per array element).
@@ -55,6 +59,8 @@ pub struct Step {
     pub max_attempts: Option<i32>,
     pub timeout: Option<i32>,
     pub base_delay: Option<i32>,
+    #[serde(default)]
+    pub description: Option<String>,
 }
 
 /// A step as `get_flow` describes it.
@@ -69,9 +75,11 @@ pub struct StepDefinition {
     pub max_attempts: Option<i32>,
     pub timeout: Option<i32>,
     pub base_delay: Option<i32>,
+    #[serde(default)]
+    pub description: Option<String>,
 }
 
-/// A workflow with its steps (`get_flow`).
+/// A workflow with its steps (`get_flow`, `define_flow`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlowDefinition {
     pub workflow_slug: String,
@@ -79,8 +87,47 @@ pub struct FlowDefinition {
     pub timeout: i32,
     pub base_delay: i32,
     pub created_at: DateTime<Utc>,
+    #[serde(default)]
+    pub description: Option<String>,
     /// In `step_index` order.
     pub steps: Vec<StepDefinition>,
+}
+
+/// One problem of a flow document, as `validate_flow` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowProblem {
+    /// Where: a JSONPath such as `$.steps[2].depends_on[0]`.
+    pub path: String,
+    /// What kind of problem (a code of the error table; `Unknown` for a newer server's).
+    pub code: ErrorCode,
+    /// What is wrong, naming the values.
+    pub message: String,
+    /// How to fix it, where the server has an idea (`did you mean "depends_on"?`).
+    #[serde(default)]
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for FlowProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: {}", self.code, self.path, self.message)?;
+        if let Some(hint) = &self.hint {
+            write!(f, " ({hint})")?;
+        }
+        Ok(())
+    }
+}
+
+/// `validate_flow`'s answer: every problem of a document at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowValidation {
+    /// True when `define_flow` would accept the document.
+    pub valid: bool,
+    /// Every problem, in document order (empty when valid).
+    pub errors: Vec<FlowProblem>,
+    /// Remarks that do not stop `define_flow` (e.g. `workflow_exists`: the same definition
+    /// exists and `define_flow` will return it unchanged).
+    #[serde(default)]
+    pub warnings: Vec<FlowProblem>,
 }
 
 /// A run's status.

@@ -62,6 +62,7 @@ async fn add_step_get_flow_list_flows_delete_flow() {
             max_attempts: None,
             timeout: None,
             base_delay: None,
+            description: None,
         }
     );
     let b_options = StepOptions::new()
@@ -112,6 +113,7 @@ async fn add_step_get_flow_list_flows_delete_flow() {
                 max_attempts: None,
                 timeout: None,
                 base_delay: None,
+                description: None,
             },
             StepDefinition {
                 step_slug: "b".into(),
@@ -122,6 +124,7 @@ async fn add_step_get_flow_list_flows_delete_flow() {
                 max_attempts: Some(4),
                 timeout: Some(9),
                 base_delay: Some(0),
+                description: None,
             },
             StepDefinition {
                 step_slug: "c".into(),
@@ -132,6 +135,7 @@ async fn add_step_get_flow_list_flows_delete_flow() {
                 max_attempts: None,
                 timeout: None,
                 base_delay: None,
+                description: None,
             },
         ]
     );
@@ -399,7 +403,9 @@ async fn other_errors_are_db_errors_and_unknown_codes_are_kept() {
             code,
             sqlstate,
             message,
+            detail,
         } => {
+            assert_eq!(detail, None);
             assert_eq!(code, ErrorCode::Unknown("brand_new_code".into()));
             assert_eq!(sqlstate, "P0001");
             assert_eq!(message, "brand_new_code: from a newer server");
@@ -593,19 +599,31 @@ async fn poll_complete_fail_and_get_run() {
     );
 }
 
+/// Rows of the definition tables, to show that a refused definition wrote nothing.
+async fn definition_rows(c: &tokio_postgres::Client) -> (i64, i64, i64) {
+    let row = c
+        .query_one(
+            "SELECT (SELECT count(*) FROM quantum_flow.workflows),
+                    (SELECT count(*) FROM quantum_flow.workflow_steps),
+                    (SELECT count(*) FROM quantum_flow.workflow_step_dependencies_def)",
+            &[],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1), row.get(2))
+}
+
 #[tokio::test]
-async fn define_from_json_is_one_transaction() {
-    let mut c = client(&database(DB).await).await;
-    let flow = define_from_json(
-        &mut c,
-        r#"{"workflow_slug": "spec_flow", "max_attempts": 4,
+async fn define_from_json_hands_the_text_to_define_flow() {
+    let c = client(&database(DB).await).await;
+    let text = r#"{"workflow_slug": "spec_flow", "max_attempts": 4, "description": "from text",
             "steps": [{"slug": "summarize", "depends_on": ["score"]},
                       {"slug": "fetch", "depends_on": [], "type": "single"},
-                      {"slug": "score", "depends_on": ["fetch"], "type": "map", "initial_tasks": 3}]}"#,
-    )
-    .await
-    .unwrap();
+                      {"slug": "score", "depends_on": ["fetch"], "type": "map", "initial_tasks": 3,
+                       "description": "one task per item"}]}"#;
+    let flow = define_from_json(&c, text).await.unwrap();
     assert_eq!(flow.max_attempts, 4);
+    assert_eq!(flow.description.as_deref(), Some("from text"));
     let steps: Vec<_> = flow
         .steps
         .iter()
@@ -615,45 +633,398 @@ async fn define_from_json_is_one_transaction() {
                 s.step_type,
                 s.depends_on.clone(),
                 s.initial_tasks,
+                s.description.as_deref(),
             )
         })
         .collect();
     assert_eq!(
         steps,
         [
-            ("fetch", StepType::Single, vec![], None),
-            ("score", StepType::Map, vec!["fetch".to_string()], Some(3)),
+            ("fetch", StepType::Single, vec![], None, None),
+            (
+                "score",
+                StepType::Map,
+                vec!["fetch".to_string()],
+                Some(3),
+                Some("one task per item")
+            ),
             (
                 "summarize",
                 StepType::Single,
                 vec!["score".to_string()],
+                None,
                 None
             ),
         ]
     );
-
-    // A bad step: nothing at all is written.
+    assert_eq!(get_flow(&c, "spec_flow").await.unwrap(), flow);
+    // The same text again: the same workflow, unchanged (created_at included).
+    assert_eq!(define_from_json(&c, text).await.unwrap(), flow);
+    // Other options under the same slug: workflow_exists, naming the first difference.
     assert_api_error(
         define_from_json(
-            &mut c,
-            r#"{"workflow_slug": "spec_bad",
-                "steps": [{"slug": "a"}, {"slug": "b", "depends_on": ["ghost"]}]}"#,
+            &c,
+            r#"{"workflow_slug": "spec_flow", "max_attempts": 5, "steps": [{"slug": "fetch"}]}"#,
         )
         .await,
-        ErrorCode::DependencyNotFound,
-        "23503",
-        "ghost",
+        ErrorCode::WorkflowExists,
+        "23505",
+        "$.max_attempts",
     );
+    assert_eq!(get_flow(&c, "spec_flow").await.unwrap(), flow);
+}
+
+#[tokio::test]
+async fn define_from_json_refuses_what_the_server_refuses_and_writes_nothing() {
+    let c = client(&database(DB).await).await;
+    let before = definition_rows(&c).await;
+    // The key the old client silently ignored (turning "b" into a root step).
+    let err = define_from_json(
+        &c,
+        r#"{"workflow_slug": "spec_typo", "steps": [{"slug": "a"}, {"slug": "b", "dependson": ["a"]}]}"#,
+    )
+    .await
+    .unwrap_err();
+    assert_api_error::<()>(
+        Err(err),
+        ErrorCode::UnknownKey,
+        "22023",
+        "$.steps[1].dependson",
+    );
+    // Several mistakes: the error is the first; problems() has all of them.
+    let err = define_from_json(
+        &c,
+        r#"{"workflow_slug": "spec_bad", "timeout": 0,
+            "steps": [{"slug": "a", "depends_on": ["ghost"]}, {"slug": "b", "depend_on": ["a"]}]}"#,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Some(&ErrorCode::InvalidOption), "{err}");
+    let problems = err
+        .problems()
+        .expect("define_flow's DETAIL lists every problem");
+    let found: Vec<(&str, &ErrorCode)> = problems
+        .iter()
+        .map(|p| (p.path.as_str(), &p.code))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("$.timeout", &ErrorCode::InvalidOption),
+            ("$.steps[0].depends_on[0]", &ErrorCode::DependencyNotFound),
+            ("$.steps[1].depend_on", &ErrorCode::UnknownKey),
+        ]
+    );
+    assert_eq!(
+        problems[2].hint.as_deref(),
+        Some("did you mean \"depends_on\"?")
+    );
+    assert!(
+        err.to_string().contains(&problems[0].message),
+        "{err} / {}",
+        problems[0]
+    );
+    // Every new code of the document rules, with its SQLSTATE.
+    for (text, code, sqlstate, mentions) in [
+        (r#"[1, 2]"#, ErrorCode::InvalidDocument, "22023", "$"),
+        (
+            r#"{"workflow_slug": "spec_x", "steps": []}"#,
+            ErrorCode::InvalidDocument,
+            "22023",
+            "$.steps",
+        ),
+        (
+            r#"{"workflow_slug": "spec_x", "stepz": [{"slug": "a"}]}"#,
+            ErrorCode::UnknownKey,
+            "22023",
+            "$.stepz",
+        ),
+        (
+            r#"{"steps": [{"slug": "a"}]}"#,
+            ErrorCode::MissingKey,
+            "22023",
+            "workflow_slug",
+        ),
+        (
+            r#"{"workflow_slug": "spec_x", "steps": [{"slug": "a"}, {"slug": "a"}]}"#,
+            ErrorCode::DuplicateStep,
+            "23505",
+            "$.steps[1].slug",
+        ),
+        (
+            r#"{"workflow_slug": "spec_x", "steps": [{"slug": "a", "depends_on": ["b"]},
+                                                    {"slug": "b", "depends_on": ["a"]}]}"#,
+            ErrorCode::Cycle,
+            "23514",
+            "a -> b -> a",
+        ),
+        (
+            r#"{"workflow_slug": "spec_x", "steps": [{"slug": "extract"}, {"slug": "load", "depends_on": ["extrct"]}]}"#,
+            ErrorCode::DependencyNotFound,
+            "23503",
+            "did you mean \"extract\"?",
+        ),
+    ] {
+        assert_api_error(define_from_json(&c, text).await, code, sqlstate, mentions);
+    }
+    // Text that is not JSON at all is refused by PostgreSQL's jsonb input.
+    let err = define_from_json(&c, "workflow_slug: x").await.unwrap_err();
+    assert!(matches!(err, Error::Db(_)), "{err:?}");
+    assert_eq!(err.sqlstate(), Some("22P02"));
+    assert_eq!(definition_rows(&c).await, before, "nothing was written");
+}
+
+#[tokio::test]
+async fn limit_exceeded_comes_from_the_max_steps_setting() {
+    let mut c = client(&database(DB).await).await;
+    let tx = c.transaction().await.unwrap();
+    tx.batch_execute("SET LOCAL quantum_flow.max_steps = 2")
+        .await
+        .unwrap();
+    let spec = FlowSpec::new("spec_limit")
+        .step(StepSpec::new("a"))
+        .step(StepSpec::new("b"))
+        .step(StepSpec::new("c"));
+    let validation = spec.validate(&tx).await.unwrap();
+    assert!(!validation.valid);
+    assert_eq!(validation.errors[0].code, ErrorCode::LimitExceeded);
+    assert_eq!(validation.errors[0].path, "$.steps");
     assert_api_error(
-        get_flow(&c, "spec_bad").await,
+        spec.define(&tx).await,
+        ErrorCode::LimitExceeded,
+        "54000",
+        "quantum_flow.max_steps",
+    );
+    tx.rollback().await.unwrap();
+}
+
+#[tokio::test]
+async fn validate_flow_reports_every_problem_and_writes_nothing() {
+    let c = client(&database(DB).await).await;
+    let before = definition_rows(&c).await;
+    let document = json!({"workflow_slug": "etl", "steps": [
+        {"slug": "extract"}, {"slug": "load", "depend_on": ["extract"]},
+        {"slug": "report", "depends_on": ["lod"]}]});
+    let validation = validate_flow(&c, &document).await.unwrap();
+    assert_eq!(
+        validation,
+        FlowValidation {
+            valid: false,
+            errors: vec![
+                FlowProblem {
+                    path: "$.steps[1].depend_on".into(),
+                    code: ErrorCode::UnknownKey,
+                    message: "a step has no key \"depend_on\"".into(),
+                    hint: Some("did you mean \"depends_on\"?".into()),
+                },
+                FlowProblem {
+                    path: "$.steps[2].depends_on[0]".into(),
+                    code: ErrorCode::DependencyNotFound,
+                    message: "step \"report\" depends on \"lod\", which is not a step of this \
+                              workflow"
+                        .into(),
+                    hint: Some("did you mean \"load\"?".into()),
+                },
+            ],
+            warnings: vec![],
+        }
+    );
+    assert_eq!(
+        validation.errors[0].to_string(),
+        "unknown_key: $.steps[1].depend_on: a step has no key \"depend_on\" \
+         (did you mean \"depends_on\"?)"
+    );
+    // The same through text, unread by the client.
+    assert_eq!(
+        validate_flow_json(&c, &document.to_string()).await.unwrap(),
+        validation
+    );
+    // A document that is not an object is an answer, not an error.
+    let not_an_object = validate_flow_json(&c, "\"text\"").await.unwrap();
+    assert!(!not_an_object.valid);
+    assert_eq!(not_an_object.errors[0].code, ErrorCode::InvalidDocument);
+    assert_eq!(not_an_object.errors[0].path, "$");
+    let fine = validate_flow(
+        &c,
+        &json!({"workflow_slug": "val_ok", "steps": [{"slug": "a"}]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        fine,
+        FlowValidation {
+            valid: true,
+            errors: vec![],
+            warnings: vec![]
+        }
+    );
+    assert_eq!(
+        definition_rows(&c).await,
+        before,
+        "validate_flow wrote nothing"
+    );
+}
+
+#[tokio::test]
+async fn flow_spec_builds_the_document_and_define_flow_defines_it() {
+    let c = client(&database(DB).await).await;
+    let spec = FlowSpec::new("spec_built")
+        .max_attempts(5)
+        .timeout(60)
+        .description("built with types")
+        .step(StepSpec::new("save").depends_on(["each"]))
+        .step(
+            StepSpec::new("each")
+                .depends_on(["load"])
+                .map()
+                .initial_tasks(10)
+                .max_attempts(2)
+                .timeout(5)
+                .base_delay(0)
+                .description("one per item"),
+        )
+        .step(StepSpec::new("load"));
+    assert!(spec.validate(&c).await.unwrap().valid);
+    let flow = spec.define(&c).await.unwrap();
+    assert_eq!(
+        (
+            flow.max_attempts,
+            flow.timeout,
+            flow.base_delay,
+            flow.description.as_deref()
+        ),
+        (5, 60, 1, Some("built with types"))
+    );
+    let order: Vec<&str> = flow.steps.iter().map(|s| s.step_slug.as_str()).collect();
+    assert_eq!(
+        order,
+        ["load", "each", "save"],
+        "each after its dependencies"
+    );
+    let each = &flow.steps[1];
+    assert_eq!(
+        (
+            each.step_type,
+            each.initial_tasks,
+            each.max_attempts,
+            each.timeout,
+            each.base_delay,
+            each.description.as_deref()
+        ),
+        (
+            StepType::Map,
+            Some(10),
+            Some(2),
+            Some(5),
+            Some(0),
+            Some("one per item")
+        )
+    );
+    // The typed define and the raw one agree, and both are idempotent.
+    assert_eq!(define_flow(&c, &spec.to_document()).await.unwrap(), flow);
+    assert_eq!(spec.define(&c).await.unwrap(), flow);
+    // A valid document that is already defined exactly so: valid, with a warning.
+    let again = spec.validate(&c).await.unwrap();
+    assert!(again.valid && again.errors.is_empty(), "{again:?}");
+    assert_eq!(again.warnings.len(), 1, "{again:?}");
+    assert_eq!(again.warnings[0].code, ErrorCode::WorkflowExists);
+
+    // export_flow gives a document that reads back as the same spec, up to step order and
+    // the defaults the server filled in; defining it changes nothing.
+    let exported = export_flow(&c, "spec_built").await.unwrap();
+    let read = FlowSpec::from_value(exported.clone()).unwrap();
+    assert_eq!(read.base_delay, Some(1));
+    let mut by_slug = read.steps.clone();
+    by_slug.sort_by(|a, b| a.slug.cmp(&b.slug));
+    let mut expected = spec.steps.clone();
+    expected.sort_by(|a, b| a.slug.cmp(&b.slug));
+    assert_eq!(by_slug, expected);
+    assert_eq!(define_flow(&c, &exported).await.unwrap(), flow);
+    assert!(validate_flow(&c, &exported).await.unwrap().valid);
+    assert_api_error(
+        export_flow(&c, "spec_nope").await,
         ErrorCode::WorkflowNotFound,
         "P0002",
-        "spec_bad",
+        "spec_nope",
     );
-    assert!(matches!(
-        define_from_json(&mut c, r#"{"steps": []}"#).await,
-        Err(Error::InvalidSpec(m)) if m.contains("workflow_slug")
-    ));
+
+    // A changed spec under the same slug names its first difference and changes nothing.
+    let changed = spec
+        .clone()
+        .step(StepSpec::new("audit").depends_on(["save"]));
+    assert_api_error(
+        changed.define(&c).await,
+        ErrorCode::WorkflowExists,
+        "23505",
+        "$.steps[3]",
+    );
+    assert_eq!(get_flow(&c, "spec_built").await.unwrap(), flow);
+}
+
+#[tokio::test]
+async fn flow_graph_and_flow_schema() {
+    let c = client(&database(DB).await).await;
+    FlowSpec::new("graph_flow")
+        .step(StepSpec::new("fetch_data"))
+        .step(
+            StepSpec::new("process_batch")
+                .depends_on(["fetch_data"])
+                .map(),
+        )
+        .step(StepSpec::new("save_results").depends_on(["process_batch"]))
+        .define(&c)
+        .await
+        .unwrap();
+    let mermaid = flow_graph(&c, "graph_flow", GraphFormat::Mermaid, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        mermaid,
+        "---\ntitle: graph_flow\n---\nflowchart TD\n    s0[\"fetch_data\"]\n    \
+         s1[[\"process_batch<br/><i>map</i>\"]]\n    s2[\"save_results\"]\n    s0 --> s1\n    \
+         s1 --> s2\n"
+    );
+    assert_eq!(
+        flow_graph(&c, "graph_flow", GraphFormat::default(), None)
+            .await
+            .unwrap(),
+        mermaid
+    );
+    let dot = flow_graph(&c, "graph_flow", GraphFormat::Dot, None)
+        .await
+        .unwrap();
+    assert!(dot.starts_with("digraph \"graph_flow\" {"), "{dot}");
+    assert!(
+        dot.contains("s0 -> s1;") && dot.contains("s1 -> s2;"),
+        "{dot}"
+    );
+    // With a run: its state is drawn.
+    let run_id = start_flow(&c, "graph_flow", &json!({}), None)
+        .await
+        .unwrap();
+    let live = flow_graph(&c, "graph_flow", GraphFormat::Mermaid, Some(run_id))
+        .await
+        .unwrap();
+    assert_ne!(live, mermaid);
+    assert!(live.contains("started"), "{live}");
+    cancel_run(&c, run_id, None).await.unwrap();
+    assert_api_error(
+        flow_graph(&c, "graph_nope", GraphFormat::Dot, None).await,
+        ErrorCode::WorkflowNotFound,
+        "P0002",
+        "graph_nope",
+    );
+
+    let schema = flow_schema(&c).await.unwrap();
+    assert_eq!(schema["type"], "object");
+    assert_eq!(schema["additionalProperties"], false);
+    assert!(schema["required"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("workflow_slug")));
+    let from_file: serde_json::Value =
+        serde_json::from_str(include_str!("../../../docs/flow.schema.json")).unwrap();
+    assert_eq!(schema, from_file, "docs/flow.schema.json is flow_schema()");
 }
 
 #[tokio::test]

@@ -144,6 +144,67 @@ async fn missing_handlers_are_all_named_and_nothing_starts() {
     assert_eq!(runs, 0, "no run was started");
 }
 
+/// A workflow an LLM wrote (steps in any order, defined with define_flow): one error names
+/// every step without a function, in the workflow's step order, before anything starts; with
+/// all of them the same call runs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_missing_function_is_named_before_the_run_starts() {
+    let url = database(DB).await;
+    let c = client(&url).await;
+    define_from_json(
+        &c,
+        r#"{"workflow_slug": "llm_written", "steps": [
+              {"slug": "report", "depends_on": ["score", "fetch"]},
+              {"slug": "score", "depends_on": ["fetch"], "type": "map"},
+              {"slug": "audit", "depends_on": ["fetch"]},
+              {"slug": "fetch"}]}"#,
+    )
+    .await
+    .unwrap();
+    let order: Vec<String> = get_flow(&c, "llm_written")
+        .await
+        .unwrap()
+        .steps
+        .into_iter()
+        .map(|s| s.step_slug)
+        .collect();
+    let partial = || StepFunctions::new().step("score", |i| async move { Ok(i["item"].clone()) });
+    let err = execute_dynamic(&url, "llm_written", json!({}), partial(), quick(10))
+        .await
+        .unwrap_err();
+    let expected: Vec<String> = order
+        .iter()
+        .filter(|s| s.as_str() != "score")
+        .cloned()
+        .collect();
+    match &err {
+        Error::MissingHandlers(missing) => assert_eq!(missing, &expected),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        err.to_string(),
+        format!("no handler for step(s): {}", expected.join(", "))
+    );
+    let runs: i64 = c
+        .query_one(
+            "SELECT count(*) FROM quantum_flow.runs WHERE workflow_slug = 'llm_written'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(runs, 0, "no run was started");
+
+    let all = partial()
+        .step("fetch", |_| async { Ok(json!([1, 2, 3])) })
+        .step("audit", |_| async { Ok(json!("ok")) })
+        .step("report", |i| async move { Ok(i["score"].clone()) });
+    let output = execute_dynamic(&url, "llm_written", json!({}), all, quick(30))
+        .await
+        .unwrap();
+    assert_eq!(output, json!({"audit": "ok", "report": [1, 2, 3]}));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_workflow_is_workflow_not_found() {
     let url = database(DB).await;

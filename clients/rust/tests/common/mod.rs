@@ -83,6 +83,7 @@ pub fn assert_api_error<T: std::fmt::Debug>(
             code: c,
             sqlstate: s,
             message,
+            ..
         }) => {
             assert_eq!(c, code, "{message}");
             assert_eq!(s, sqlstate, "{message}");
