@@ -81,7 +81,14 @@ CREATE TABLE workflows (
     base_delay    int NOT NULL DEFAULT 1 CHECK (base_delay >= 0),
     created_at    timestamptz NOT NULL DEFAULT now(),
     -- free text from define_flow's document (0.2.0)
-    description   text
+    description   text,
+    -- seconds a run may take; past it the run fails with run_timeout (0.2.0)
+    run_timeout   int CHECK (run_timeout >= 1),
+    -- a top-level key of the flow input, and how many tasks of runs with the same value of it
+    -- may be in the queue or claimed at once (0.2.0)
+    concurrency_key text CHECK (length(concurrency_key) BETWEEN 1 AND 63),
+    max_concurrency int CHECK (max_concurrency >= 1),
+    CONSTRAINT workflows_concurrency CHECK ((concurrency_key IS NULL) = (max_concurrency IS NULL))
 );
 -- pgmq lower-cases queue table names, so two slugs that differ only in case would share a
 -- queue: refuse them.
@@ -93,7 +100,7 @@ CREATE TABLE workflow_steps (
         CONSTRAINT workflow_steps_slug_format CHECK (step_slug ~ '^[a-zA-Z_][a-zA-Z0-9_]*$'
                                                      AND length(step_slug) <= 63
                                                      AND step_slug <> 'run'),
-    step_type     text NOT NULL DEFAULT 'single' CHECK (step_type IN ('single', 'map')),
+    step_type     text NOT NULL DEFAULT 'single' CHECK (step_type IN ('single', 'map', 'event')),
     step_index    int NOT NULL CHECK (step_index >= 0),
     deps_count    int NOT NULL DEFAULT 0 CHECK (deps_count >= 0),
     initial_tasks int CHECK (initial_tasks >= 0),
@@ -103,10 +110,21 @@ CREATE TABLE workflow_steps (
     created_at    timestamptz NOT NULL DEFAULT now(),
     -- free text from define_flow's document (0.2.0)
     description   text,
+    -- the step runs only if its input contains if_matches and not if_not_matches (@>);
+    -- otherwise it is skipped, skipped with its dependents, or fails the run (0.2.0)
+    if_matches     jsonb,
+    if_not_matches jsonb,
+    when_unmet    text NOT NULL DEFAULT 'skip' CHECK (when_unmet IN ('skip', 'skip_cascade', 'fail')),
+    -- seconds between the step becoming ready and its tasks becoming visible (0.2.0)
+    start_delay   int CHECK (start_delay >= 0),
+    -- the workflow whose runs the step's tasks are (a sub-flow step, 0.2.0)
+    flow          text,
     PRIMARY KEY (workflow_slug, step_slug),
     UNIQUE (workflow_slug, step_index),
     CONSTRAINT workflow_steps_initial_tasks_on_map CHECK (step_type = 'map' OR initial_tasks IS NULL),
-    CONSTRAINT workflow_steps_map_deps CHECK (step_type = 'single' OR deps_count <= 1)
+    CONSTRAINT workflow_steps_map_deps CHECK (step_type <> 'map' OR deps_count <= 1),
+    CONSTRAINT workflow_steps_event_has_no_tasks
+        CHECK (step_type <> 'event' OR (flow IS NULL AND start_delay IS NULL))
 );
 
 CREATE TABLE workflow_step_dependencies_def (
@@ -129,7 +147,7 @@ CREATE TABLE runs (
     run_id          uuid PRIMARY KEY,
     workflow_slug   text NOT NULL,
     status          text NOT NULL DEFAULT 'started'
-                    CHECK (status IN ('started', 'completed', 'failed')),
+                    CHECK (status IN ('started', 'paused', 'completed', 'failed')),
     input           jsonb NOT NULL,
     output          jsonb,
     error_message   text,
@@ -138,6 +156,18 @@ CREATE TABLE runs (
     started_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
     completed_at    timestamptz,
     failed_at       timestamptz,
+    -- when the run fails with run_timeout (the workflow's run_timeout after it started) (0.2.0)
+    deadline        timestamptz,
+    -- a run scheduled with start_flow(..., start_at): its first tasks become visible then (0.2.0)
+    start_at        timestamptz,
+    -- the value of the workflow's concurrency_key in the input (NULL: not limited) (0.2.0)
+    concurrency_value text,
+    -- a child run started by a sub-flow step: that step's task (0.2.0)
+    parent_run_id     uuid,
+    parent_step_slug  text,
+    parent_task_index int,
+    -- the message that fails the run at its deadline (run_timeout)
+    timer_message_id  bigint,
     CHECK ((status = 'completed') = (completed_at IS NOT NULL)),
     CHECK ((status = 'failed') = (failed_at IS NOT NULL)),
     CHECK (status <> 'completed' OR remaining_steps = 0)
@@ -146,14 +176,16 @@ CREATE TABLE runs (
 -- the workflow's runs
 CREATE INDEX runs_workflow_status_idx ON runs (workflow_slug, status);
 -- prune_runs finds ended runs by when they ended
-CREATE INDEX runs_ended_at_idx ON runs ((coalesce(completed_at, failed_at))) WHERE status <> 'started';
+CREATE INDEX runs_ended_at_idx ON runs ((coalesce(completed_at, failed_at))) WHERE status IN ('completed', 'failed');
+-- cancel_run finds a run's child runs
+CREATE INDEX runs_parent_idx ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
 
 CREATE TABLE step_states (
     run_id          uuid NOT NULL,
     step_slug       text NOT NULL,
     workflow_slug   text NOT NULL,
     status          text NOT NULL DEFAULT 'created'
-                    CHECK (status IN ('created', 'started', 'completed', 'failed')),
+                    CHECK (status IN ('created', 'started', 'completed', 'failed', 'skipped')),
     -- dependencies not completed yet; the step starts when it reaches 0
     remaining_deps  int NOT NULL CHECK (remaining_deps >= 0),
     -- NULL until the step starts (a map step's count is known only then)
@@ -164,10 +196,13 @@ CREATE TABLE step_states (
     started_at      timestamptz,
     completed_at    timestamptz,
     failed_at       timestamptz,
+    -- an event step's event, when it arrived before the step was ready (0.2.0)
+    event_payload   jsonb,
+    event_at        timestamptz,
     PRIMARY KEY (run_id, step_slug),
     -- (workflow_slug, step_slug) names a workflow_steps row
     CHECK (tasks_total IS NULL OR tasks_completed <= tasks_total),
-    CHECK (status = 'created' OR remaining_deps = 0),
+    CHECK (status IN ('created', 'skipped') OR remaining_deps = 0),
     CHECK (status <> 'completed' OR tasks_completed = tasks_total)
 ) WITH (fillfactor = 70);
 
@@ -179,8 +214,9 @@ CREATE TABLE step_tasks (
                    CHECK (status IN ('queued', 'started', 'completed', 'failed')),
     -- attempts made so far, the current one included once claimed
     attempts_count int NOT NULL DEFAULT 0 CHECK (attempts_count >= 0),
-    -- the pgmq message that carries this task
-    message_id     bigint NOT NULL,
+    -- the pgmq message that carries this task (NULL: a sub-flow step's task, whose child run
+    -- carries it, or a task waiting for its concurrency key's slot)
+    message_id     bigint,
     -- a map task's array element, fixed at fan-out so polls never re-read the whole array
     item           jsonb,
     output         jsonb,
@@ -190,6 +226,10 @@ CREATE TABLE step_tasks (
     started_at     timestamptz,
     completed_at   timestamptz,
     failed_at      timestamptz,
+    -- a sub-flow step's task: the child run of its current attempt (0.2.0)
+    child_run_id   uuid,
+    -- attempts made before retry_run started the task again: max_attempts counts from here
+    attempts_base  int NOT NULL DEFAULT 0 CHECK (attempts_base >= 0),
     PRIMARY KEY (run_id, step_slug, task_index),
     CHECK (status = 'queued' OR attempts_count >= 1)
 ) WITH (fillfactor = 70);
@@ -209,6 +249,30 @@ CREATE TABLE step_task_shards (
 -- No index mentions step_tasks.status or step_states' counters, and both tables leave room
 -- in each page, so the hot path's updates (claim, complete, count) stay HOT updates.
 
+-- Concurrency keys (0.2.0): for a workflow with a concurrency_key, at most max_concurrency
+-- tasks of runs with the same key value have a message (queued, claimed or waiting for a
+-- retry) at once. in_use counts them; the other ready tasks wait in waiting_tasks, oldest
+-- first, and get their message when a task of the same key value ends.
+CREATE TABLE concurrency_slots (
+    workflow_slug text NOT NULL,
+    key_value     text NOT NULL,
+    in_use        int NOT NULL DEFAULT 0 CHECK (in_use >= 0),
+    PRIMARY KEY (workflow_slug, key_value)
+);
+CREATE TABLE waiting_tasks (
+    workflow_slug text NOT NULL,
+    key_value     text NOT NULL,
+    queued_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
+    run_id        uuid NOT NULL,
+    step_slug     text NOT NULL,
+    task_index    int NOT NULL,
+    -- the task's message is not visible before this (start_delay, start_at)
+    not_before    timestamptz,
+    PRIMARY KEY (workflow_slug, key_value, queued_at, run_id, step_slug, task_index)
+);
+-- a run's waiting tasks go when the run ends
+CREATE INDEX waiting_tasks_run_idx ON waiting_tasks (run_id);
+
 COMMENT ON TABLE workflows IS 'quantum_flow workflow definitions, one row per workflow';
 COMMENT ON TABLE workflow_steps IS 'quantum_flow steps, one row per step of a workflow';
 COMMENT ON TABLE workflow_step_dependencies_def IS 'quantum_flow step dependencies, one row per edge';
@@ -216,6 +280,8 @@ COMMENT ON TABLE runs IS 'quantum_flow runs (internal; read with get_run)';
 COMMENT ON TABLE step_states IS 'quantum_flow per-run step states (internal; read with get_run)';
 COMMENT ON TABLE step_tasks IS 'quantum_flow tasks (internal; read with get_run)';
 COMMENT ON TABLE step_task_shards IS 'quantum_flow map-step completion counters (internal)';
+COMMENT ON TABLE concurrency_slots IS 'quantum_flow tasks per concurrency key value (internal)';
+COMMENT ON TABLE waiting_tasks IS 'quantum_flow tasks waiting for a concurrency slot (internal)';
 
 -- Each step of each run as get_run and flow_graph show it (internal). In a run that failed,
 -- the steps that had not finished show as cancelled (their rows keep the status they had:
@@ -226,7 +292,7 @@ CREATE VIEW step_progress AS
 SELECT ss.run_id, ss.step_slug, ws.step_index, ws.step_type,
        CASE WHEN r.status = 'failed' AND ss.status IN ('created', 'started') THEN 'cancelled'
             ELSE ss.status END AS status,
-       coalesce(ss.tasks_total, ws.initial_tasks, CASE WHEN ws.step_type = 'single' THEN 1 END) AS tasks_total,
+       coalesce(ss.tasks_total, ws.initial_tasks, CASE WHEN ws.step_type <> 'map' THEN 1 END) AS tasks_total,
        CASE WHEN ss.status <> 'completed' AND ws.step_type = 'map'
             THEN (SELECT coalesce(sum(sh.tasks_completed), 0)::int FROM step_task_shards sh
                   WHERE sh.run_id = ss.run_id AND sh.step_slug = ss.step_slug)
@@ -249,3 +315,5 @@ SELECT pg_catalog.pg_extension_config_dump('runs', '');
 SELECT pg_catalog.pg_extension_config_dump('step_states', '');
 SELECT pg_catalog.pg_extension_config_dump('step_tasks', '');
 SELECT pg_catalog.pg_extension_config_dump('step_task_shards', '');
+SELECT pg_catalog.pg_extension_config_dump('concurrency_slots', '');
+SELECT pg_catalog.pg_extension_config_dump('waiting_tasks', '');

@@ -6,11 +6,15 @@
 
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA quantum_flow FROM PUBLIC;
 
--- quantum_flow_client: start and watch runs, read definitions
+-- quantum_flow_client: start, watch and steer runs, send events, read definitions
 GRANT EXECUTE ON FUNCTION
-    start_flow(text, jsonb, uuid),
+    start_flow(text, jsonb, uuid, timestamptz),
     get_run(uuid),
     cancel_run(uuid, text),
+    pause_run(uuid),
+    resume_run(uuid),
+    retry_run(uuid),
+    send_event(uuid, text, jsonb),
     list_flows(),
     get_flow(text),
     is_valid_slug(text),
@@ -24,14 +28,15 @@ TO quantum_flow_client;
 GRANT EXECUTE ON FUNCTION
     poll_tasks(text, integer, integer, text),
     complete_task(uuid, text, integer, jsonb, integer),
-    fail_task(uuid, text, integer, text, integer),
+    fail_task(uuid, text, integer, text, integer, boolean),
+    send_event(uuid, text, jsonb),
     is_valid_slug(text)
 TO quantum_flow_worker;
 
 -- quantum_flow_admin (also a member of the two roles above): definitions and housekeeping
 GRANT EXECUTE ON FUNCTION
-    create_flow(text, integer, integer, integer),
-    add_step(text, text, text[], text, integer, integer, integer, integer),
+    create_flow(text, integer, integer, integer, integer, text, integer),
+    add_step(text, text, text[], text, integer, integer, integer, integer, jsonb, jsonb, text, integer, text),
     delete_flow(text),
     define_flow(jsonb),
     prune_runs(interval, boolean, integer),

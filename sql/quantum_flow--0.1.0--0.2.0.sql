@@ -72,11 +72,86 @@ ALTER TABLE step_states DROP CONSTRAINT step_states_run_id_fkey;
 ALTER TABLE step_tasks DROP CONSTRAINT step_tasks_run_id_step_slug_fkey;
 ALTER TABLE step_task_shards DROP CONSTRAINT step_task_shards_run_id_step_slug_fkey;
 
-CREATE INDEX runs_ended_at_idx ON runs ((coalesce(completed_at, failed_at))) WHERE status <> 'started';
+CREATE INDEX runs_ended_at_idx ON runs ((coalesce(completed_at, failed_at))) WHERE status IN ('completed', 'failed');
 
 -- define_flow documents keep their descriptions
 ALTER TABLE workflows ADD COLUMN description text;
 ALTER TABLE workflow_steps ADD COLUMN description text;
+
+-- Flow control (contract group D): conditions, delays, events, sub-flows, run timeouts,
+-- pause, retry and concurrency keys. New columns go at the ends of their tables, and changed
+-- checks keep the names PostgreSQL gave them, as in a fresh install.
+ALTER TABLE workflows
+    ADD COLUMN run_timeout int CHECK (run_timeout >= 1),
+    ADD COLUMN concurrency_key text CHECK (length(concurrency_key) BETWEEN 1 AND 63),
+    ADD COLUMN max_concurrency int CHECK (max_concurrency >= 1),
+    ADD CONSTRAINT workflows_concurrency CHECK ((concurrency_key IS NULL) = (max_concurrency IS NULL));
+
+ALTER TABLE workflow_steps
+    ADD COLUMN if_matches jsonb,
+    ADD COLUMN if_not_matches jsonb,
+    ADD COLUMN when_unmet text NOT NULL DEFAULT 'skip' CHECK (when_unmet IN ('skip', 'skip_cascade', 'fail')),
+    ADD COLUMN start_delay int CHECK (start_delay >= 0),
+    ADD COLUMN flow text,
+    DROP CONSTRAINT workflow_steps_step_type_check,
+    ADD CONSTRAINT workflow_steps_step_type_check CHECK (step_type IN ('single', 'map', 'event')),
+    DROP CONSTRAINT workflow_steps_map_deps,
+    ADD CONSTRAINT workflow_steps_map_deps CHECK (step_type <> 'map' OR deps_count <= 1),
+    ADD CONSTRAINT workflow_steps_event_has_no_tasks
+        CHECK (step_type <> 'event' OR (flow IS NULL AND start_delay IS NULL));
+
+ALTER TABLE runs
+    DROP CONSTRAINT runs_status_check,
+    ADD CONSTRAINT runs_status_check CHECK (status IN ('started', 'paused', 'completed', 'failed')),
+    ADD COLUMN deadline timestamptz,
+    ADD COLUMN start_at timestamptz,
+    ADD COLUMN concurrency_value text,
+    ADD COLUMN parent_run_id uuid,
+    ADD COLUMN parent_step_slug text,
+    ADD COLUMN parent_task_index int,
+    ADD COLUMN timer_message_id bigint;
+CREATE INDEX runs_parent_idx ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
+
+ALTER TABLE step_states
+    DROP CONSTRAINT step_states_status_check,
+    ADD CONSTRAINT step_states_status_check
+        CHECK (status IN ('created', 'started', 'completed', 'failed', 'skipped')),
+    DROP CONSTRAINT step_states_check1,
+    ADD CONSTRAINT step_states_check1 CHECK (status IN ('created', 'skipped') OR remaining_deps = 0),
+    ADD COLUMN event_payload jsonb,
+    ADD COLUMN event_at timestamptz;
+
+ALTER TABLE step_tasks
+    ALTER COLUMN message_id DROP NOT NULL,
+    ADD COLUMN child_run_id uuid,
+    ADD COLUMN attempts_base int NOT NULL DEFAULT 0 CHECK (attempts_base >= 0);
+
+-- Concurrency keys (0.2.0): for a workflow with a concurrency_key, at most max_concurrency
+-- tasks of runs with the same key value have a message (queued, claimed or waiting for a
+-- retry) at once. in_use counts them; the other ready tasks wait in waiting_tasks, oldest
+-- first, and get their message when a task of the same key value ends.
+CREATE TABLE concurrency_slots (
+    workflow_slug text NOT NULL,
+    key_value     text NOT NULL,
+    in_use        int NOT NULL DEFAULT 0 CHECK (in_use >= 0),
+    PRIMARY KEY (workflow_slug, key_value)
+);
+CREATE TABLE waiting_tasks (
+    workflow_slug text NOT NULL,
+    key_value     text NOT NULL,
+    queued_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
+    run_id        uuid NOT NULL,
+    step_slug     text NOT NULL,
+    task_index    int NOT NULL,
+    -- the task's message is not visible before this (start_delay, start_at)
+    not_before    timestamptz,
+    PRIMARY KEY (workflow_slug, key_value, queued_at, run_id, step_slug, task_index)
+);
+-- a run's waiting tasks go when the run ends
+CREATE INDEX waiting_tasks_run_idx ON waiting_tasks (run_id);
+
+COMMENT ON TABLE concurrency_slots IS 'quantum_flow tasks per concurrency key value (internal)';
+COMMENT ON TABLE waiting_tasks IS 'quantum_flow tasks waiting for a concurrency slot (internal)';
 
 -- Each step of each run as get_run and flow_graph show it (internal). In a run that failed,
 -- the steps that had not finished show as cancelled (their rows keep the status they had:
@@ -87,7 +162,7 @@ CREATE VIEW step_progress AS
 SELECT ss.run_id, ss.step_slug, ws.step_index, ws.step_type,
        CASE WHEN r.status = 'failed' AND ss.status IN ('created', 'started') THEN 'cancelled'
             ELSE ss.status END AS status,
-       coalesce(ss.tasks_total, ws.initial_tasks, CASE WHEN ws.step_type = 'single' THEN 1 END) AS tasks_total,
+       coalesce(ss.tasks_total, ws.initial_tasks, CASE WHEN ws.step_type <> 'map' THEN 1 END) AS tasks_total,
        CASE WHEN ss.status <> 'completed' AND ws.step_type = 'map'
             THEN (SELECT coalesce(sum(sh.tasks_completed), 0)::int FROM step_task_shards sh
                   WHERE sh.run_id = ss.run_id AND sh.step_slug = ss.step_slug)
@@ -97,6 +172,12 @@ FROM step_states ss
 JOIN runs r ON r.run_id = ss.run_id
 JOIN workflow_steps ws ON ws.workflow_slug = ss.workflow_slug AND ws.step_slug = ss.step_slug;
 
+------------------------------------------------------------------------------------------------
+-- Backups: pg_dump dumps the rows of these tables (their definitions come from CREATE
+-- EXTENSION), as pgmq does for its own; the queues' tables are ordinary tables of schema pgmq
+-- and are dumped with their messages.
+------------------------------------------------------------------------------------------------
+
 SELECT pg_catalog.pg_extension_config_dump('workflows', '');
 SELECT pg_catalog.pg_extension_config_dump('workflow_steps', '');
 SELECT pg_catalog.pg_extension_config_dump('workflow_step_dependencies_def', '');
@@ -104,27 +185,120 @@ SELECT pg_catalog.pg_extension_config_dump('runs', '');
 SELECT pg_catalog.pg_extension_config_dump('step_states', '');
 SELECT pg_catalog.pg_extension_config_dump('step_tasks', '');
 SELECT pg_catalog.pg_extension_config_dump('step_task_shards', '');
+SELECT pg_catalog.pg_extension_config_dump('concurrency_slots', '');
+SELECT pg_catalog.pg_extension_config_dump('waiting_tasks', '');
 
 ------------------------------------------------------------------------------------------------
 -- Functions: the API becomes SECURITY DEFINER with a pinned search_path; the new ones
 ------------------------------------------------------------------------------------------------
 
-ALTER FUNCTION add_step(text, text, text[], text, integer, integer, integer, integer)
-    SECURITY DEFINER SET search_path TO pg_catalog, pg_temp;
 ALTER FUNCTION cancel_run(uuid, text) SECURITY DEFINER SET search_path TO pg_catalog, pg_temp;
 ALTER FUNCTION complete_task(uuid, text, integer, jsonb, integer)
     SECURITY DEFINER SET search_path TO pg_catalog, pg_temp;
-ALTER FUNCTION create_flow(text, integer, integer, integer)
-    SECURITY DEFINER SET search_path TO pg_catalog, pg_temp;
 ALTER FUNCTION delete_flow(text) SECURITY DEFINER SET search_path TO pg_catalog, pg_temp;
-ALTER FUNCTION fail_task(uuid, text, integer, text, integer)
-    SECURITY DEFINER SET search_path TO pg_catalog, pg_temp;
 ALTER FUNCTION get_flow(text) SECURITY DEFINER SET search_path TO pg_catalog, pg_temp;
 ALTER FUNCTION get_run(uuid) SECURITY DEFINER SET search_path TO pg_catalog, pg_temp;
 ALTER FUNCTION list_flows() SECURITY DEFINER SET search_path TO pg_catalog, pg_temp;
 ALTER FUNCTION poll_tasks(text, integer, integer, text)
     SECURITY DEFINER SET search_path TO pg_catalog, pg_temp;
-ALTER FUNCTION start_flow(text, jsonb, uuid) SECURITY DEFINER SET search_path TO pg_catalog, pg_temp;
+
+-- Functions with new arguments (group D): dropped and created with their 0.2.0 signatures.
+DROP FUNCTION create_flow(text, integer, integer, integer);
+DROP FUNCTION add_step(text, text, text[], text, integer, integer, integer, integer);
+DROP FUNCTION start_flow(text, jsonb, uuid);
+DROP FUNCTION fail_task(uuid, text, integer, text, integer);
+
+CREATE FUNCTION "create_flow"(
+	"workflow_slug" TEXT,
+	"max_attempts" INT DEFAULT 3,
+	"timeout" INT DEFAULT 30,
+	"base_delay" INT DEFAULT 1,
+	"run_timeout" INT DEFAULT NULL,
+	"concurrency_key" TEXT DEFAULT NULL,
+	"max_concurrency" INT DEFAULT NULL
+) RETURNS workflows
+SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'create_flow_v2_wrapper';
+
+CREATE FUNCTION "add_step"(
+	"workflow_slug" TEXT,
+	"step_slug" TEXT,
+	"depends_on" TEXT[] DEFAULT '{}',
+	"step_type" TEXT DEFAULT 'single',
+	"initial_tasks" INT DEFAULT NULL,
+	"max_attempts" INT DEFAULT NULL,
+	"timeout" INT DEFAULT NULL,
+	"base_delay" INT DEFAULT NULL,
+	"if_matches" jsonb DEFAULT NULL,
+	"if_not_matches" jsonb DEFAULT NULL,
+	"when_unmet" TEXT DEFAULT 'skip',
+	"start_delay" INT DEFAULT NULL,
+	"flow" TEXT DEFAULT NULL
+) RETURNS workflow_steps
+SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'add_step_v2_wrapper';
+
+CREATE FUNCTION "start_flow"(
+	"workflow_slug" TEXT,
+	"input" jsonb DEFAULT '{}',
+	"run_id" uuid DEFAULT NULL,
+	"start_at" timestamp with time zone DEFAULT NULL
+) RETURNS uuid
+SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'start_flow_v2_wrapper';
+
+CREATE FUNCTION "fail_task"(
+	"run_id" uuid,
+	"step_slug" TEXT,
+	"task_index" INT,
+	"error_message" TEXT,
+	"attempt" INT DEFAULT NULL,
+	"retry" bool DEFAULT true
+) RETURNS TEXT
+SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'fail_task_v2_wrapper';
+
+CREATE FUNCTION "pause_run"(
+	"run_id" uuid
+) RETURNS bool
+SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'pause_run_wrapper';
+
+CREATE FUNCTION "resume_run"(
+	"run_id" uuid
+) RETURNS bool
+SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'resume_run_wrapper';
+
+CREATE FUNCTION "retry_run"(
+	"run_id" uuid
+) RETURNS bool
+SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'retry_run_wrapper';
+
+CREATE FUNCTION "send_event"(
+	"run_id" uuid,
+	"step_slug" TEXT,
+	"payload" jsonb DEFAULT '{}'
+) RETURNS bool
+SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'send_event_wrapper';
 
 CREATE FUNCTION "jsonb_raw_size"(
 	"value" jsonb
@@ -194,10 +368,15 @@ AS 'MODULE_PATHNAME', 'flow_schema_wrapper';
 
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA quantum_flow FROM PUBLIC;
 
+-- quantum_flow_client: start, watch and steer runs, send events, read definitions
 GRANT EXECUTE ON FUNCTION
-    start_flow(text, jsonb, uuid),
+    start_flow(text, jsonb, uuid, timestamptz),
     get_run(uuid),
     cancel_run(uuid, text),
+    pause_run(uuid),
+    resume_run(uuid),
+    retry_run(uuid),
+    send_event(uuid, text, jsonb),
     list_flows(),
     get_flow(text),
     is_valid_slug(text),
@@ -207,16 +386,19 @@ GRANT EXECUTE ON FUNCTION
     flow_schema()
 TO quantum_flow_client;
 
+-- quantum_flow_worker: claim tasks and report their outcome
 GRANT EXECUTE ON FUNCTION
     poll_tasks(text, integer, integer, text),
     complete_task(uuid, text, integer, jsonb, integer),
-    fail_task(uuid, text, integer, text, integer),
+    fail_task(uuid, text, integer, text, integer, boolean),
+    send_event(uuid, text, jsonb),
     is_valid_slug(text)
 TO quantum_flow_worker;
 
+-- quantum_flow_admin (also a member of the two roles above): definitions and housekeeping
 GRANT EXECUTE ON FUNCTION
-    create_flow(text, integer, integer, integer),
-    add_step(text, text, text[], text, integer, integer, integer, integer),
+    create_flow(text, integer, integer, integer, integer, text, integer),
+    add_step(text, text, text[], text, integer, integer, integer, integer, jsonb, jsonb, text, integer, text),
     delete_flow(text),
     define_flow(jsonb),
     prune_runs(interval, boolean, integer),

@@ -44,11 +44,18 @@ pub fn create_flow(slug: &str, options: &FlowOptions) -> QfResult<Row> {
         match flows::options(slug)? {
             Some(existing) if existing == *options => {}
             Some(e) => {
+                let mut extra = String::new();
+                if let Some(t) = e.run_timeout {
+                    extra.push_str(&format!(", run_timeout={t}"));
+                }
+                if let (Some(k), Some(m)) = (&e.concurrency_key, e.max_concurrency) {
+                    extra.push_str(&format!(", concurrency_key={k}, max_concurrency={m}"));
+                }
                 return Err(QfError::WorkflowExists(format!(
                     "workflow {slug:?} already exists with max_attempts={}, timeout={}, \
-                     base_delay={}",
+                     base_delay={}{extra}",
                     e.max_attempts, e.timeout, e.base_delay
-                )))
+                )));
             }
             None => {
                 let other = flows::case_insensitive_match(slug)?.unwrap_or_default();
@@ -62,17 +69,60 @@ pub fn create_flow(slug: &str, options: &FlowOptions) -> QfResult<Row> {
     flows::row(slug)?.ok_or_else(|| workflow_not_found(slug))
 }
 
+/// A step definition for `step_exists`: the options every step has, then those it sets of
+/// the ones added in 0.2.0 (conditions, delay, sub-flow).
 fn describe(s: &StepDef) -> String {
     let opt = |v: Option<i32>| v.map_or("NULL".to_string(), |n| n.to_string());
-    format!(
-        "depends_on=[{}], step_type={}, initial_tasks={}, max_attempts={}, timeout={}, base_delay={}",
+    let mut text = format!(
+        "depends_on=[{}], step_type={}, initial_tasks={}, max_attempts={}, timeout={}, \
+         base_delay={}",
         s.depends_on.join(", "),
         s.step_type,
         opt(s.initial_tasks),
         opt(s.max_attempts),
         opt(s.timeout),
-        opt(s.base_delay)
-    )
+        opt(s.base_delay),
+    );
+    if let Some(v) = &s.if_matches {
+        text.push_str(&format!(", if_matches={v}"));
+    }
+    if let Some(v) = &s.if_not_matches {
+        text.push_str(&format!(", if_not_matches={v}"));
+    }
+    if s.when_unmet != "skip" {
+        text.push_str(&format!(", when_unmet={}", s.when_unmet));
+    }
+    if let Some(d) = s.start_delay {
+        text.push_str(&format!(", start_delay={d}"));
+    }
+    if let Some(f) = &s.flow {
+        text.push_str(&format!(", flow={f}"));
+    }
+    text
+}
+
+/// Why step `step_slug` of `workflow_slug` may not start runs of workflow `flow`: it does not
+/// exist, or it starts `workflow_slug` again (itself, or through sub-flows of its own).
+fn sub_flow_problem(workflow_slug: &str, step_slug: &str, flow: &str) -> QfResult<Option<QfError>> {
+    if flow == workflow_slug {
+        return Ok(Some(QfError::Cycle(format!(
+            "step {step_slug:?} of workflow {workflow_slug:?} would start a run of its own \
+             workflow: {workflow_slug} -> {workflow_slug}"
+        ))));
+    }
+    if flows::options(flow)?.is_none() {
+        return Ok(Some(workflow_not_found(flow).map_message(|m| {
+            format!("step {step_slug:?} starts runs of a workflow that does not exist: {m}")
+        })));
+    }
+    if let Some(path) = flows::sub_flow_path(flow, workflow_slug)? {
+        return Ok(Some(QfError::Cycle(format!(
+            "step {step_slug:?} of workflow {workflow_slug:?} would start workflow {flow:?}, \
+             which starts {workflow_slug:?} again: {workflow_slug} -> {}",
+            path.join(" -> ")
+        ))));
+    }
+    Ok(None)
 }
 
 pub fn add_step(workflow_slug: &str, step: &StepDef) -> QfResult<Row> {
@@ -106,6 +156,11 @@ pub fn add_step(workflow_slug: &str, step: &StepDef) -> QfResult<Row> {
                  {workflow_slug:?}"
             ))
             .with_hint(Some(hint)));
+        }
+        if let Some(flow) = &step.flow {
+            if let Some(e) = sub_flow_problem(workflow_slug, slug, flow)? {
+                return Err(e);
+            }
         }
         let count = runs::step_count(workflow_slug)?;
         let max = i64::from(MAX_STEPS.get());
@@ -178,6 +233,19 @@ fn against_existing(doc: &FlowDocument) -> QfResult<Result<bool, Problem>> {
 fn check_document(definition: &Value) -> QfResult<(Validation, bool)> {
     let mut v = document::validate(definition, limits());
     let mut exists = false;
+    if let Some(doc) = &v.document {
+        for (i, step) in doc.steps.iter().enumerate() {
+            if let Some(flow) = &step.flow {
+                if let Some(e) = sub_flow_problem(&doc.workflow_slug, &step.slug, flow)? {
+                    v.problems
+                        .push(Problem::new(format!("$.steps[{i}].flow"), e));
+                }
+            }
+        }
+    }
+    if !v.problems.is_empty() {
+        v.document = None;
+    }
     if let Some(doc) = &v.document {
         match against_existing(doc)? {
             Ok(same) => exists = same,
@@ -282,7 +350,7 @@ pub fn flow_graph(slug: &str, format: &str, run_id: Option<Uuid>) -> QfResult<St
     if let Some(run_id) = run_id {
         match runs::status_of(run_id)? {
             None => return Err(QfError::run_not_found(run_id)),
-            Some((_, workflow)) if workflow != slug => {
+            Some((_, workflow, _)) if workflow != slug => {
                 return Err(QfError::InvalidOption(format!(
                     "run {run_id} is a run of workflow {workflow:?}, not of {slug:?}"
                 )))

@@ -86,11 +86,25 @@ error_table! {
     /// More than a guardrail setting allows (`quantum_flow.max_steps`,
     /// `quantum_flow.max_map_tasks`).
     LimitExceeded => "limit_exceeded", ERRCODE_PROGRAM_LIMIT_EXCEEDED;
+    /// `send_event` for a step the run's workflow does not have.
+    StepNotFound => "step_not_found", ERRCODE_NO_DATA_FOUND;
+    /// `send_event` for a step that is not an event step.
+    NotAnEventStep => "not_an_event_step", ERRCODE_WRONG_OBJECT_TYPE;
     /// A bug in quantum_flow itself (an SPI call that should not fail did).
     Internal => "internal_error", ERRCODE_INTERNAL_ERROR;
 }
 
 pub type QfResult<T> = Result<T, QfError>;
+
+// Codes that are never raised by a call: they start the error message of a run that failed
+// for that reason (see the README's table of run failures).
+
+/// A step's input did not meet its condition and its `when_unmet` is `fail`.
+pub const CONDITION_UNMET: &str = "condition_unmet";
+/// An event step's timeout passed without an event.
+pub const EVENT_TIMEOUT: &str = "event_timeout";
+/// A run did not finish within its workflow's `run_timeout`.
+pub const RUN_TIMEOUT: &str = "run_timeout";
 
 /// PostgreSQL packs a SQLSTATE's five characters 6 bits each, first character lowest.
 fn unpack_sqlstate(code: PgSqlErrorCode) -> String {
@@ -170,11 +184,11 @@ mod tests {
     #[test]
     fn codes_are_unique_and_in_the_documented_classes() {
         for e in QfError::samples() {
-            // class 22/23 for input errors, P0002 for lookups, 54 for limits, 55 for state,
-            // XX for bugs
+            // class 22/23 for input errors, 42809 for an object of the wrong kind, P0002 for
+            // lookups, 54 for limits, 55 for state, XX for bugs
             let sqlstate = e.sqlstate();
             assert!(
-                ["22", "23", "P0", "54", "55", "XX"].contains(&&sqlstate[..2]),
+                ["22", "23", "42", "P0", "54", "55", "XX"].contains(&&sqlstate[..2]),
                 "{} has unexpected class {sqlstate}",
                 e.code(),
             );

@@ -1,49 +1,114 @@
 //! The run engine: what happens, in one transaction, when a run starts, a poller claims tasks,
-//! and a worker completes or fails one. Pure rules come from `engine`; statements from `store`
-//! and `queue`.
+//! and a worker completes or fails one; and the flow control around it (conditions, delays,
+//! events, sub-flows, run timeouts, pause, retry, concurrency keys). Pure rules come from
+//! `engine`; statements from `store` and `queue`.
 //!
 //! Lock order (every path takes locks in this order, so concurrent workers never deadlock):
-//! queue message -> task -> counter shard -> step state -> run -> dependent step states. A
-//! path that would need an earlier lock while holding a later one skips locked rows instead
-//! of waiting. A path that fails several runs fails them in `run_id` order, so that two
-//! such paths take the runs' locks in the same order.
+//! queue message -> task -> counter shard -> step state -> run -> dependent step states ->
+//! concurrency slots (taken last, at the end of each call, by `concurrency::flush`). A path
+//! that would need an earlier lock while holding a later one skips locked rows instead of
+//! waiting. A path that fails several runs fails them in `run_id` order, so that two such
+//! paths take the runs' locks in the same order.
+//!
+//! Across runs, a child run (of a sub-flow step) locks its parent's task, step and run after
+//! its own run when it ends; a parent that ends locks its live children with SKIP LOCKED,
+//! and `maintain` ends any child it could not lock then.
 //!
 //! When a run fails, its unfinished steps and tasks keep the rows they had (only the failing
 //! step is marked `failed`) and `get_run` shows them as `cancelled`: every path that changes a
-//! task or step first checks that its run is `started`, so they are inert. Rewriting them
-//! would have to wait for locks that a concurrent completer holds while it waits for the run.
+//! task or step first checks that its run is started (or paused), so they are inert.
+//! Rewriting them would have to wait for locks that a concurrent completer holds while it
+//! waits for the run.
 
+use crate::concurrency;
 use crate::engine::backoff::retry_delay_seconds;
 use crate::engine::slug::queue_name;
-use crate::error::{QfError, QfResult};
+use crate::error::{QfError, QfResult, CONDITION_UNMET, EVENT_TIMEOUT, RUN_TIMEOUT};
 use crate::jsonb::Jsonb;
-use crate::queue::{self, ClaimedTask, Exhausted, Polled, TaskKey};
-use crate::settings::{JSONB_MAX_BYTES, MAX_MAP_TASKS, MAX_OUTPUT_BYTES};
+use crate::queue::{self, ClaimedTask, Exhausted, Polled, TaskKey, Timer};
+use crate::settings::{FAIR_POLLING, JSONB_MAX_BYTES, MAX_MAP_TASKS, MAX_OUTPUT_BYTES};
+use crate::store::runs::{FailedBy, NewRun};
 use crate::store::{flows, runs};
 use crate::wakeup;
-use pgrx::datum::Uuid;
+use pgrx::datum::{TimestampWithTimeZone, Uuid};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-/// The run being worked on, with its workflow's queue.
+/// The run being worked on, with its workflow's queue and its concurrency key value.
 struct Run {
     run_id: Uuid,
     workflow_slug: String,
     queue: String,
+    key_value: Option<String>,
 }
 
 impl Run {
-    fn new(run_id: Uuid, workflow_slug: String) -> Self {
+    fn new(run_id: Uuid, workflow_slug: String, key_value: Option<String>) -> Self {
         let queue = queue_name(&workflow_slug);
         Run {
             run_id,
             workflow_slug,
             queue,
+            key_value,
+        }
+    }
+
+    /// The run and its status; None when it does not exist.
+    fn load(run_id: Uuid) -> QfResult<Option<(Run, String)>> {
+        Ok(runs::status_of(run_id)?
+            .map(|(status, workflow_slug, key)| (Run::new(run_id, workflow_slug, key), status)))
+    }
+
+    /// Where new tasks of this run wait for a slot (None: not limited).
+    fn key(&self) -> Option<(&str, &str)> {
+        self.key_value
+            .as_deref()
+            .map(|v| (self.workflow_slug.as_str(), v))
+    }
+
+    /// Records that `n` of this run's tasks gave up their message (see `concurrency`).
+    fn release(&self, n: i32) {
+        if let Some(value) = &self.key_value {
+            if n > 0 {
+                concurrency::released(&self.workflow_slug, value, n);
+            }
         }
     }
 }
 
-pub fn start_flow(workflow_slug: &str, input: Jsonb, run_id: Uuid) -> QfResult<Uuid> {
+/// `call` for `maintain`'s sweeps.
+pub fn settle<T>(work: impl FnOnce() -> QfResult<T>) -> QfResult<T> {
+    call(work)
+}
+
+/// Runs one API call's work and then settles its concurrency slots (see `concurrency`).
+fn call<T>(work: impl FnOnce() -> QfResult<T>) -> QfResult<T> {
+    concurrency::begin();
+    let result = work()?;
+    concurrency::flush()?;
+    Ok(result)
+}
+
+pub fn start_flow(
+    workflow_slug: &str,
+    input: Jsonb,
+    run_id: Uuid,
+    start_at: Option<TimestampWithTimeZone>,
+) -> QfResult<Uuid> {
+    call(|| {
+        start_run(&NewRun {
+            run_id,
+            workflow_slug,
+            input,
+            start_at,
+            parent: None,
+        })
+    })
+}
+
+/// Creates a run and starts its root steps: `start_flow`, and a sub-flow step's child runs.
+fn start_run(new: &NewRun<'_>) -> QfResult<Uuid> {
+    let workflow_slug = new.workflow_slug;
     if !flows::lock_for_run(workflow_slug)? {
         return Err(crate::definitions::workflow_not_found(workflow_slug));
     }
@@ -52,20 +117,26 @@ pub fn start_flow(workflow_slug: &str, input: Jsonb, run_id: Uuid) -> QfResult<U
             "workflow {workflow_slug:?} has no steps; add one with add_step before starting it"
         )));
     }
-    if let Some((step, json_type)) = runs::root_map_over_non_array(workflow_slug, input)? {
+    if let Some((step, json_type)) = runs::root_map_over_non_array(workflow_slug, new.input)? {
         return Err(QfError::InvalidMapInput(format!(
             "map step {step:?} of workflow {workflow_slug:?} maps over the flow input, which must \
              be a JSON array but is {json_type}"
         )));
     }
-    if !runs::insert(run_id, workflow_slug, input)? {
+    let Some(inserted) = runs::insert(new)? else {
         return Err(QfError::RunExists(format!(
-            "a run with run_id {run_id} already exists"
+            "a run with run_id {} already exists",
+            new.run_id
         )));
+    };
+    let run = Run::new(new.run_id, workflow_slug.to_string(), inserted.key_value);
+    if inserted.has_deadline {
+        queue::start_run_timer(&run.queue, run.run_id)?;
+        // pollers that sleep until the next visible message must see the deadline
+        wakeup::notify_on_commit(&run.workflow_slug);
     }
-    let run = Run::new(run_id, workflow_slug.to_string());
     start_steps(&run, runs::root_steps(workflow_slug)?)?;
-    Ok(run_id)
+    Ok(new.run_id)
 }
 
 /// The error of a step whose task input would not fit in a jsonb value.
@@ -76,54 +147,84 @@ fn input_too_large(step: &str, bytes: i64) -> QfError {
     ))
 }
 
-/// Starts steps whose dependencies are all complete: queues their tasks, or completes at once
-/// a map step over an empty array (which may make further steps ready, or end the run).
+/// What starting one ready step led to.
+enum Started {
+    /// Its tasks are queued (or waiting for an event, a child run, a slot).
+    Queued,
+    /// It finished at once (skipped, an empty map, an event that had arrived): these steps,
+    /// and as many more, finished with it; the dependents that became ready follow.
+    Finished(Vec<String>),
+    /// The run ended (it failed, or this was its last step).
+    RunEnded,
+}
+
+/// Starts steps whose dependencies have all finished, in order: tests their condition,
+/// queues their tasks, or finishes them at once (which may make further steps ready, or end
+/// the run).
 fn start_steps(run: &Run, ready: Vec<String>) -> QfResult<()> {
     let mut worklist: VecDeque<String> = ready.into();
     let mut queued_any = false;
     while let Some(step) = worklist.pop_front() {
-        let source = runs::step_source(run.run_id, &run.workflow_slug, &step)?
-            .ok_or_else(|| QfError::Internal(format!("step {step:?} has no definition")))?;
-        if source.step_type != "map" {
-            let input_bytes = queue::start_single_step(&run.queue, run.run_id, &step)?;
-            if !queue::fits_in_jsonb(input_bytes) {
-                fail_run(run, &step, &input_too_large(&step, input_bytes).to_string())?;
-                return Ok(());
-            }
-            queued_any = true;
-            continue;
+        match start_step(run, &step)? {
+            Started::Queued => queued_any = true,
+            Started::Finished(more) => worklist.extend(more),
+            Started::RunEnded => break,
         }
-        match (source.source_type.as_deref(), source.source_len) {
-            (Some("array"), Some(0)) => {
-                runs::complete_empty_map(run.run_id, &step)?;
-                match after_step_completed(run, &step)? {
-                    Some(more) => worklist.extend(more),
-                    None => break,
-                }
+    }
+    if queued_any {
+        wakeup::notify_on_commit(&run.workflow_slug);
+    }
+    Ok(())
+}
+
+/// `after_step_finished`'s answer as a `Started`.
+fn finished(run: &Run, step: &str, steps: i32) -> QfResult<Started> {
+    Ok(match after_step_finished(run, step, steps)? {
+        Some(more) => Started::Finished(more),
+        None => Started::RunEnded,
+    })
+}
+
+fn start_step(run: &Run, step: &str) -> QfResult<Started> {
+    let source = runs::step_source(run.run_id, &run.workflow_slug, step)?
+        .ok_or_else(|| QfError::Internal(format!("step {step:?} has no definition")))?;
+    if source.condition_met == Some(false) {
+        match source.when_unmet.as_str() {
+            "fail" => {
+                let message = format!(
+                    "{CONDITION_UNMET}: the step's input does not meet its condition (if / if_not)"
+                );
+                fail_run(run, step, &message)?;
+                return Ok(Started::RunEnded);
             }
-            (Some("array"), Some(len)) if len > MAX_MAP_TASKS.get() => {
-                let message = QfError::LimitExceeded(format!(
-                    "map step {step:?} would fan out to {len} tasks, more than \
-                     quantum_flow.max_map_tasks ({})",
-                    MAX_MAP_TASKS.get()
-                ))
-                .to_string();
-                fail_run(run, &step, &message)?;
-                return Ok(());
+            "skip_cascade" => {
+                runs::skip_step(run.run_id, step)?;
+                let below = runs::skip_descendants(run.run_id, &run.workflow_slug, step)?;
+                return finished(run, step, 1 + below);
             }
-            (Some("array"), Some(_)) => {
-                let (_, input_bytes) = queue::start_map_step(
-                    &run.queue,
-                    run.run_id,
-                    &step,
-                    source.source_step.as_deref(),
-                )?;
-                if !queue::fits_in_jsonb(input_bytes) {
-                    fail_run(run, &step, &input_too_large(&step, input_bytes).to_string())?;
-                    return Ok(());
-                }
-                queued_any = true;
+            _ => {
+                runs::skip_step(run.run_id, step)?;
+                return finished(run, step, 1);
             }
+        }
+    }
+    if source.step_type == "map" && source.source_skipped {
+        // the array it maps over does not exist
+        runs::skip_step(run.run_id, step)?;
+        return finished(run, step, 1);
+    }
+    if source.step_type == "event" {
+        if source.has_early_event {
+            runs::complete_event_step_early(run.run_id, step)?;
+            runs::count_completed_tasks(run.run_id, step, 1)?;
+            return finish_and_follow(run, step);
+        }
+        queue::start_event_step(&run.queue, run.run_id, step)?;
+        return Ok(Started::Queued);
+    }
+    if source.step_type == "map" {
+        let len = match (source.source_type.as_deref(), source.source_len) {
+            (Some("array"), Some(len)) => len,
             (json_type, _) => {
                 let over = match &source.source_step {
                     Some(dep) => format!("the output of step {dep:?}"),
@@ -134,21 +235,107 @@ fn start_steps(run: &Run, ready: Vec<String>) -> QfResult<()> {
                     json_type.unwrap_or("null")
                 ))
                 .to_string();
-                fail_run(run, &step, &message)?;
-                return Ok(());
+                fail_run(run, step, &message)?;
+                return Ok(Started::RunEnded);
             }
+        };
+        if len == 0 {
+            runs::complete_empty_map(run.run_id, step)?;
+            return finished(run, step, 1);
+        }
+        if len > MAX_MAP_TASKS.get() {
+            let message = QfError::LimitExceeded(format!(
+                "map step {step:?} would fan out to {len} tasks, more than \
+                 quantum_flow.max_map_tasks ({})",
+                MAX_MAP_TASKS.get()
+            ))
+            .to_string();
+            fail_run(run, step, &message)?;
+            return Ok(Started::RunEnded);
         }
     }
-    if queued_any {
-        wakeup::notify_on_commit(&run.workflow_slug);
+    if let Some(flow) = &source.flow {
+        return start_sub_flows(
+            run,
+            step,
+            flow,
+            source.step_type == "map",
+            source.visible_at,
+        );
     }
-    Ok(())
+    let input_bytes = if source.step_type == "map" {
+        queue::start_map_step(
+            &run.queue,
+            run.run_id,
+            step,
+            source.source_step.as_deref(),
+            run.key(),
+        )?
+        .1
+    } else {
+        queue::start_single_step(&run.queue, run.run_id, step, run.key())?
+    };
+    if let Some((workflow_slug, value)) = run.key() {
+        concurrency::waiting(workflow_slug, value);
+    }
+    if !queue::fits_in_jsonb(input_bytes) {
+        fail_run(run, step, &input_too_large(step, input_bytes).to_string())?;
+        return Ok(Started::RunEnded);
+    }
+    Ok(Started::Queued)
 }
 
-/// Counts a completed step against its run. Returns the dependents that became ready, or
-/// None when the run has ended (completed now, or failed meanwhile).
-fn after_step_completed(run: &Run, step_slug: &str) -> QfResult<Option<Vec<String>>> {
-    match runs::count_completed_step(run.run_id)? {
+/// Starts a sub-flow step: one child run of `flow` per task (one for a single step, whose
+/// input is the step's input; one per element for a map step), visible from `visible_at`.
+/// A child that cannot start (its workflow was deleted, has no steps, or refuses the input)
+/// fails the run: starting it again would fail the same way.
+fn start_sub_flows(
+    run: &Run,
+    step: &str,
+    flow: &str,
+    is_map: bool,
+    visible_at: Option<TimestampWithTimeZone>,
+) -> QfResult<Started> {
+    let inputs = runs::sub_flow_inputs(run.run_id, &run.workflow_slug, step)?;
+    let children = runs::start_flow_tasks(run.run_id, step, inputs.len() as i32, is_map)?;
+    for (index, (child, input)) in children.into_iter().zip(inputs).enumerate() {
+        let started = start_run(&NewRun {
+            run_id: child,
+            workflow_slug: flow,
+            input,
+            start_at: visible_at,
+            parent: Some((run.run_id, step, index as i32)),
+        });
+        if let Err(e) = started {
+            if matches!(e, QfError::Internal(_)) {
+                return Err(e);
+            }
+            let message = format!("sub-flow {flow:?} could not start: {e}");
+            fail_run(run, step, &message)?;
+            return Ok(Started::RunEnded);
+        }
+    }
+    Ok(Started::Queued)
+}
+
+/// A step whose tasks all completed: records its output and moves on.
+fn finish_and_follow(run: &Run, step: &str) -> QfResult<Started> {
+    if let Some(bytes) = runs::finish_step(run.run_id, step)? {
+        let message = QfError::OutputTooLarge(format!(
+            "the step's output (the array of its tasks' outputs) would be {bytes} bytes, more \
+             than a jsonb value holds ({JSONB_MAX_BYTES})"
+        ));
+        fail_run(run, step, &message.to_string())?;
+        return Ok(Started::RunEnded);
+    }
+    finished(run, step, 1)
+}
+
+/// Counts `steps` finished (completed or skipped) steps against their run, `step_slug`
+/// being the one whose dependents may now be ready. Returns those dependents, or None when
+/// the run has ended (completed now, or failed meanwhile).
+fn after_step_finished(run: &Run, step_slug: &str, steps: i32) -> QfResult<Option<Vec<String>>> {
+    match runs::count_finished_steps(run.run_id, steps)? {
         None => Ok(None),
         Some(0) => {
             if let Some(bytes) = runs::complete_run(run.run_id)? {
@@ -157,7 +344,9 @@ fn after_step_completed(run: &Run, step_slug: &str) -> QfResult<Option<Vec<Strin
                     "the run's output (its leaf steps' outputs) would be {bytes} bytes, more \
                      than a jsonb value holds ({JSONB_MAX_BYTES})"
                 ));
-                runs::fail_run(run.run_id, &format!("run output: {message}"))?;
+                fail_run_only(run, &format!("run output: {message}"))?;
+            } else {
+                run_completed(run)?;
             }
             Ok(None)
         }
@@ -169,9 +358,36 @@ fn after_step_completed(run: &Run, step_slug: &str) -> QfResult<Option<Vec<Strin
     }
 }
 
-/// Fails `step_slug` and its run, and archives the run's other messages. `error` is what went
-/// wrong; the step and the run record it after the step's name (`step <slug>: <error>`).
-/// True when this call failed the run (false: it had ended already).
+/// After a run completed: its timer goes, and a child run completes its parent's task.
+fn run_completed(run: &Run) -> QfResult<()> {
+    let Some(links) = runs::run_links(run.run_id)? else {
+        return Ok(());
+    };
+    if let Some(timer) = links.timer_message_id {
+        queue::archive_unless_held(&run.queue, vec![timer])?;
+    }
+    let Some(parent_task) = links.parent else {
+        return Ok(());
+    };
+    let output = runs::output_of(run.run_id)?
+        .ok_or_else(|| QfError::Internal(format!("completed run {} has no output", run.run_id)))?;
+    let Some(is_map) = runs::complete_flow_task(&parent_task, run.run_id, output)? else {
+        return Ok(()); // the parent ended, or moved on to another child
+    };
+    let Some((parent, _)) = Run::load(parent_task.run_id)? else {
+        return Ok(());
+    };
+    task_completed(
+        &parent,
+        &parent_task.step_slug,
+        parent_task.task_index,
+        is_map,
+    )
+}
+
+/// Fails `step_slug` and its run. `error` is what went wrong; the step and the run record it
+/// after the step's name (`step <slug>: <error>`). True when this call failed the run (false:
+/// it had ended already).
 fn fail_run(run: &Run, step_slug: &str, error: &str) -> QfResult<bool> {
     fail_run_located(run, step_slug, &format!("step {step_slug}: {error}"))
 }
@@ -191,11 +407,108 @@ fn fail_run_by_task(run: &Run, task: &TaskKey, attempt: i32, error: &str) -> QfR
 
 fn fail_run_located(run: &Run, step_slug: &str, message: &str) -> QfResult<bool> {
     runs::fail_step(run.run_id, step_slug, message)?;
+    fail_run_only(run, message)
+}
+
+/// Fails a run (no step in particular) and does what follows: see `run_failed`.
+fn fail_run_only(run: &Run, message: &str) -> QfResult<bool> {
     let failed = runs::fail_run(run.run_id, message)?;
     if failed {
-        queue::discard_run_messages(&run.queue, run.run_id)?;
+        run_failed(run, message, true)?;
     }
     Ok(failed)
+}
+
+/// After a run failed (or was cancelled): its queued messages are archived, its concurrency
+/// slots freed, its live children cancelled, and (with `tell_parent`) a child run's failure
+/// is a failed attempt of its parent's task.
+fn run_failed(run: &Run, message: &str, tell_parent: bool) -> QfResult<()> {
+    if let Some((_, _, held)) = runs::release_run_slots(run.run_id)? {
+        run.release(held);
+    }
+    queue::discard_run_messages(&run.queue, run.run_id)?;
+    end_children(run.run_id)?;
+    if !tell_parent {
+        return Ok(());
+    }
+    let Some(parent_task) = runs::run_links(run.run_id)?.and_then(|l| l.parent) else {
+        return Ok(());
+    };
+    child_failed(&parent_task, run.run_id, message)
+}
+
+/// Cancels a run's live children (and theirs). Children another transaction holds are left
+/// to `maintain`, which cancels live runs whose parent has ended.
+fn end_children(run_id: Uuid) -> QfResult<()> {
+    for (child_id, workflow_slug) in runs::lock_live_children(run_id)? {
+        let message = format!("cancelled: parent run {run_id} ended");
+        if runs::fail_run(child_id, &message)? {
+            let (child, _) = Run::load(child_id)?
+                .ok_or_else(|| QfError::Internal(format!("child run {child_id} vanished")))?;
+            debug_assert_eq!(child.workflow_slug, workflow_slug);
+            run_failed(&child, &message, false)?;
+        }
+    }
+    Ok(())
+}
+
+/// A child run failed: a failed attempt of the parent's sub-flow task. With attempts left, a
+/// new child run starts after the step's backoff; otherwise the parent run fails.
+fn child_failed(parent_task: &TaskKey, child: Uuid, message: &str) -> QfResult<()> {
+    let error = format!("child run {child} failed: {message}");
+    let Some(failed) = runs::fail_attempt(
+        parent_task.run_id,
+        &parent_task.step_slug,
+        parent_task.task_index,
+        &error,
+        FailedBy::Child(child),
+        true,
+    )?
+    else {
+        return Ok(()); // the parent ended, or this child was not its current one
+    };
+    let parent = Run::new(parent_task.run_id, failed.workflow_slug, failed.key_value);
+    if failed.status == "queued" {
+        let delay = retry_delay_seconds(failed.base_delay, failed.attempts);
+        return start_next_child(&parent, parent_task, delay);
+    }
+    fail_run_by_task(&parent, parent_task, failed.attempts, &error)?;
+    Ok(())
+}
+
+/// Starts the next child run of a queued sub-flow task, `delay` seconds from now.
+fn start_next_child(parent: &Run, task: &TaskKey, delay: i32) -> QfResult<()> {
+    let step = flows::step_def(&parent.workflow_slug, &task.step_slug)?
+        .ok_or_else(|| QfError::Internal(format!("step {:?} has no definition", task.step_slug)))?;
+    let flow = step
+        .flow
+        .ok_or_else(|| QfError::Internal(format!("step {:?} is not a sub-flow", task.step_slug)))?;
+    let input = runs::sub_flow_inputs(parent.run_id, &parent.workflow_slug, &task.step_slug)?
+        .into_iter()
+        .nth(task.task_index as usize)
+        .ok_or_else(|| QfError::Internal(format!("no input for task {}", task.task_index)))?;
+    let Some(child) = runs::next_child(task)? else {
+        return Ok(());
+    };
+    let start_at = runs::seconds_from_now(delay)?;
+    let started = start_run(&NewRun {
+        run_id: child,
+        workflow_slug: &flow,
+        input,
+        start_at: Some(start_at),
+        parent: Some((parent.run_id, &task.step_slug, task.task_index)),
+    });
+    if let Err(e) = started {
+        if matches!(e, QfError::Internal(_)) {
+            return Err(e);
+        }
+        fail_run(
+            parent,
+            &task.step_slug,
+            &format!("sub-flow {flow:?} could not start: {e}"),
+        )?;
+    }
+    Ok(())
 }
 
 /// Why a `complete_task` or `fail_task` changed nothing; the stable word starts the NOTICE.
@@ -208,7 +521,7 @@ pub enum Unchanged {
     StaleAttempt,
     /// The task is queued: no worker holds a claim on it.
     NotClaimed,
-    /// The task's run is no longer started (completed, failed or cancelled).
+    /// The task's run has ended (completed, failed or cancelled).
     RunEnded,
 }
 
@@ -230,7 +543,7 @@ impl Unchanged {
         attempts: i32,
         attempt: Option<i32>,
     ) -> Self {
-        if run_status != "started" {
+        if run_status != "started" && run_status != "paused" {
             return Unchanged::RunEnded;
         }
         match (task_status, attempt) {
@@ -322,38 +635,39 @@ pub fn complete_task(
     attempt: Option<i32>,
 ) -> QfResult<bool> {
     check_output_size(run_id, step_slug, task_index, output)?;
-    let Some((workflow_slug, is_map)) =
-        queue::complete_task(run_id, step_slug, task_index, output, attempt)?
-    else {
-        explain_unchanged("complete_task", run_id, step_slug, task_index, attempt)?;
-        return Ok(false);
-    };
+    call(|| {
+        let Some(done) = queue::complete_task(run_id, step_slug, task_index, output, attempt)?
+        else {
+            explain_unchanged("complete_task", run_id, step_slug, task_index, attempt)?;
+            return Ok(false);
+        };
+        let run = Run::new(run_id, done.workflow_slug, done.key_value);
+        run.release(1);
+        task_completed(&run, step_slug, task_index, done.is_map)?;
+        Ok(true)
+    })
+}
+
+/// Counts a completed task; when it was its step's last, finishes the step and starts what
+/// became ready.
+fn task_completed(run: &Run, step_slug: &str, task_index: i32, is_map: bool) -> QfResult<()> {
     // A map task counts on its shard first; only a shard's last task touches the step row.
     let newly_counted = if is_map {
-        runs::count_completed_shard_task(run_id, step_slug, task_index)?
+        runs::count_completed_shard_task(run.run_id, step_slug, task_index)?
     } else {
         Some(1)
     };
     let step_done = match newly_counted {
-        Some(n) => runs::count_completed_tasks(run_id, step_slug, n)?,
+        Some(n) => runs::count_completed_tasks(run.run_id, step_slug, n)?,
         None => false,
     };
     if !step_done {
-        return Ok(true);
+        return Ok(());
     }
-    let run = Run::new(run_id, workflow_slug);
-    if let Some(bytes) = runs::finish_step(run_id, step_slug)? {
-        let message = QfError::OutputTooLarge(format!(
-            "the step's output (the array of its tasks' outputs) would be {bytes} bytes, more \
-             than a jsonb value holds ({JSONB_MAX_BYTES})"
-        ));
-        fail_run(&run, step_slug, &message.to_string())?;
-        return Ok(true);
+    if let Started::Finished(ready) = finish_and_follow(run, step_slug)? {
+        start_steps(run, ready)?;
     }
-    if let Some(ready) = after_step_completed(&run, step_slug)? {
-        start_steps(&run, ready)?;
-    }
-    Ok(true)
+    Ok(())
 }
 
 pub fn fail_task(
@@ -362,29 +676,50 @@ pub fn fail_task(
     task_index: i32,
     error_message: &str,
     attempt: Option<i32>,
+    retry: bool,
 ) -> QfResult<&'static str> {
-    let Some(failed) = runs::fail_attempt(run_id, step_slug, task_index, error_message, attempt)?
-    else {
-        explain_unchanged("fail_task", run_id, step_slug, task_index, attempt)?;
-        return Ok("ignored");
-    };
-    let run = Run::new(run_id, failed.workflow_slug);
-    if failed.status == "queued" {
-        let delay = retry_delay_seconds(failed.base_delay, failed.attempts);
-        queue::delay_message(&run.queue, failed.message_id, delay)?;
-        if delay == 0 {
-            wakeup::notify_on_commit(&run.workflow_slug);
+    call(|| {
+        let Some(failed) = runs::fail_attempt(
+            run_id,
+            step_slug,
+            task_index,
+            error_message,
+            FailedBy::Worker { attempt },
+            retry,
+        )?
+        else {
+            explain_unchanged("fail_task", run_id, step_slug, task_index, attempt)?;
+            return Ok("ignored");
+        };
+        let run = Run::new(run_id, failed.workflow_slug, failed.key_value);
+        let message_id = failed.message_id.ok_or_else(|| {
+            QfError::Internal(format!(
+                "task {task_index} of step {step_slug:?} has no message"
+            ))
+        })?;
+        if failed.status == "queued" {
+            let delay = retry_delay_seconds(failed.base_delay, failed.attempts);
+            queue::delay_message(&run.queue, message_id, delay)?;
+            if delay == 0 {
+                wakeup::notify_on_commit(&run.workflow_slug);
+            }
+            return Ok("queued");
         }
-        return Ok("queued");
-    }
-    queue::archive(&run.queue, vec![failed.message_id])?;
-    let task = TaskKey {
-        run_id,
-        step_slug: step_slug.to_string(),
-        task_index,
-    };
-    fail_run_by_task(&run, &task, failed.attempts, error_message)?;
-    Ok("failed")
+        queue::archive(&run.queue, vec![message_id])?;
+        run.release(1);
+        let task = TaskKey {
+            run_id,
+            step_slug: step_slug.to_string(),
+            task_index,
+        };
+        let error = if retry {
+            error_message.to_string()
+        } else {
+            format!("{error_message} (not retried: the worker said the error is permanent)")
+        };
+        fail_run_by_task(&run, &task, failed.attempts, &error)?;
+        Ok("failed")
+    })
 }
 
 pub fn poll_tasks(
@@ -402,17 +737,19 @@ pub fn poll_tasks(
         if max_wait_ms > 0 {
             wakeup::prepare_to_wait(event);
         }
-        let round = claim_once(
-            &queue,
-            workflow_slug,
-            options.timeout,
-            batch_size,
-            worker_id,
-        )?;
+        let round = call(|| {
+            claim_once(
+                &queue,
+                workflow_slug,
+                options.timeout,
+                batch_size,
+                worker_id,
+            )
+        })?;
         let now = Instant::now();
         // A round that cleaned up (failed a run whose task timed out for the last time,
-        // archived stale messages) returns at once, so that its writes commit instead of
-        // waiting, uncommitted, with the poll.
+        // archived stale messages, parked a paused run's tasks, acted on a timer) returns at
+        // once, so that its writes commit instead of waiting, uncommitted, with the poll.
         if !round.claimed.is_empty() || round.wrote || now >= deadline {
             if max_wait_ms > 0 {
                 wakeup::done_waiting();
@@ -430,7 +767,7 @@ pub fn poll_tasks(
 /// What one claim round did.
 struct Round {
     claimed: Vec<ClaimedTask>,
-    /// Whether it wrote anything besides claims (failed runs, archived messages).
+    /// Whether it wrote anything besides claims (failed runs, archived or parked messages).
     wrote: bool,
 }
 
@@ -449,6 +786,7 @@ fn claim_once(
         workflow_timeout,
         batch_size,
         worker_id,
+        FAIR_POLLING.get(),
     )?;
     let mut claimed = Vec::with_capacity(polled.len());
     let mut retimed: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
@@ -482,6 +820,17 @@ pub struct Cleanup {
     pub timed_out: Vec<TaskKey>,
     pub exhausted: Vec<Exhausted>,
     pub stale: Vec<i64>,
+    pub parked: Vec<i64>,
+    pub timers: Vec<Timer>,
+}
+
+/// What `Cleanup::apply` ended.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// Runs failed because a task's last attempt timed out.
+    pub runs_failed: usize,
+    /// Runs failed by a due timer (`run_timeout`, `event_timeout`).
+    pub timers_fired: usize,
 }
 
 impl Cleanup {
@@ -490,23 +839,33 @@ impl Cleanup {
             Polled::TimedOut(task) => self.timed_out.push(task),
             Polled::Exhausted(e) => self.exhausted.push(e),
             Polled::Stale { message_id } => self.stale.push(message_id),
+            Polled::Parked { message_id } => self.parked.push(message_id),
+            Polled::Timer(t) => self.timers.push(t),
             Polled::Claimed { .. } => {}
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.timed_out.is_empty() && self.exhausted.is_empty() && self.stale.is_empty()
+        self.timed_out.is_empty()
+            && self.exhausted.is_empty()
+            && self.stale.is_empty()
+            && self.parked.is_empty()
+            && self.timers.is_empty()
     }
 
-    /// Requeues timed-out claims, fails the runs of exhausted tasks (in `run_id` order: see
-    /// the lock order above), archives stale messages. Returns how many runs it failed.
-    pub fn apply(mut self, queue: &str, workflow_slug: &str) -> QfResult<usize> {
+    /// Requeues timed-out claims, fails the runs of exhausted tasks and of due timers (in
+    /// `run_id` order: see the lock order above), parks paused runs' messages, archives stale
+    /// messages.
+    pub fn apply(mut self, queue: &str, workflow_slug: &str) -> QfResult<Applied> {
+        let mut applied = Applied::default();
         if !self.timed_out.is_empty() {
             runs::requeue_timed_out(&self.timed_out)?;
             wakeup::notify_on_commit(workflow_slug);
         }
+        if !self.parked.is_empty() {
+            queue::park(queue, std::mem::take(&mut self.parked))?;
+        }
         self.exhausted.sort_by(|a, b| a.task.cmp(&b.task));
-        let mut failed_runs = 0;
         for e in &self.exhausted {
             let message = format!(
                 "timed out: attempt {0} of {0} was not completed within the step's {1}s timeout",
@@ -519,30 +878,216 @@ impl Cleanup {
                 &message,
             )?;
             queue::archive(queue, vec![e.message_id])?;
-            let run = Run::new(e.task.run_id, workflow_slug.to_string());
+            let Some((run, _)) = Run::load(e.task.run_id)? else {
+                continue;
+            };
+            run.release(1);
             if fail_run_by_task(&run, &e.task, e.attempts, &message)? {
-                failed_runs += 1;
+                applied.runs_failed += 1;
             }
+        }
+        self.timers.sort();
+        for timer in &self.timers {
+            if fire_timer(timer)? {
+                applied.timers_fired += 1;
+            }
+            queue::archive(queue, vec![timer.message_id])?;
         }
         if !self.stale.is_empty() {
             queue::archive(queue, self.stale)?;
         }
-        Ok(failed_runs)
+        Ok(applied)
     }
 }
 
-/// Fails a started run on request: its status becomes `failed` with the error message
-/// `cancelled: <reason>`, and its queued messages are archived. False when the run was not
-/// `started` (already completed, failed or cancelled).
+/// Acts on a due timer: fails its run when the run's deadline passed, or when its event step
+/// is still waiting for its event. True when it failed the run; false for a timer that is no
+/// longer needed (the event arrived, the run ended or was retried with a new deadline).
+fn fire_timer(timer: &Timer) -> QfResult<bool> {
+    let Some((run, _)) = Run::load(timer.run_id)? else {
+        return Ok(false);
+    };
+    match &timer.step_slug {
+        None => {
+            let Some(secs) = runs::run_timer_due(timer)? else {
+                return Ok(false);
+            };
+            let message =
+                format!("{RUN_TIMEOUT}: the run did not finish within its {secs}s run_timeout");
+            fail_run_only(&run, &message)
+        }
+        Some(step) => {
+            let Some(secs) = runs::fail_event_task(timer, step)? else {
+                return Ok(false);
+            };
+            let message =
+                format!("{EVENT_TIMEOUT}: no event arrived within the step's {secs}s timeout");
+            fail_run(&run, step, &message)
+        }
+    }
+}
+
+/// Fails a started or paused run on request: its status becomes `failed` with the error
+/// message `cancelled: <reason>`, its queued messages are archived and its child runs
+/// cancelled. False when the run had ended already.
 pub fn cancel_run(run_id: Uuid, reason: &str) -> QfResult<bool> {
-    let Some((_, workflow_slug)) = runs::status_of(run_id)? else {
+    call(|| {
+        let Some((run, _)) = Run::load(run_id)? else {
+            return Err(QfError::run_not_found(run_id));
+        };
+        fail_run_only(&run, &format!("cancelled: {reason}"))
+    })
+}
+
+/// Maintenance: cancels live runs whose parent ended (a parent that ends cancels its
+/// children, except those another transaction held at that moment). Returns how many.
+pub fn cancel_orphans(limit: i32) -> QfResult<usize> {
+    call(|| {
+        let mut cancelled = 0;
+        for (child_id, workflow_slug, parent_id, parent_status) in runs::lock_orphans(limit)? {
+            let message = format!("cancelled: parent run {parent_id} is {parent_status}");
+            if runs::fail_run(child_id, &message)? {
+                let child = Run::load(child_id)?
+                    .map(|(r, _)| r)
+                    .unwrap_or_else(|| Run::new(child_id, workflow_slug, None));
+                run_failed(&child, &message, false)?;
+                cancelled += 1;
+            }
+        }
+        Ok(cancelled)
+    })
+}
+
+/// Delivers an event to an event step: completes it when it is waiting (true), keeps it for
+/// when the step becomes ready (true), or changes nothing for a duplicate or an ended run
+/// (false, with a NOTICE saying which).
+pub fn send_event(run_id: Uuid, step_slug: &str, payload: Jsonb) -> QfResult<bool> {
+    call(|| {
+        let Some(target) = runs::event_target(run_id, step_slug)? else {
+            return Err(QfError::run_not_found(run_id));
+        };
+        let Some((step_type, _, _)) = &target.step else {
+            let slugs = flows::step_slugs(&target.workflow_slug)?;
+            let hint =
+                crate::engine::suggest::did_you_mean(step_slug, slugs.iter().map(String::as_str));
+            return Err(QfError::StepNotFound(format!(
+                "workflow {:?} has no step {step_slug:?}",
+                target.workflow_slug
+            ))
+            .with_hint(hint));
+        };
+        if step_type != "event" {
+            return Err(QfError::NotAnEventStep(format!(
+                "step {step_slug:?} of workflow {:?} is a {step_type} step; only event steps \
+                 take events",
+                target.workflow_slug
+            )));
+        }
+        let run = Run::new(run_id, target.workflow_slug.clone(), None);
+        let completed = |payload: Jsonb| -> QfResult<bool> {
+            let Some(timer) = runs::complete_event_task(run_id, step_slug, payload)? else {
+                return Ok(false);
+            };
+            queue::archive_unless_held(&run.queue, vec![timer])?;
+            let Some((run, _)) = Run::load(run_id)? else {
+                return Ok(true);
+            };
+            task_completed(&run, step_slug, 0, false)?;
+            Ok(true)
+        };
+        // The step waits for the event, or is not ready yet (then the event is kept), or
+        // became ready between those two statements (then it waits now).
+        if completed(payload)? || runs::store_early_event(run_id, step_slug, payload)? {
+            return Ok(true);
+        }
+        if completed(payload)? {
+            return Ok(true);
+        }
+        let why = match runs::event_target(run_id, step_slug)? {
+            Some(t) if t.run_status != "started" && t.run_status != "paused" => {
+                format!("run_ended: run {run_id} is {}", t.run_status)
+            }
+            Some(runs::EventTarget {
+                step: Some((_, status, _)),
+                ..
+            }) if status == "skipped" => "skipped: the step was skipped".to_string(),
+            Some(runs::EventTarget {
+                step: Some((_, status, _)),
+                ..
+            }) if status == "completed" => {
+                "duplicate: the step has completed with an earlier event".to_string()
+            }
+            _ => "duplicate: the step is not ready yet and already has an event".to_string(),
+        };
+        pgrx::notice!("{why}; send_event for step {step_slug:?} of run {run_id} changed nothing");
+        Ok(false)
+    })
+}
+
+/// Pauses a started run: its tasks are not handed out until `resume_run` (claims in flight
+/// may still answer). True when this call paused it.
+pub fn pause_run(run_id: Uuid) -> QfResult<bool> {
+    let Some((run, _)) = Run::load(run_id)? else {
         return Err(QfError::run_not_found(run_id));
     };
-    if !runs::fail_run(run_id, &format!("cancelled: {reason}"))? {
+    if !runs::set_run_status(run_id, "started", "paused")? {
         return Ok(false);
     }
-    queue::discard_run_messages(&queue_name(&workflow_slug), run_id)?;
+    queue::park_run(&run.queue, run_id)?;
     Ok(true)
+}
+
+/// Resumes a paused run: its parked tasks are visible again. True when this call resumed it.
+pub fn resume_run(run_id: Uuid) -> QfResult<bool> {
+    let Some((run, status)) = Run::load(run_id)? else {
+        return Err(QfError::run_not_found(run_id));
+    };
+    if status != "paused" {
+        return Ok(false);
+    }
+    // messages first (lock order), then the run
+    queue::unpark_run(&run.queue, run_id)?;
+    if !runs::set_run_status(run_id, "paused", "started")? {
+        return Ok(false);
+    }
+    wakeup::notify_on_commit(&run.workflow_slug);
+    Ok(true)
+}
+
+/// Starts a failed (or cancelled) run again from its failed and unfinished steps, keeping
+/// every completed step and task output: each unfinished task gets a fresh set of attempts,
+/// steps that were ready but had no tasks start again, and the run gets a new deadline.
+/// False when the run was not failed.
+pub fn retry_run(run_id: Uuid) -> QfResult<bool> {
+    call(|| {
+        let Some((run, _)) = Run::load(run_id)? else {
+            return Err(QfError::run_not_found(run_id));
+        };
+        let Some((key_value, has_deadline)) = runs::reopen_run(run_id)? else {
+            return Ok(false);
+        };
+        let run = Run::new(run_id, run.workflow_slug, key_value);
+        if has_deadline {
+            queue::start_run_timer(&run.queue, run_id)?;
+        }
+        let mut workers = false;
+        for (task, kind) in runs::reopen_tasks(run_id)? {
+            match kind.as_str() {
+                "event" => runs::rearm_event_task(&run.queue, run_id, &task.step_slug)?,
+                "flow" => start_next_child(&run, &task, 0)?,
+                _ => workers = true,
+            }
+        }
+        if workers {
+            runs::requeue_worker_tasks(&run.queue, run_id, run.key())?;
+            if let Some((workflow_slug, value)) = run.key() {
+                concurrency::waiting(workflow_slug, value);
+            }
+        }
+        start_steps(&run, runs::reopen_taskless_steps(run_id)?)?;
+        wakeup::notify_on_commit(&run.workflow_slug);
+        Ok(true)
+    })
 }
 
 pub fn run_document(run_id: Uuid) -> QfResult<Jsonb> {

@@ -8,6 +8,7 @@
 
 mod api;
 mod bgworker;
+mod concurrency;
 mod ddl;
 mod definitions;
 mod engine;

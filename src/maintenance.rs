@@ -25,11 +25,20 @@ pub struct Report {
     pub runs_failed: usize,
     /// Messages with no live task behind them, archived.
     pub stale_archived: usize,
+    /// Runs failed by a due timer (`run_timeout`, `event_timeout`).
+    pub timers_fired: usize,
+    /// Child runs cancelled because their parent run had ended.
+    pub orphans_cancelled: usize,
 }
 
 impl Report {
     pub fn did_something(&self) -> bool {
-        self.timeouts_retried + self.timeouts_failed + self.stale_archived > 0
+        self.timeouts_retried
+            + self.timeouts_failed
+            + self.stale_archived
+            + self.timers_fired
+            + self.orphans_cancelled
+            > 0
     }
 
     pub fn to_json(self) -> serde_json::Value {
@@ -39,17 +48,23 @@ impl Report {
             "timeouts_failed": self.timeouts_failed,
             "runs_failed": self.runs_failed,
             "stale_archived": self.stale_archived,
+            "timers_fired": self.timers_fired,
+            "orphans_cancelled": self.orphans_cancelled,
         })
     }
 }
 
 /// For every workflow, in slug order: claims that outlived their step's timeout are put back
 /// in the queue as the attempt they were (or, with no attempts left, fail their task and run),
-/// and messages whose run has ended are archived. Everything is locked with SKIP LOCKED in the
-/// engine's lock order, so concurrent `maintain()` calls and pollers never wait for each other
-/// or count anything twice.
+/// messages whose run has ended are archived, due timers fail their runs (`run_timeout`,
+/// `event_timeout`), and child runs whose parent ended are cancelled. Everything is locked
+/// with SKIP LOCKED in the engine's lock order, so concurrent `maintain()` calls and pollers
+/// never wait for each other or count anything twice.
 pub fn maintain() -> QfResult<Report> {
-    let mut report = Report::default();
+    let mut report = Report {
+        orphans_cancelled: crate::executor::cancel_orphans(SWEEP_LIMIT)?,
+        ..Report::default()
+    };
     for slug in flows::all_slugs()? {
         let queue = queue_name(&slug);
         let mut cleanup = Cleanup::default();
@@ -60,7 +75,9 @@ pub fn maintain() -> QfResult<Report> {
         report.timeouts_retried += cleanup.timed_out.len();
         report.timeouts_failed += cleanup.exhausted.len();
         report.stale_archived += cleanup.stale.len();
-        report.runs_failed += cleanup.apply(&queue, &slug)?;
+        let applied = crate::executor::settle(|| cleanup.apply(&queue, &slug))?;
+        report.runs_failed += applied.runs_failed;
+        report.timers_fired += applied.timers_fired;
     }
     Ok(report)
 }
@@ -68,7 +85,7 @@ pub fn maintain() -> QfResult<Report> {
 /// Deletes up to `max_runs` runs that ended (completed, or failed unless `keep_failed`) before
 /// `now() - older_than`, oldest first, with their step states, tasks and the messages of
 /// their tasks (archived ones, and any a failure left in the queue). Returns how many runs it
-/// deleted. Started runs are never touched; runs another transaction holds are skipped.
+/// deleted. Started and paused runs are never touched; runs another transaction holds are skipped.
 pub fn prune_runs(older_than: Interval, keep_failed: bool, max_runs: i32) -> QfResult<i64> {
     let ended = runs::lock_ended_runs(older_than, keep_failed, max_runs)?;
     let mut by_workflow: BTreeMap<String, (Vec<Uuid>, Vec<i64>)> = BTreeMap::new();

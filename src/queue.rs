@@ -6,6 +6,16 @@
 //! message's task by that key and checks that the task's `message_id` is this message; a
 //! foreign or malformed message in the queue is archived rather than breaking polls.
 //!
+//! Timers are messages too, sent to become visible when they are due: `{"run_id", "timer":
+//! "run_timeout"}` (the run's deadline) and `{"run_id", "step_slug", "task_index": 0,
+//! "timer": "event_timeout"}` (an event step's timeout; it is also that step's task's
+//! message). Whoever reads a due timer (a poll, `maintain`) acts on it.
+//!
+//! A paused run's messages are parked: their visibility time is set to `infinity`, and
+//! `resume_run` sets it back. Only a poll that holds a message (it read it) or `pause_run`
+//! (skipping messages others hold) parks one; see `park` and `unpark_run` for why that
+//! cannot strand a message when a resume races them.
+//!
 //! Lock order (the one `executor` documents): queue message, task, counter shard, step state,
 //! run, dependent step states. Code that needs a message lock while holding a later lock
 //! skips locked messages instead of waiting (see `discard_run_messages`).
@@ -15,8 +25,9 @@ use crate::engine::COUNTER_SHARDS;
 use crate::error::QfResult;
 use crate::jsonb::Jsonb;
 use crate::settings::JSONB_MAX_BYTES;
-use crate::store::{col, execute, query, query_dynamic, query_opt, req};
+use crate::store::{col, execute, query, query_dynamic, query_opt, query_prepared, req};
 use pgrx::datum::Uuid;
+use std::cell::Cell;
 
 /// The queue's message table (`q_`) or archive (`a_`), quoted (`pgmq.format_table_name`:
 /// prefix plus the lower-cased name; our queue names are lower-case already and come from
@@ -60,73 +71,204 @@ pub fn drop_workflow_queues() -> QfResult<i64> {
     .unwrap_or(0))
 }
 
+/// When a step's tasks become visible: `start_delay` after the step became ready, and not
+/// before the run's `start_at` (`$2` is the run, `$3` the step; a macro so that statements
+/// stay `'static` text).
+macro_rules! visible_at {
+    () => {
+        "(SELECT greatest(clock_timestamp(), coalesce(r.start_at, clock_timestamp())) \
+                 + make_interval(secs => coalesce(ws.start_delay, 0)) \
+          FROM quantum_flow.runs r, quantum_flow.workflow_steps ws \
+          WHERE r.run_id = $2 AND ws.workflow_slug = r.workflow_slug AND ws.step_slug = $3)"
+    };
+}
+
+/// How large a single step's task input will be, in bytes, at most: a jsonb object holds
+/// each key and value plus 8 bytes of entries and up to 3 bytes of alignment per pair.
+macro_rules! single_input_bytes {
+    () => {
+        "4 + (SELECT quantum_flow.jsonb_raw_size(r.input) + 3 + 11 FROM quantum_flow.runs r WHERE r.run_id = $2) \
+         + coalesce((SELECT sum(quantum_flow.jsonb_raw_size(ds.output) + length(d.dep_slug) + 11) \
+                     FROM quantum_flow.workflow_step_dependencies_def d \
+                     JOIN quantum_flow.step_states ds ON ds.run_id = $2 AND ds.step_slug = d.dep_slug \
+                     WHERE d.workflow_slug = ss.workflow_slug AND d.step_slug = $3 \
+                       AND ds.status = 'completed'), 0)::bigint"
+    };
+}
+
 /// Queues the single task of a single step and marks the step started. Returns how large the
-/// task's input will be, in bytes, at most (see `input_bytes`).
-pub fn start_single_step(queue: &str, run_id: Uuid, step_slug: &str) -> QfResult<i64> {
-    // The input is {"run": <flow input>, "<dep>": <its output>, ...}: a jsonb object holds
-    // each key and value plus 8 bytes of entries and up to 3 bytes of alignment per pair.
-    Ok(query_opt(
-        "WITH sent AS ( \
-           SELECT pgmq.send($1, jsonb_build_object('run_id', $2::uuid, 'step_slug', $3::text, 'task_index', 0)) AS msg_id), \
+/// task's input will be, in bytes, at most. A task of a run with a concurrency key value
+/// (`key`) waits in `waiting_tasks` instead, without a message (see `concurrency`).
+pub fn start_single_step(
+    queue: &str,
+    run_id: Uuid,
+    step_slug: &str,
+    key: Option<(&str, &str)>,
+) -> QfResult<i64> {
+    let bytes = match key {
+        None => query_opt(
+            concat!(
+                "WITH sent AS ( \
+                   SELECT pgmq.send($1, jsonb_build_object('run_id', $2::uuid, 'step_slug', $3::text, 'task_index', 0), ",
+                visible_at!(),
+                ") AS msg_id), \
+                 task AS ( \
+                   INSERT INTO quantum_flow.step_tasks (run_id, step_slug, task_index, message_id) \
+                   SELECT $2, $3, 0, sent.msg_id FROM sent) \
+                 UPDATE quantum_flow.step_states ss SET status = 'started', tasks_total = 1, started_at = clock_timestamp() \
+                 WHERE ss.run_id = $2 AND ss.step_slug = $3 \
+                 RETURNING ",
+                single_input_bytes!()
+            ),
+            &[queue.into(), run_id.into(), step_slug.into()],
+            |r| req::<i64>(r, 1),
+        )?,
+        Some((workflow_slug, value)) => query_opt(
+            concat!(
+                "WITH waiting AS ( \
+                   INSERT INTO quantum_flow.waiting_tasks (workflow_slug, key_value, run_id, step_slug, task_index, not_before) \
+                   SELECT $1, $4, $2, $3, 0, ",
+                visible_at!(),
+                "), \
+                 task AS ( \
+                   INSERT INTO quantum_flow.step_tasks (run_id, step_slug, task_index) VALUES ($2, $3, 0)) \
+                 UPDATE quantum_flow.step_states ss SET status = 'started', tasks_total = 1, started_at = clock_timestamp() \
+                 WHERE ss.run_id = $2 AND ss.step_slug = $3 \
+                 RETURNING ",
+                single_input_bytes!()
+            ),
+            &[workflow_slug.into(), run_id.into(), step_slug.into(), value.into()],
+            |r| req::<i64>(r, 1),
+        )?,
+    };
+    Ok(bytes.unwrap_or(0))
+}
+
+/// Starts an event step: its task waits for `send_event`, and its message is the timer that
+/// fails the run when no event arrives within the step's timeout.
+pub fn start_event_step(queue: &str, run_id: Uuid, step_slug: &str) -> QfResult<()> {
+    execute(
+        "WITH timeout AS ( \
+           SELECT coalesce(ws.timeout, w.timeout) AS secs \
+           FROM quantum_flow.runs r \
+           JOIN quantum_flow.workflows w ON w.workflow_slug = r.workflow_slug \
+           JOIN quantum_flow.workflow_steps ws ON ws.workflow_slug = r.workflow_slug AND ws.step_slug = $3 \
+           WHERE r.run_id = $2), \
+         sent AS ( \
+           SELECT pgmq.send($1, jsonb_build_object('run_id', $2::uuid, 'step_slug', $3::text, 'task_index', 0, \
+                                                   'timer', 'event_timeout'), \
+                            clock_timestamp() + make_interval(secs => timeout.secs)) AS msg_id \
+           FROM timeout), \
          task AS ( \
            INSERT INTO quantum_flow.step_tasks (run_id, step_slug, task_index, message_id) \
            SELECT $2, $3, 0, sent.msg_id FROM sent) \
          UPDATE quantum_flow.step_states ss SET status = 'started', tasks_total = 1, started_at = clock_timestamp() \
-         WHERE ss.run_id = $2 AND ss.step_slug = $3 \
-         RETURNING 4 + (SELECT quantum_flow.jsonb_raw_size(r.input) + 3 + 11 FROM quantum_flow.runs r WHERE r.run_id = $2) \
-                  + coalesce((SELECT sum(quantum_flow.jsonb_raw_size(ds.output) + length(d.dep_slug) + 11) \
-                              FROM quantum_flow.workflow_step_dependencies_def d \
-                              JOIN quantum_flow.step_states ds ON ds.run_id = $2 AND ds.step_slug = d.dep_slug \
-                              WHERE d.workflow_slug = ss.workflow_slug AND d.step_slug = $3), 0)::bigint",
+         WHERE ss.run_id = $2 AND ss.step_slug = $3 RETURNING 1",
         &[queue.into(), run_id.into(), step_slug.into()],
-        |r| req::<i64>(r, 1),
-    )?
-    .unwrap_or(0))
+    )?;
+    Ok(())
+}
+
+/// Sends the timer that fails a run with `run_timeout` at its deadline, and records it.
+pub fn start_run_timer(queue: &str, run_id: Uuid) -> QfResult<()> {
+    execute(
+        "UPDATE quantum_flow.runs r \
+         SET timer_message_id = (SELECT pgmq.send($1, jsonb_build_object('run_id', $2::uuid, 'timer', 'run_timeout'), \
+                                                  r.deadline)) \
+         WHERE r.run_id = $2 AND r.deadline IS NOT NULL RETURNING 1",
+        &[queue.into(), run_id.into()],
+    )?;
+    Ok(())
 }
 
 /// Fans a map step out: one task and one message per element of the array it maps over (the
 /// run input when `source_step` is None, else that step's output), each task keeping its
 /// element. Returns the task count and the largest task input in bytes, at most. The caller
-/// has checked that the source is a non-empty array.
+/// has checked that the source is a non-empty array. With a concurrency key value (`key`)
+/// the tasks wait in `waiting_tasks` instead, without messages.
 pub fn start_map_step(
     queue: &str,
     run_id: Uuid,
     step_slug: &str,
     source_step: Option<&str>,
+    key: Option<(&str, &str)>,
 ) -> QfResult<(i32, i64)> {
     // pgmq.send_batch inserts the messages in array order in one statement, so their msg_ids
     // (from the queue's identity sequence) ascend in array order: ranking them by msg_id
     // recovers each message's task index.
-    let started = query_opt(
-        "WITH source AS ( \
-           SELECT r.input, CASE WHEN $4::text IS NULL THEN r.input \
-                       ELSE (SELECT d.output FROM quantum_flow.step_states d \
-                             WHERE d.run_id = $2 AND d.step_slug = $4) END AS arr \
-           FROM quantum_flow.runs r WHERE r.run_id = $2), \
-         items AS MATERIALIZED ( \
-           SELECT (e.ord - 1)::int AS task_index, e.item \
-           FROM source, jsonb_array_elements(source.arr) WITH ORDINALITY AS e(item, ord)), \
-         sent AS MATERIALIZED ( \
-           SELECT s.msg_id, (row_number() OVER (ORDER BY s.msg_id) - 1)::int AS task_index \
-           FROM pgmq.send_batch($1, ARRAY( \
-                  SELECT jsonb_build_object('run_id', $2::uuid, 'step_slug', $3::text, 'task_index', i.task_index) \
-                  FROM items i ORDER BY i.task_index)) AS s(msg_id)), \
-         tasks AS ( \
-           INSERT INTO quantum_flow.step_tasks (run_id, step_slug, task_index, item, message_id) \
-           SELECT $2, $3, i.task_index, i.item, s.msg_id FROM items i JOIN sent s USING (task_index) \
-           RETURNING 1), \
-         shards AS ( \
-           INSERT INTO quantum_flow.step_task_shards (run_id, step_slug, shard, tasks_total) \
-           SELECT $2, $3, i.task_index % $5, count(*) FROM items i GROUP BY i.task_index % $5) \
-         UPDATE quantum_flow.step_states \
-         SET status = 'started', tasks_total = (SELECT count(*) FROM tasks), started_at = clock_timestamp() \
-         WHERE run_id = $2 AND step_slug = $3 \
-         RETURNING tasks_total, \
-           (4 + 3 * 27 + (SELECT quantum_flow.jsonb_raw_size(input) FROM source) \
-              + (SELECT max(quantum_flow.jsonb_raw_size(item)) FROM items))::bigint",
-        &[queue.into(), run_id.into(), step_slug.into(), source_step.into(), COUNTER_SHARDS.into()],
-        |r| Ok((req::<i32>(r, 1)?, col::<i64>(r, 2)?.unwrap_or(0))),
-    )?;
+    macro_rules! fan_out {
+        ($tasks:literal) => {
+            concat!(
+                "WITH source AS ( \
+                   SELECT r.input, CASE WHEN $4::text IS NULL THEN r.input \
+                               ELSE (SELECT d.output FROM quantum_flow.step_states d \
+                                     WHERE d.run_id = $2 AND d.step_slug = $4) END AS arr \
+                   FROM quantum_flow.runs r WHERE r.run_id = $2), \
+                 items AS MATERIALIZED ( \
+                   SELECT (e.ord - 1)::int AS task_index, e.item \
+                   FROM source, jsonb_array_elements(source.arr) WITH ORDINALITY AS e(item, ord)), ",
+                $tasks,
+                ", shards AS ( \
+                   INSERT INTO quantum_flow.step_task_shards (run_id, step_slug, shard, tasks_total) \
+                   SELECT $2, $3, i.task_index % $5, count(*) FROM items i GROUP BY i.task_index % $5) \
+                 UPDATE quantum_flow.step_states \
+                 SET status = 'started', tasks_total = (SELECT count(*) FROM tasks), started_at = clock_timestamp() \
+                 WHERE run_id = $2 AND step_slug = $3 \
+                 RETURNING tasks_total, \
+                   (4 + 3 * 27 + (SELECT quantum_flow.jsonb_raw_size(input) FROM source) \
+                      + (SELECT max(quantum_flow.jsonb_raw_size(item)) FROM items))::bigint"
+            )
+        };
+    }
+    let row = |r: &pgrx::spi::SpiHeapTupleData<'_>| {
+        Ok((req::<i32>(r, 1)?, col::<i64>(r, 2)?.unwrap_or(0)))
+    };
+    let started = match key {
+        None => query_opt(
+            fan_out!(
+                "sent AS MATERIALIZED ( \
+                   SELECT s.msg_id, (row_number() OVER (ORDER BY s.msg_id) - 1)::int AS task_index \
+                   FROM pgmq.send_batch($1, ARRAY( \
+                          SELECT jsonb_build_object('run_id', $2::uuid, 'step_slug', $3::text, 'task_index', i.task_index) \
+                          FROM items i ORDER BY i.task_index), \
+                        (SELECT greatest(clock_timestamp(), coalesce(r.start_at, clock_timestamp())) \
+                                + make_interval(secs => coalesce(ws.start_delay, 0)) \
+                         FROM quantum_flow.runs r, quantum_flow.workflow_steps ws \
+                         WHERE r.run_id = $2 AND ws.workflow_slug = r.workflow_slug AND ws.step_slug = $3)) AS s(msg_id)), \
+                 tasks AS ( \
+                   INSERT INTO quantum_flow.step_tasks (run_id, step_slug, task_index, item, message_id) \
+                   SELECT $2, $3, i.task_index, i.item, s.msg_id FROM items i JOIN sent s USING (task_index) \
+                   RETURNING 1)"
+            ),
+            &[queue.into(), run_id.into(), step_slug.into(), source_step.into(), COUNTER_SHARDS.into()],
+            row,
+        )?,
+        Some((workflow_slug, value)) => query_opt(
+            fan_out!(
+                "waiting AS ( \
+                   INSERT INTO quantum_flow.waiting_tasks (workflow_slug, key_value, run_id, step_slug, task_index, not_before) \
+                   SELECT $1, $6, $2, $3, i.task_index, \
+                          (SELECT greatest(clock_timestamp(), coalesce(r.start_at, clock_timestamp())) \
+                                  + make_interval(secs => coalesce(ws.start_delay, 0)) \
+                           FROM quantum_flow.runs r, quantum_flow.workflow_steps ws \
+                           WHERE r.run_id = $2 AND ws.workflow_slug = r.workflow_slug AND ws.step_slug = $3) \
+                   FROM items i ORDER BY i.task_index), \
+                 tasks AS ( \
+                   INSERT INTO quantum_flow.step_tasks (run_id, step_slug, task_index, item) \
+                   SELECT $2, $3, i.task_index, i.item FROM items i \
+                   RETURNING 1)"
+            ),
+            &[
+                workflow_slug.into(),
+                run_id.into(),
+                step_slug.into(),
+                source_step.into(),
+                COUNTER_SHARDS.into(),
+                value.into(),
+            ],
+            row,
+        )?,
+    };
     Ok(started.unwrap_or((0, 0)))
 }
 
@@ -151,6 +293,10 @@ pub enum Polled {
     Exhausted(Exhausted),
     /// A message with no live task behind it (its run ended, or it is not ours): archive it.
     Stale { message_id: i64 },
+    /// A task of a paused run: park its message until `resume_run`.
+    Parked { message_id: i64 },
+    /// A due timer: act on it.
+    Timer(Timer),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -168,6 +314,14 @@ pub struct Exhausted {
     pub message_id: i64,
 }
 
+/// A timer message: a run's deadline (`step_slug` None) or an event step's timeout.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timer {
+    pub run_id: Uuid,
+    pub step_slug: Option<String>,
+    pub message_id: i64,
+}
+
 #[derive(Debug)]
 pub struct ClaimedTask {
     pub run_id: Uuid,
@@ -178,16 +332,23 @@ pub struct ClaimedTask {
 }
 
 /// The task key read from a message body, as text, parsed in Rust (so that a foreign message
-/// cannot make a cast fail).
-type MessageRow = (i64, Option<String>, Option<String>, Option<String>);
+/// cannot make a cast fail): message id, run id, step slug, task index, timer.
+type MessageRow = (
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
 
-/// Splits read messages into the keys of the tasks they name and the malformed ones.
+/// Splits read messages into the keys of the tasks they name, timers, and malformed ones.
 struct MessageKeys {
     ids: Vec<i64>,
     run_ids: Vec<Uuid>,
     steps: Vec<String>,
     indexes: Vec<i32>,
-    malformed: Vec<Polled>,
+    /// Timers and malformed messages (`Polled::Timer`, `Polled::Stale`).
+    other: Vec<Polled>,
 }
 
 impl MessageKeys {
@@ -197,19 +358,33 @@ impl MessageKeys {
             run_ids: Vec::with_capacity(rows.len()),
             steps: Vec::with_capacity(rows.len()),
             indexes: Vec::with_capacity(rows.len()),
-            malformed: Vec::new(),
+            other: Vec::new(),
         };
-        for (message_id, run_id, step_slug, task_index) in rows {
-            let run_id = run_id.as_deref().and_then(parse_uuid);
+        for (message_id, run_id, step_slug, task_index, timer) in rows {
+            let run_id = run_id.as_deref().and_then(parse_uuid).map(Uuid::from_bytes);
             let task_index = task_index.as_deref().and_then(parse_task_index);
-            match (run_id, step_slug, task_index) {
-                (Some(run_id), Some(step_slug), Some(task_index)) => {
+            match (timer.as_deref(), run_id, step_slug, task_index) {
+                (Some("run_timeout"), Some(run_id), None, None) => {
+                    keys.other.push(Polled::Timer(Timer {
+                        run_id,
+                        step_slug: None,
+                        message_id,
+                    }))
+                }
+                (Some("event_timeout"), Some(run_id), Some(step_slug), Some(0)) => {
+                    keys.other.push(Polled::Timer(Timer {
+                        run_id,
+                        step_slug: Some(step_slug),
+                        message_id,
+                    }))
+                }
+                (None, Some(run_id), Some(step_slug), Some(task_index)) => {
                     keys.ids.push(message_id);
-                    keys.run_ids.push(Uuid::from_bytes(run_id));
+                    keys.run_ids.push(run_id);
                     keys.steps.push(step_slug);
                     keys.indexes.push(task_index);
                 }
-                _ => keys.malformed.push(Polled::Stale { message_id }),
+                _ => keys.other.push(Polled::Stale { message_id }),
             }
         }
         keys
@@ -217,7 +392,7 @@ impl MessageKeys {
 }
 
 fn message_row(r: &pgrx::spi::SpiHeapTupleData<'_>) -> QfResult<MessageRow> {
-    Ok((req(r, 1)?, col(r, 2)?, col(r, 3)?, col(r, 4)?))
+    Ok((req(r, 1)?, col(r, 2)?, col(r, 3)?, col(r, 4)?, col(r, 5)?))
 }
 
 /// Maps the rows of the claim and sweep statements: `kind, message_id, run_id, step_slug,
@@ -225,8 +400,10 @@ fn message_row(r: &pgrx::spi::SpiHeapTupleData<'_>) -> QfResult<MessageRow> {
 fn polled_row(r: &pgrx::spi::SpiHeapTupleData<'_>) -> QfResult<Polled> {
     let kind: String = req(r, 1)?;
     let message_id: i64 = req(r, 2)?;
-    if kind == "stale" {
-        return Ok(Polled::Stale { message_id });
+    match kind.as_str() {
+        "stale" => return Ok(Polled::Stale { message_id }),
+        "parked" => return Ok(Polled::Parked { message_id }),
+        _ => {}
     }
     let task = TaskKey {
         run_id: req(r, 3)?,
@@ -255,33 +432,84 @@ fn polled_row(r: &pgrx::spi::SpiHeapTupleData<'_>) -> QfResult<Polled> {
     })
 }
 
-/// One round of polling: read up to `qty` visible messages (hiding them for `vt` seconds), then
-/// lock their tasks (skipping tasks another transaction is completing or failing right now:
-/// their messages stay hidden and resurface after `vt` if that transaction aborts), claim the
-/// claimable ones and assemble their input, and report the others.
+thread_local! {
+    /// Polls of fewer than 4 tasks this backend made: every 4th reads from the tail.
+    static SMALL_POLLS: Cell<u32> = const { Cell::new(0) };
+}
+
+/// How many of a poll's `qty` messages come from the newest end of the queue (see
+/// `read_messages`): a quarter, and for polls of 1 to 3 tasks one in every fourth poll.
+fn tail_share(qty: i32, fair: bool) -> i32 {
+    if !fair {
+        return 0;
+    }
+    if qty >= 4 {
+        return qty / 4;
+    }
+    let n = SMALL_POLLS.get().wrapping_add(1);
+    SMALL_POLLS.set(n);
+    i32::from(n.is_multiple_of(4))
+}
+
+/// Reads up to `qty` visible messages and hides them for `vt` seconds (what `pgmq.read`
+/// does, on the queue's table directly, prepared once per backend).
 ///
-/// The read and the claim are two statements on purpose: `pgmq.read` is a volatile function
-/// and takes its own, newer snapshot, so a message it returns may belong to a task committed
-/// after an enclosing statement's snapshot. The claim statement starts after the read, so it
-/// sees the task behind every message read.
+/// Fairness: most messages come oldest first, as from `pgmq.read`; a share (`tail_share`)
+/// comes from the newest messages (the last `2 * qty + 16` sent), newest first, skipping the
+/// run of the oldest visible message. So a run started behind another run's 100,000-task map
+/// gets its tasks claimed within a few polls instead of after the map drains, while a queue
+/// that holds one run's tasks is read strictly oldest first.
+fn read_messages(queue: &str, vt: i32, qty: i32, fair: bool) -> QfResult<Vec<MessageRow>> {
+    let table = queue_table(queue);
+    let sql = format!(
+        "WITH oldest AS ( \
+           SELECT q.message -> 'run_id' AS run FROM {table} q \
+           WHERE q.vt <= clock_timestamp() AND $3 > 0 ORDER BY q.msg_id LIMIT 1), \
+         newest AS ( \
+           SELECT n.msg_id FROM {table} n WHERE $3 > 0 ORDER BY n.msg_id DESC LIMIT 2 * $2 + 16), \
+         tail AS ( \
+           SELECT q.msg_id FROM {table} q \
+           WHERE q.msg_id IN (SELECT msg_id FROM newest) AND q.vt <= clock_timestamp() \
+             AND q.message -> 'run_id' IS DISTINCT FROM (SELECT run FROM oldest) \
+           ORDER BY q.msg_id DESC LIMIT $3 FOR UPDATE SKIP LOCKED), \
+         head AS ( \
+           SELECT q.msg_id FROM {table} q \
+           WHERE q.vt <= clock_timestamp() AND q.msg_id NOT IN (SELECT msg_id FROM tail) \
+           ORDER BY q.msg_id LIMIT $2 - (SELECT count(*) FROM tail) FOR UPDATE SKIP LOCKED) \
+         UPDATE {table} m \
+         SET last_read_at = clock_timestamp(), vt = clock_timestamp() + make_interval(secs => $1), \
+             read_ct = m.read_ct + 1 \
+         WHERE m.msg_id IN (SELECT msg_id FROM head UNION ALL SELECT msg_id FROM tail) \
+         RETURNING m.msg_id, m.message->>'run_id', m.message->>'step_slug', m.message->>'task_index', \
+                   m.message->>'timer'"
+    );
+    let tail = tail_share(qty, fair);
+    query_prepared(&sql, &[vt.into(), qty.into(), tail.into()], message_row)
+}
+/// One round of polling: read up to `qty` visible messages (hiding them for `vt` seconds),
+/// then lock their tasks (skipping tasks another transaction is completing or failing right
+/// now: their messages stay hidden and resurface after `vt` if that transaction aborts), claim
+/// the claimable ones and assemble their input, and report the others (timers, tasks of
+/// paused runs, claims whose attempts are exhausted, stale messages).
+///
+/// The read and the claim are two statements on purpose: the read takes its own, newer
+/// snapshot, so a message it returns may belong to a task committed after an enclosing
+/// statement's snapshot. The claim statement starts after the read, so it sees the task
+/// behind every message read.
 ///
 /// A message visible while its task is `started` means the claim outlived the step's timeout:
-/// that claim counts as an attempt, and the task is handed over if attempts remain.
+/// that claim counts as an attempt, and the task is handed over if attempts remain. Attempts
+/// count from `attempts_base` (where `retry_run` restarted the task).
 pub fn read_and_claim(
     queue: &str,
     workflow_slug: &str,
     vt: i32,
     qty: i32,
     worker_id: Option<&str>,
+    fair: bool,
 ) -> QfResult<Vec<Polled>> {
-    let read = query(
-        "SELECT m.msg_id, m.message->>'run_id', m.message->>'step_slug', m.message->>'task_index' \
-         FROM pgmq.read($1, $2, $3) AS m",
-        &[queue.into(), vt.into(), qty.into()],
-        message_row,
-    )?;
-    let keys = MessageKeys::parse(read);
-    let mut polled = keys.malformed;
+    let keys = MessageKeys::parse(read_messages(queue, vt, qty, fair)?);
+    let mut polled = keys.other;
     if keys.ids.is_empty() {
         return Ok(polled);
     }
@@ -292,7 +520,7 @@ pub fn read_and_claim(
            SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::int[]) \
                          AS m(msg_id, run_id, step_slug, task_index)), \
          task AS MATERIALIZED ( \
-           SELECT t.run_id, t.step_slug, t.task_index, t.status, t.attempts_count, t.message_id \
+           SELECT t.run_id, t.step_slug, t.task_index, t.status, t.attempts_count, t.attempts_base, t.message_id \
            FROM msg \
            JOIN quantum_flow.step_tasks t ON t.run_id = msg.run_id AND t.step_slug = msg.step_slug \
                                          AND t.task_index = msg.task_index AND t.message_id = msg.msg_id \
@@ -302,7 +530,8 @@ pub fn read_and_claim(
                   coalesce(ws.max_attempts, w.max_attempts) AS max_attempts, \
                   coalesce(ws.timeout, w.timeout) AS timeout, \
                   r.workflow_slug = $5 AND r.status = 'started' AND (task.status = 'queued' OR \
-                    (task.status = 'started' AND task.attempts_count < coalesce(ws.max_attempts, w.max_attempts))) \
+                    (task.status = 'started' AND \
+                     task.attempts_count - task.attempts_base < coalesce(ws.max_attempts, w.max_attempts))) \
                     AS claimable \
            FROM task \
            JOIN quantum_flow.runs r ON r.run_id = task.run_id \
@@ -325,12 +554,15 @@ pub fn read_and_claim(
                          SELECT jsonb_object_agg(d.dep_slug, ds.output) \
                          FROM quantum_flow.workflow_step_dependencies_def d \
                          JOIN quantum_flow.step_states ds ON ds.run_id = t.run_id AND ds.step_slug = d.dep_slug \
-                         WHERE d.workflow_slug = $5 AND d.step_slug = t.step_slug), '{}'::jsonb) END AS input) \
+                         WHERE d.workflow_slug = $5 AND d.step_slug = t.step_slug \
+                           AND ds.status = 'completed'), '{}'::jsonb) END AS input) \
          SELECT 'claimed', c.message_id, c.run_id, c.step_slug, c.task_index, c.attempts_count, c.timeout, c.input \
          FROM claimed c \
          UNION ALL \
-         SELECT CASE WHEN i.run_status = 'started' AND i.status = 'started' AND i.workflow_slug = $5 \
-                     THEN 'exhausted' ELSE 'stale' END, \
+         SELECT CASE WHEN i.workflow_slug <> $5 OR i.status NOT IN ('queued', 'started') THEN 'stale' \
+                     WHEN i.run_status = 'paused' THEN 'parked' \
+                     WHEN i.run_status = 'started' AND i.status = 'started' THEN 'exhausted' \
+                     ELSE 'stale' END, \
                 i.message_id, i.run_id, i.step_slug, i.task_index, i.attempts_count, i.timeout, NULL \
          FROM info i WHERE NOT i.claimable \
          UNION ALL \
@@ -353,18 +585,20 @@ pub fn read_and_claim(
 }
 
 /// `maintain`'s sweep of one queue: visible messages that have been read before (their claim
-/// timed out, or they wait for a retry), up to `limit`, oldest first, locked without changing
-/// their visibility (skipping any a poller holds). Reports claims that timed out (with or
-/// without attempts left) and stale messages; messages of queued tasks are left alone.
+/// timed out, or they wait for a retry) and due timers, up to `limit`, oldest first, locked
+/// without changing their visibility (skipping any a poller holds). Reports claims that timed
+/// out (with or without attempts left), timers and stale messages; messages of queued tasks
+/// are left alone, and so are tasks of paused runs (a poll parks them).
 pub fn sweep_overdue(queue: &str, workflow_slug: &str, limit: i32) -> QfResult<Vec<Polled>> {
     let sql = format!(
-        "SELECT m.msg_id, m.message->>'run_id', m.message->>'step_slug', m.message->>'task_index' \
-         FROM {} m WHERE m.vt <= clock_timestamp() AND m.read_ct > 0 \
+        "SELECT m.msg_id, m.message->>'run_id', m.message->>'step_slug', m.message->>'task_index', \
+                m.message->>'timer' \
+         FROM {} m WHERE m.vt <= clock_timestamp() AND (m.read_ct > 0 OR m.message ? 'timer') \
          ORDER BY m.msg_id LIMIT $1 FOR UPDATE SKIP LOCKED",
         queue_table(queue)
     );
-    let keys = MessageKeys::parse(query_dynamic(&sql, &[limit.into()], message_row)?);
-    let mut found = keys.malformed;
+    let keys = MessageKeys::parse(query_prepared(&sql, &[limit.into()], message_row)?);
+    let mut found = keys.other;
     if keys.ids.is_empty() {
         return Ok(found);
     }
@@ -373,13 +607,15 @@ pub fn sweep_overdue(queue: &str, workflow_slug: &str, limit: i32) -> QfResult<V
            SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::int[]) \
                          AS m(msg_id, run_id, step_slug, task_index)), \
          task AS MATERIALIZED ( \
-           SELECT t.run_id, t.step_slug, t.task_index, t.status, t.attempts_count, t.message_id \
+           SELECT t.run_id, t.step_slug, t.task_index, t.status, t.attempts_count, t.attempts_base, t.message_id \
            FROM msg \
            JOIN quantum_flow.step_tasks t ON t.run_id = msg.run_id AND t.step_slug = msg.step_slug \
                                          AND t.task_index = msg.task_index AND t.message_id = msg.msg_id \
            FOR UPDATE OF t SKIP LOCKED) \
-         SELECT CASE WHEN r.status <> 'started' OR r.workflow_slug <> $5 THEN 'stale' \
-                     WHEN task.attempts_count < coalesce(ws.max_attempts, w.max_attempts) THEN 'timed_out' \
+         SELECT CASE WHEN r.status NOT IN ('started', 'paused') OR r.workflow_slug <> $5 \
+                       OR task.status NOT IN ('queued', 'started') THEN 'stale' \
+                     WHEN task.attempts_count - task.attempts_base < coalesce(ws.max_attempts, w.max_attempts) \
+                       THEN 'timed_out' \
                      ELSE 'exhausted' END, \
                 task.message_id, task.run_id, task.step_slug, task.task_index, task.attempts_count, \
                 coalesce(ws.timeout, w.timeout), NULL::jsonb \
@@ -388,7 +624,8 @@ pub fn sweep_overdue(queue: &str, workflow_slug: &str, limit: i32) -> QfResult<V
          JOIN quantum_flow.workflows w ON w.workflow_slug = r.workflow_slug \
          JOIN quantum_flow.workflow_steps ws ON ws.workflow_slug = r.workflow_slug \
                                             AND ws.step_slug = task.step_slug \
-         WHERE task.status = 'started' OR r.status <> 'started' OR r.workflow_slug <> $5 \
+         WHERE task.status = 'started' OR r.status NOT IN ('started', 'paused') OR r.workflow_slug <> $5 \
+            OR task.status NOT IN ('queued', 'started') \
          UNION ALL \
          SELECT 'stale', msg.msg_id, NULL, NULL, NULL, NULL, NULL, NULL FROM msg \
          WHERE NOT EXISTS (SELECT 1 FROM quantum_flow.step_tasks t \
@@ -407,36 +644,109 @@ pub fn sweep_overdue(queue: &str, workflow_slug: &str, limit: i32) -> QfResult<V
     Ok(found)
 }
 
+/// Parks messages of paused runs that this transaction read (it holds their row locks): their
+/// visibility becomes `infinity`, or now again when the run is no longer paused. The run's
+/// status is read by this statement, after the claim that found them paused: a `resume_run`
+/// that committed meanwhile is seen here, and one that commits later waits for our locks and
+/// then unparks what we parked (see `unpark_run`).
+pub fn park(queue: &str, message_ids: Vec<i64>) -> QfResult<()> {
+    let sql = format!(
+        "UPDATE {} m \
+         SET vt = CASE WHEN EXISTS (SELECT 1 FROM quantum_flow.runs r \
+                                    WHERE r.run_id::text = m.message->>'run_id' AND r.status = 'paused') \
+                       THEN 'infinity'::timestamptz ELSE clock_timestamp() END \
+         WHERE m.msg_id = ANY($1)",
+        queue_table(queue)
+    );
+    query_prepared(&sql, &[message_ids.into()], |_| Ok(()))?;
+    Ok(())
+}
+
+/// `pause_run`'s part: parks the run's visible messages that no other transaction holds
+/// (a poll holding one parks it itself, or claims it if it saw the run started). Returns how
+/// many it parked.
+pub fn park_run(queue: &str, run_id: Uuid) -> QfResult<usize> {
+    let sql = format!(
+        "WITH visible AS ( \
+           SELECT q.msg_id FROM {table} q \
+           WHERE q.msg_id IN (SELECT t.message_id FROM quantum_flow.step_tasks t \
+                              JOIN quantum_flow.step_states ss ON ss.run_id = t.run_id AND ss.step_slug = t.step_slug \
+                              JOIN quantum_flow.workflow_steps ws ON ws.workflow_slug = ss.workflow_slug \
+                                                                 AND ws.step_slug = ss.step_slug \
+                              WHERE t.run_id = $1 AND t.status IN ('queued', 'started') \
+                                AND ws.step_type <> 'event') \
+             AND q.vt <= clock_timestamp() \
+           FOR UPDATE OF q SKIP LOCKED) \
+         UPDATE {table} q SET vt = 'infinity' FROM visible v WHERE q.msg_id = v.msg_id RETURNING 1",
+        table = queue_table(queue)
+    );
+    Ok(query_prepared(&sql, &[run_id.into()], |_| Ok(()))?.len())
+}
+
+/// `resume_run`'s part, before it marks the run started: every parked message of the run's
+/// unfinished tasks becomes visible now. It locks all of the run's messages, waiting for polls
+/// that hold one: a poll that parks a message after reading the run as paused has done so by
+/// the time we get the lock, and the `CASE` is evaluated on the row as that poll left it.
+pub fn unpark_run(queue: &str, run_id: Uuid) -> QfResult<usize> {
+    let sql = format!(
+        "UPDATE {} q \
+         SET vt = CASE WHEN q.vt = 'infinity' THEN clock_timestamp() ELSE q.vt END \
+         WHERE q.msg_id IN (SELECT t.message_id FROM quantum_flow.step_tasks t \
+                            WHERE t.run_id = $1 AND t.status IN ('queued', 'started') \
+                              AND t.message_id IS NOT NULL) \
+         RETURNING q.vt",
+        queue_table(queue)
+    );
+    Ok(query_prepared(&sql, &[run_id.into()], |_| Ok(()))?.len())
+}
+
+/// What `complete_task` changed: the task's workflow, whether its step is a map step, and its
+/// run's concurrency key value.
+pub struct Completed {
+    pub workflow_slug: String,
+    pub is_map: bool,
+    pub key_value: Option<String>,
+}
+
 /// Marks a started task completed with `output` and deletes its message, in one statement
 /// (task lock first, then the message, per the lock order). `attempt`, when given, must be
-/// the task's current attempt. Returns the task's workflow and whether its step is a map step,
-/// or None when nothing was completed.
+/// the task's current attempt. The run must be started or paused (tasks in flight may answer
+/// while it is paused). Tasks of sub-flow steps are completed by their child run, not here.
+/// None when nothing was completed.
 pub fn complete_task(
     run_id: Uuid,
     step_slug: &str,
     task_index: i32,
     output: Jsonb,
     attempt: Option<i32>,
-) -> QfResult<Option<(String, bool)>> {
+) -> QfResult<Option<Completed>> {
     // 'qf_' || lower(slug) is engine::slug::queue_name, spelled in SQL so that one statement
     // both finds the task's workflow and deletes from its queue. The run is looked up on its
     // own (a materialized CTE) so that the planner always reaches it by primary key, even
     // with statistics that lag behind a burst of new runs.
     query_opt(
         "WITH r AS MATERIALIZED ( \
-           SELECT run_id, workflow_slug FROM quantum_flow.runs WHERE run_id = $1 AND status = 'started'), \
+           SELECT run_id, workflow_slug, concurrency_value FROM quantum_flow.runs \
+           WHERE run_id = $1 AND status IN ('started', 'paused')), \
          done AS ( \
            UPDATE quantum_flow.step_tasks t \
            SET status = 'completed', output = $4, completed_at = clock_timestamp() \
            FROM r, quantum_flow.workflow_steps ws \
            WHERE t.run_id = $1 AND t.step_slug = $2 AND t.task_index = $3 AND t.status = 'started' \
              AND ($5::int IS NULL OR t.attempts_count = $5) \
-             AND ws.workflow_slug = r.workflow_slug AND ws.step_slug = t.step_slug \
-           RETURNING t.message_id, r.workflow_slug, ws.step_type = 'map' AS is_map) \
-         SELECT d.workflow_slug, d.is_map, pgmq.delete('qf_' || lower(d.workflow_slug), d.message_id) \
+             AND ws.workflow_slug = r.workflow_slug AND ws.step_slug = t.step_slug AND ws.flow IS NULL \
+           RETURNING t.message_id, r.workflow_slug, ws.step_type = 'map' AS is_map, r.concurrency_value) \
+         SELECT d.workflow_slug, d.is_map, d.concurrency_value, \
+                pgmq.delete('qf_' || lower(d.workflow_slug), d.message_id) \
          FROM done d",
         &[run_id.into(), step_slug.into(), task_index.into(), output.into(), attempt.into()],
-        |r| Ok((req::<String>(r, 1)?, req::<bool>(r, 2)?)),
+        |r| {
+            Ok(Completed {
+                workflow_slug: req(r, 1)?,
+                is_map: req(r, 2)?,
+                key_value: col(r, 3)?,
+            })
+        },
     )
 }
 
@@ -480,12 +790,28 @@ pub fn discard_run_messages(queue: &str, run_id: Uuid) -> QfResult<usize> {
         "WITH live AS ( \
            SELECT q.msg_id FROM {table} q \
            WHERE q.msg_id IN (SELECT t.message_id FROM quantum_flow.step_tasks t \
-                              WHERE t.run_id = $2 AND t.status IN ('queued', 'started')) \
+                              WHERE t.run_id = $2 AND t.status IN ('queued', 'started') \
+                              UNION ALL \
+                              SELECT r.timer_message_id FROM quantum_flow.runs r WHERE r.run_id = $2) \
            FOR UPDATE OF q SKIP LOCKED) \
          SELECT count(*) FROM pgmq.archive($1, ARRAY(SELECT msg_id FROM live))"
     );
-    let n = query_dynamic(&sql, &[queue.into(), run_id.into()], |r| req::<i64>(r, 1))?;
+    let n = query_prepared(&sql, &[queue.into(), run_id.into()], |r| req::<i64>(r, 1))?;
     Ok(n.first().copied().unwrap_or(0) as usize)
+}
+
+/// Archives messages, skipping any another transaction holds (whoever holds one finds it
+/// stale and archives it). For timers that were not needed: an event that arrived, a run
+/// that ended before its deadline.
+pub fn archive_unless_held(queue: &str, message_ids: Vec<i64>) -> QfResult<()> {
+    let sql = format!(
+        "WITH free AS ( \
+           SELECT q.msg_id FROM {} q WHERE q.msg_id = ANY($2) FOR UPDATE OF q SKIP LOCKED) \
+         SELECT count(*) FROM pgmq.archive($1, ARRAY(SELECT msg_id FROM free))",
+        queue_table(queue)
+    );
+    query_prepared(&sql, &[queue.into(), message_ids.into()], |_| Ok(()))?;
+    Ok(())
 }
 
 /// Archives the message of one unfinished task of an ended run, if it is still in the queue
@@ -522,15 +848,15 @@ pub fn delete_messages(queue: &str, message_ids: &[i64]) -> QfResult<()> {
 }
 
 /// Milliseconds until the queue's next hidden message becomes visible (None: no hidden
-/// message). Messages already visible are not counted: one that is visible but was not read
+/// message; parked messages do not count). Messages already visible are not counted: one that is visible but was not read
 /// is locked by another transaction (a claim or an answer in progress), and the poller waits
 /// for that transaction's commit to wake it rather than spinning.
 pub fn next_visible_in_ms(queue: &str) -> QfResult<Option<i64>> {
     let table = queue_table(queue);
     let sql = format!(
         "SELECT ceil(extract(epoch FROM (min(vt) - clock_timestamp())) * 1000)::bigint FROM {table} \
-         WHERE vt > clock_timestamp()"
+         WHERE vt > clock_timestamp() AND vt < 'infinity'"
     );
-    let v = query_dynamic(&sql, &[], |r| col::<i64>(r, 1))?;
+    let v = query_prepared(&sql, &[], |r| col::<i64>(r, 1))?;
     Ok(v.into_iter().next().flatten())
 }

@@ -34,7 +34,20 @@ pub static MAX_STEPS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 /// `quantum_flow.max_map_tasks`: the most tasks one map step may fan out to.
 pub static MAX_MAP_TASKS: GucSetting<i32> = GucSetting::<i32>::new(1_000_000);
 
+/// `quantum_flow.fair_polling`: whether `poll_tasks` takes part of each batch from the newest
+/// messages of other runs (see `queue::read_messages`); off, it reads strictly oldest first.
+pub static FAIR_POLLING: GucSetting<bool> = GucSetting::<bool>::new(true);
+
 pub fn init() {
+    GucRegistry::define_bool_guc(
+        c"quantum_flow.fair_polling",
+        c"Whether poll_tasks shares each batch between the oldest work and other, newer runs.",
+        c"On, a run queued behind another run's big map gets its tasks claimed within a few \
+          polls; off, tasks are claimed strictly oldest first.",
+        &FAIR_POLLING,
+        GucContext::Userset,
+        GucFlags::empty(),
+    );
     GucRegistry::define_int_guc(
         c"quantum_flow.poll_recheck_ms",
         c"Longest sleep of an idle poll_tasks(max_wait_ms => ...) before it re-checks its queue.",

@@ -9,28 +9,46 @@ use pgrx::prelude::*;
 use pgrx::search_path;
 
 /// Creates a workflow and its pgmq queue. Calling it again with the same options returns the
-/// existing row unchanged; different options raise `workflow_exists`.
-#[pg_extern(security_definer)]
+/// existing row unchanged; different options raise `workflow_exists`. `run_timeout`
+/// (seconds): a run not finished in time fails with `run_timeout`. `concurrency_key` (a
+/// top-level key of the flow input) with `max_concurrency`: at most that many tasks of runs
+/// with the same value of the key are in the queue or claimed at once.
+#[pg_extern(security_definer, name = "create_flow")]
 #[search_path(pg_catalog, pg_temp)]
-fn create_flow(
+fn create_flow_v2(
     workflow_slug: Option<&str>,
     max_attempts: default!(Option<i32>, 3),
     timeout: default!(Option<i32>, 30),
     base_delay: default!(Option<i32>, 1),
+    run_timeout: default!(Option<i32>, "NULL"),
+    concurrency_key: default!(Option<&str>, "NULL"),
+    max_concurrency: default!(Option<i32>, "NULL"),
 ) -> Result<pgrx::composite_type!('static, "workflows"), ErrorReport> {
     super::check_version()?;
-    let (slug, options) =
-        definition::validate_flow(workflow_slug, max_attempts, timeout, base_delay)?;
+    let (slug, options) = definition::validate_flow(definition::FlowArgs {
+        workflow_slug,
+        max_attempts,
+        timeout,
+        base_delay,
+        run_timeout,
+        concurrency_key,
+        max_concurrency,
+    })?;
     Ok(definitions::create_flow(&slug, &options)?)
 }
 
 /// Adds a step to a workflow. Dependencies must already be steps of the workflow. Calling it
 /// again with an identical definition returns the existing row; a different definition
-/// raises `step_exists`.
-#[pg_extern(security_definer)]
+/// raises `step_exists`. `step_type` is `single`, `map` or `event` (completed by
+/// `send_event`). `if_matches` / `if_not_matches`: JSON the step's input must / must not
+/// contain (`@>`) when the step becomes ready; when it does not, `when_unmet` decides:
+/// `skip` (the step is skipped), `skip_cascade` (its dependents too) or `fail` (the run fails
+/// with `condition_unmet`). `start_delay` (seconds): the step's tasks become visible that
+/// long after it becomes ready. `flow`: each task of the step is a run of that workflow.
+#[pg_extern(security_definer, name = "add_step")]
 #[search_path(pg_catalog, pg_temp)]
 #[allow(clippy::too_many_arguments)]
-fn add_step(
+fn add_step_v2(
     workflow_slug: Option<&str>,
     step_slug: Option<&str>,
     depends_on: default!(Option<Vec<Option<String>>>, "'{}'"),
@@ -39,9 +57,14 @@ fn add_step(
     max_attempts: default!(Option<i32>, "NULL"),
     timeout: default!(Option<i32>, "NULL"),
     base_delay: default!(Option<i32>, "NULL"),
+    if_matches: default!(Option<pgrx::JsonB>, "NULL"),
+    if_not_matches: default!(Option<pgrx::JsonB>, "NULL"),
+    when_unmet: default!(Option<&str>, "'skip'"),
+    start_delay: default!(Option<i32>, "NULL"),
+    flow: default!(Option<&str>, "NULL"),
 ) -> Result<pgrx::composite_type!('static, "workflow_steps"), ErrorReport> {
     super::check_version()?;
-    let (workflow_slug, step) = definition::validate_step(
+    let (workflow_slug, step) = definition::validate_step(definition::StepArgs {
         workflow_slug,
         step_slug,
         depends_on,
@@ -50,7 +73,12 @@ fn add_step(
         max_attempts,
         timeout,
         base_delay,
-    )?;
+        if_matches: if_matches.map(|j| j.0),
+        if_not_matches: if_not_matches.map(|j| j.0),
+        when_unmet,
+        start_delay,
+        flow,
+    })?;
     Ok(definitions::add_step(&workflow_slug, &step)?)
 }
 

@@ -10,8 +10,10 @@ use pgrx::search_path;
 
 /// Does for every workflow what pollers do in passing: claims that outlived their step's
 /// timeout are put back in the queue (or, with no attempts left, fail their task and run), and
-/// messages whose run has ended are archived. Returns what it did:
-/// `{"workflows", "timeouts_retried", "timeouts_failed", "runs_failed", "stale_archived"}`.
+/// messages whose run has ended are archived, due timers fail their runs (`run_timeout`,
+/// `event_timeout`), and child runs whose parent ended are cancelled. Returns what it did:
+/// `{"workflows", "timeouts_retried", "timeouts_failed", "runs_failed", "stale_archived",
+/// "timers_fired", "orphans_cancelled"}`.
 /// Safe to call concurrently and from pg_cron; the background worker calls it every
 /// `quantum_flow.maintenance_interval` when the library is preloaded.
 #[pg_extern(security_definer)]
@@ -23,7 +25,7 @@ fn maintain() -> Result<pgrx::JsonB, ErrorReport> {
 
 /// Deletes runs that ended (completed, or failed unless `keep_failed`) before
 /// `now() - older_than`, oldest first and at most `max_runs` per call, with their step states,
-/// tasks and queue messages (archived ones included). Never touches a started run. Returns
+/// tasks and queue messages (archived ones included). Never touches a started or paused run. Returns
 /// how many runs it deleted.
 #[pg_extern(security_definer)]
 #[search_path(pg_catalog, pg_temp)]

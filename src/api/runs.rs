@@ -3,20 +3,22 @@
 use crate::error::QfError;
 use crate::executor;
 use crate::jsonb::Jsonb;
-use pgrx::datum::Uuid;
+use pgrx::datum::{TimestampWithTimeZone, Uuid};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use pgrx::search_path;
 
 /// Starts a run of a workflow with `input` and queues the tasks of every step with no
 /// dependencies. `run_id` lets the caller choose the id (e.g. for idempotent submission);
-/// an id that exists raises `run_exists`. Returns the run id.
-#[pg_extern(security_definer)]
+/// an id that exists raises `run_exists`. `start_at` schedules the run: its first tasks
+/// become visible then (the run is `started` meanwhile). Returns the run id.
+#[pg_extern(security_definer, name = "start_flow")]
 #[search_path(pg_catalog, pg_temp)]
-fn start_flow(
+fn start_flow_v2(
     workflow_slug: Option<&str>,
     input: default!(Option<Jsonb>, "'{}'"),
     run_id: default!(Option<Uuid>, "NULL"),
+    start_at: default!(Option<TimestampWithTimeZone>, "NULL"),
 ) -> Result<Uuid, ErrorReport> {
     super::check_version()?;
     let slug = super::required("workflow_slug", workflow_slug)?;
@@ -26,7 +28,7 @@ fn start_flow(
         Some(id) => id,
         None => new_run_id()?,
     };
-    Ok(executor::start_flow(slug, input, run_id)?)
+    Ok(executor::start_flow(slug, input, run_id, start_at)?)
 }
 
 fn new_run_id() -> Result<Uuid, QfError> {
@@ -44,10 +46,11 @@ fn get_run(run_id: Option<Uuid>) -> Result<Jsonb, ErrorReport> {
     Ok(executor::run_document(run_id)?)
 }
 
-/// Cancels a started run: it becomes `failed` with the error message `cancelled: <reason>`,
-/// and its queued tasks are discarded (late answers for it are ignored). True when this call
-/// cancelled it; false when the run had already ended. For runs whose workers are gone, and
-/// before `delete_flow` of a workflow with started runs.
+/// Cancels a started or paused run: it becomes `failed` with the error message
+/// `cancelled: <reason>`, its queued tasks are discarded (late answers for it are ignored)
+/// and its child runs are cancelled. True when this call cancelled it; false when the run had
+/// already ended. For runs whose workers are gone, and before `delete_flow` of a workflow
+/// with started runs. `retry_run` can start it again.
 #[pg_extern(security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn cancel_run(
@@ -58,4 +61,56 @@ fn cancel_run(
     let run_id = super::required("run_id", run_id)?;
     let reason = super::required("reason", reason)?;
     Ok(executor::cancel_run(run_id, reason)?)
+}
+
+/// Pauses a started run: no task of it is handed out until `resume_run` (tasks claimed
+/// before may still be completed or failed; its timers keep running). True when this call
+/// paused it, false when it was not started.
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn pause_run(run_id: Option<Uuid>) -> Result<bool, ErrorReport> {
+    super::check_version()?;
+    let run_id = super::required("run_id", run_id)?;
+    Ok(executor::pause_run(run_id)?)
+}
+
+/// Resumes a paused run: its tasks are handed out again. True when this call resumed it,
+/// false when it was not paused.
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn resume_run(run_id: Option<Uuid>) -> Result<bool, ErrorReport> {
+    super::check_version()?;
+    let run_id = super::required("run_id", run_id)?;
+    Ok(executor::resume_run(run_id)?)
+}
+
+/// Starts a failed (or cancelled) run again from its failed and unfinished steps, with the
+/// same run id, keeping every completed step's output. Each unfinished task gets its full
+/// `max_attempts` again. True when this call restarted it, false when it was not failed.
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn retry_run(run_id: Option<Uuid>) -> Result<bool, ErrorReport> {
+    super::check_version()?;
+    let run_id = super::required("run_id", run_id)?;
+    Ok(executor::retry_run(run_id)?)
+}
+
+/// Delivers an event to an event step of a run: the step completes with `payload` as its
+/// output (true), or, when it is not ready yet, the event is kept and completes it when it
+/// becomes ready (true). False, with a NOTICE, for a duplicate event or an ended run.
+/// `step_not_found` / `not_an_event_step` for a step that is not an event step of the run's
+/// workflow.
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn send_event(
+    run_id: Option<Uuid>,
+    step_slug: Option<&str>,
+    payload: default!(Option<Jsonb>, "'{}'"),
+) -> Result<bool, ErrorReport> {
+    super::check_version()?;
+    let run_id = super::required("run_id", run_id)?;
+    let step_slug = super::required("step_slug", step_slug)?;
+    crate::engine::slug::check_step_slug(step_slug)?;
+    let payload = super::required("payload", payload)?;
+    Ok(executor::send_event(run_id, step_slug, payload)?)
 }

@@ -120,20 +120,26 @@ fn json_null() -> Result<Jsonb, QfError> {
 
 /// Reports a failed attempt of a started task. Returns the task's status after the call:
 /// `queued` (retried after `base_delay * 2^(attempt-1)` seconds), `failed` (attempts
-/// exhausted: the step and the run fail with this message and the run's remaining queued
-/// tasks are discarded), or `ignored` (a late or duplicate call, with a NOTICE naming why, as
-/// for `complete_task`).
-#[pg_extern(security_definer)]
+/// exhausted, or `retry => false`: the step and the run fail with this message and the run's
+/// remaining queued tasks are discarded), or `ignored` (a late or duplicate call, with a
+/// NOTICE naming why, as for `complete_task`). `retry => false` is for errors that another
+/// attempt cannot fix (invalid input, a bug).
+#[pg_extern(security_definer, name = "fail_task")]
 #[search_path(pg_catalog, pg_temp)]
-fn fail_task(
+fn fail_task_v2(
     run_id: Option<Uuid>,
     step_slug: Option<&str>,
     task_index: Option<i32>,
     error_message: Option<&str>,
     attempt: default!(Option<i32>, "NULL"),
+    retry: default!(Option<bool>, true),
 ) -> Result<String, ErrorReport> {
     super::check_version()?;
     let (run_id, step_slug, task_index) = task_key(run_id, step_slug, task_index)?;
     let error_message = super::required("error_message", error_message)?;
-    Ok(executor::fail_task(run_id, step_slug, task_index, error_message, attempt)?.to_string())
+    let retry = super::required("retry", retry)?;
+    Ok(
+        executor::fail_task(run_id, step_slug, task_index, error_message, attempt, retry)?
+            .to_string(),
+    )
 }

@@ -14,8 +14,9 @@
 //! into the typed [`FlowDocument`] with serde, which is also what `export_flow` serializes.
 
 use crate::engine::definition::{
-    dependency_problem, initial_tasks_problem, map_dependencies_problem, option_problem,
-    step_type_problem, FlowOptions, StepDef, FLOW_DEFAULTS, STEP_TYPES,
+    concurrency_problem, condition_problem, dependency_problem, event_step_problem, flow_problem,
+    initial_tasks_problem, map_dependencies_problem, option_problem, step_type_problem,
+    when_unmet_problem, FlowOptions, StepDef, FLOW_DEFAULTS, STEP_TYPES, WHEN_UNMET,
 };
 use crate::engine::slug::{check_step_slug, check_workflow_slug};
 use crate::engine::suggest::did_you_mean;
@@ -30,6 +31,9 @@ pub const FLOW_KEYS: &[&str] = &[
     "max_attempts",
     "timeout",
     "base_delay",
+    "run_timeout",
+    "concurrency_key",
+    "max_concurrency",
     "description",
     "steps",
 ];
@@ -41,6 +45,11 @@ pub const STEP_KEYS: &[&str] = &[
     "max_attempts",
     "timeout",
     "base_delay",
+    "if",
+    "if_not",
+    "when_unmet",
+    "start_delay",
+    "flow",
     "description",
 ];
 
@@ -48,7 +57,7 @@ pub const STEP_KEYS: &[&str] = &[
 pub const MAX_DESCRIPTION_CHARS: usize = 10_000;
 
 /// A workflow as a document, every default filled in (`export_flow`'s shape).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FlowDocument {
     pub workflow_slug: String,
@@ -58,6 +67,12 @@ pub struct FlowDocument {
     pub timeout: i32,
     #[serde(default = "default_base_delay")]
     pub base_delay: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_timeout: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     pub steps: Vec<StepDocument>,
@@ -77,7 +92,7 @@ fn default_step_type() -> String {
 }
 
 /// One step of a [`FlowDocument`]. Options left out inherit the workflow's.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StepDocument {
     pub slug: String,
@@ -93,6 +108,17 @@ pub struct StepDocument {
     pub timeout: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_delay: Option<i32>,
+    #[serde(rename = "if", default, skip_serializing_if = "Option::is_none")]
+    pub if_matches: Option<Value>,
+    #[serde(rename = "if_not", default, skip_serializing_if = "Option::is_none")]
+    pub if_not_matches: Option<Value>,
+    /// Left out (None) when it is the default, `skip`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when_unmet: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_delay: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
 }
@@ -103,6 +129,9 @@ impl FlowDocument {
             max_attempts: self.max_attempts,
             timeout: self.timeout,
             base_delay: self.base_delay,
+            run_timeout: self.run_timeout,
+            concurrency_key: self.concurrency_key.clone(),
+            max_concurrency: self.max_concurrency,
         }
     }
 
@@ -135,6 +164,30 @@ impl StepDocument {
             max_attempts: self.max_attempts,
             timeout: self.timeout,
             base_delay: self.base_delay,
+            if_matches: self.if_matches.clone(),
+            if_not_matches: self.if_not_matches.clone(),
+            when_unmet: self.when_unmet.clone().unwrap_or_else(|| "skip".into()),
+            start_delay: self.start_delay,
+            flow: self.flow.clone(),
+        }
+    }
+
+    /// The document shape of a step definition (the default `when_unmet` left out).
+    pub fn from_step_def(step: StepDef, description: Option<String>) -> Self {
+        StepDocument {
+            slug: step.step_slug,
+            depends_on: step.depends_on,
+            step_type: step.step_type,
+            initial_tasks: step.initial_tasks,
+            max_attempts: step.max_attempts,
+            timeout: step.timeout,
+            base_delay: step.base_delay,
+            if_matches: step.if_matches,
+            if_not_matches: step.if_not_matches,
+            when_unmet: Some(step.when_unmet).filter(|w| w != "skip"),
+            start_delay: step.start_delay,
+            flow: step.flow,
+            description,
         }
     }
 }
@@ -192,7 +245,7 @@ pub struct Limits {
 
 /// What [`validate`] found: the problems in document order and, when there are none, the
 /// document with its defaults filled in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Validation {
     pub problems: Vec<Problem>,
     pub warnings: Vec<Problem>,
@@ -283,7 +336,14 @@ impl Walk {
     ) -> Option<i32> {
         let value = obj.get(key).filter(|v| !v.is_null())?;
         let at = member(path, key);
-        match value.as_i64() {
+        // a whole number written with a fraction (3.0) is a whole number, as in JSON Schema
+        let whole = value.as_i64().or_else(|| {
+            value
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                .map(|f| f as i64)
+        });
+        match whole {
             Some(n) => match i32::try_from(n) {
                 Ok(n) => {
                     if let Some(e) = option_problem(key, n) {
@@ -308,6 +368,24 @@ impl Walk {
             },
             None => {
                 self.wrong_type(order, &at, key, value);
+                None
+            }
+        }
+    }
+
+    /// An optional string value: None when absent or null.
+    fn text(
+        &mut self,
+        order: usize,
+        path: &str,
+        obj: &Map<String, Value>,
+        key: &str,
+    ) -> Option<String> {
+        let value = obj.get(key).filter(|v| !v.is_null())?;
+        match value.as_str() {
+            Some(t) => Some(t.to_string()),
+            None => {
+                self.wrong_type(order, &member(path, key), key, value);
                 None
             }
         }
@@ -348,7 +426,8 @@ fn what_kind(what: &str) -> &'static str {
     match what {
         "steps" | "depends_on" => "an array",
         "the document" | "each step" => "an object",
-        "max_attempts" | "timeout" | "base_delay" | "initial_tasks" => "a whole number",
+        "max_attempts" | "timeout" | "base_delay" | "initial_tasks" | "run_timeout"
+        | "max_concurrency" | "start_delay" => "a whole number",
         _ => "a string",
     }
 }
@@ -390,8 +469,22 @@ pub fn validate(doc: &Value, limits: Limits) -> Validation {
         }
         Some(other) => walk.wrong_type(0, "$.workflow_slug", "workflow_slug", other),
     }
-    for key in ["max_attempts", "timeout", "base_delay"] {
+    for key in ["max_attempts", "timeout", "base_delay", "run_timeout"] {
         walk.option(0, "$", obj, key);
+    }
+    let key = walk.text(0, "$", obj, "concurrency_key");
+    let max = walk.option(0, "$", obj, "max_concurrency");
+    let max_given = obj.get("max_concurrency").is_some_and(|v| !v.is_null());
+    if key.is_some() || max_given {
+        // a max_concurrency that was refused above still counts as given
+        if let Some(e) = concurrency_problem(key.as_deref(), max.or(max_given.then_some(1))) {
+            let at = if key.is_some() {
+                "$.max_concurrency"
+            } else {
+                "$.concurrency_key"
+            };
+            walk.add(0, Problem::new(at, e));
+        }
     }
     walk.description(0, "$", obj);
 
@@ -567,6 +660,37 @@ fn walk_step(walk: &mut Walk, i: usize, step: &Value) -> Option<StepSeen> {
     for key in ["max_attempts", "timeout", "base_delay"] {
         walk.option(order, &path, obj, key);
     }
+    for key in ["if", "if_not"] {
+        if let Some(pattern) = obj.get(key).filter(|v| !v.is_null()) {
+            if let Some(e) = condition_problem(&name, key, pattern) {
+                walk.add(order, Problem::new(member(&path, key), e));
+            }
+        }
+    }
+    if let Some(w) = walk.text(order, &path, obj, "when_unmet") {
+        if let Some(e) = when_unmet_problem(&name, &w) {
+            walk.add(
+                order,
+                Problem::new(member(&path, "when_unmet"), e)
+                    .hint(did_you_mean(&w, WHEN_UNMET.iter().copied())),
+            );
+        }
+    }
+    let start_delay = walk.option(order, &path, obj, "start_delay");
+    let flow = walk.text(order, &path, obj, "flow");
+    if let Some(f) = &flow {
+        if let Some(e) = flow_problem(&name, f) {
+            walk.add(order, Problem::new(member(&path, "flow"), e));
+        }
+    }
+    for (key, set) in [
+        ("flow", flow.is_some()),
+        ("start_delay", start_delay.is_some()),
+    ] {
+        if let Some(e) = event_step_problem(&name, &step_type, key, set) {
+            walk.add(order, Problem::new(member(&path, key), e));
+        }
+    }
     walk.description(order, &path, obj);
     Some(StepSeen {
         index: i,
@@ -598,7 +722,9 @@ fn check_graph(walk: &mut Walk, steps: &[StepSeen]) {
             first_at.insert(slug, s.index);
         }
     }
-    let slugs: Vec<&str> = first_at.keys().copied().collect();
+    // in document order, so that a tie between two equally close slugs is always decided the
+    // same way
+    let slugs: Vec<&str> = steps.iter().filter_map(|s| s.slug.as_deref()).collect();
     // Edges of the graph, each step by its first definition: step -> the steps it depends on.
     let mut edges: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for s in steps {
@@ -622,8 +748,14 @@ fn check_graph(walk: &mut Walk, steps: &[StepSeen]) {
                         )),
                     )
                     .hint(
-                        did_you_mean(dep, slugs.iter().copied())
-                            .or_else(|| Some(format!("the steps are {}", sorted(&slugs)))),
+                        did_you_mean(
+                            dep,
+                            slugs
+                                .iter()
+                                .copied()
+                                .filter(|c| s.slug.as_deref() != Some(*c)),
+                        )
+                        .or_else(|| Some(format!("the steps are {}", sorted(&slugs)))),
                     ),
                 ),
             }
@@ -663,6 +795,7 @@ fn check_graph(walk: &mut Walk, steps: &[StepSeen]) {
 fn sorted(slugs: &[&str]) -> String {
     let mut s: Vec<&str> = slugs.to_vec();
     s.sort_unstable();
+    s.dedup();
     s.join(", ")
 }
 
@@ -789,6 +922,32 @@ pub fn first_difference(
             ));
         }
     }
+    let show = |v: Option<i32>| v.map_or("not set".to_string(), |n| n.to_string());
+    for (key, old, new) in [
+        ("run_timeout", existing.run_timeout, wanted.run_timeout),
+        (
+            "max_concurrency",
+            existing.max_concurrency,
+            wanted.max_concurrency,
+        ),
+    ] {
+        if old != new {
+            return Some((
+                format!("$.{key}"),
+                format!(
+                    "{key} is {} here but {} in the existing workflow",
+                    show(new),
+                    show(old)
+                ),
+            ));
+        }
+    }
+    if existing.concurrency_key != wanted.concurrency_key {
+        return Some((
+            "$.concurrency_key".into(),
+            "concurrency_key differs from the existing workflow's".into(),
+        ));
+    }
     if existing.description != wanted.description {
         return Some((
             "$.description".into(),
@@ -837,10 +996,10 @@ pub fn first_difference(
             ("max_attempts", old.max_attempts, step.max_attempts),
             ("timeout", old.timeout, step.timeout),
             ("base_delay", old.base_delay, step.base_delay),
+            ("start_delay", old.start_delay, step.start_delay),
         ];
         for (key, old, new) in step_options {
             if old != new {
-                let show = |v: Option<i32>| v.map_or("not set".to_string(), |n| n.to_string());
                 return Some((
                     format!("{path}.{key}"),
                     format!(

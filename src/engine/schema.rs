@@ -6,7 +6,9 @@
 //! The schema checks a document's shape. What it cannot express (a dependency that names no
 //! step, a cycle, a duplicate slug, a slug taken by another workflow) `validate_flow` reports.
 
-use crate::engine::definition::{option_minimum, FLOW_DEFAULTS, STEP_TYPES};
+use crate::engine::definition::{
+    option_minimum, FLOW_DEFAULTS, MAX_CONCURRENCY_KEY_LEN, STEP_TYPES, WHEN_UNMET,
+};
 use crate::engine::document::MAX_DESCRIPTION_CHARS;
 use crate::engine::slug::{
     MAX_STEP_SLUG_LEN, MAX_WORKFLOW_SLUG_LEN, RESERVED_STEP_SLUGS, SLUG_PATTERN,
@@ -35,10 +37,20 @@ pub fn flow_schema(max_steps: usize) -> Value {
     let schema = json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "quantum_flow workflow definition",
-        "description": "A workflow for quantum_flow.define_flow(): named steps that depend on each other (a graph without cycles; steps may be listed in any order). A single step runs one task; a map step runs one task per element of the array it maps over (the flow input, or its one dependency's output). Keys given as null mean 'not given'.",
+        "description": "A workflow for quantum_flow.define_flow(): named steps that depend on each other (a graph without cycles; steps may be listed in any order). A single step runs one task; a map step runs one task per element of the array it maps over (the flow input, or its one dependency's output); an event step has no task and completes when send_event delivers its payload. Keys given as null mean 'not given'.",
         "type": "object",
         "additionalProperties": false,
         "required": ["workflow_slug", "steps"],
+        "allOf": [
+            {
+                "if": {"properties": {"concurrency_key": {"type": "string"}}, "required": ["concurrency_key"]},
+                "then": {"properties": {"max_concurrency": {"type": "integer"}}, "required": ["max_concurrency"]}
+            },
+            {
+                "if": {"properties": {"max_concurrency": {"type": "integer"}}, "required": ["max_concurrency"]},
+                "then": {"properties": {"concurrency_key": {"type": "string"}}, "required": ["concurrency_key"]}
+            }
+        ],
         "properties": {
             "workflow_slug": {
                 "type": "string",
@@ -50,6 +62,14 @@ pub fn flow_schema(max_steps: usize) -> Value {
             "max_attempts": option("max_attempts", "Attempts per task, the first included (steps may override).", Some(FLOW_DEFAULTS.max_attempts)),
             "timeout": option("timeout", "Seconds a claimed task may run before it is handed to another worker (steps may override).", Some(FLOW_DEFAULTS.timeout)),
             "base_delay": option("base_delay", "Seconds before the first retry; each retry waits twice as long as the one before (steps may override).", Some(FLOW_DEFAULTS.base_delay)),
+            "run_timeout": option("run_timeout", "Seconds a run may take; a run not finished in time fails with run_timeout.", None),
+            "concurrency_key": {
+                "type": ["string", "null"],
+                "minLength": 1,
+                "maxLength": MAX_CONCURRENCY_KEY_LEN,
+                "description": "A top-level key of the flow input (such as tenant_id): at most max_concurrency tasks of runs with the same value of it run at once. Needs max_concurrency."
+            },
+            "max_concurrency": option("max_concurrency", "With concurrency_key: how many tasks per value of the key at once.", None),
             "description": description,
             "steps": {
                 "type": "array",
@@ -75,7 +95,8 @@ pub fn flow_schema(max_steps: usize) -> Value {
                     },
                     "depends_on": {
                         "type": ["array", "null"],
-                        "items": {"type": "string", "pattern": SLUG_PATTERN, "maxLength": MAX_STEP_SLUG_LEN},
+                        "items": {"type": "string", "pattern": SLUG_PATTERN, "maxLength": MAX_STEP_SLUG_LEN,
+                                  "not": {"enum": RESERVED_STEP_SLUGS}},
                         "uniqueItems": true,
                         "default": [],
                         "description": "Slugs of the steps whose outputs this step needs. A map step has at most one."
@@ -89,6 +110,26 @@ pub fn flow_schema(max_steps: usize) -> Value {
                     "max_attempts": option("max_attempts", "Overrides the workflow's max_attempts.", None),
                     "timeout": option("timeout", "Overrides the workflow's timeout (seconds).", None),
                     "base_delay": option("base_delay", "Overrides the workflow's base_delay (seconds).", None),
+                    "if": {
+                        "type": ["object", "null"],
+                        "description": "The step runs only if its input ({\"run\": <flow input>, \"<dependency>\": <its output>, ...}) contains this JSON (as PostgreSQL's @> tests it)."
+                    },
+                    "if_not": {
+                        "type": ["object", "null"],
+                        "description": "The step runs only if its input does not contain this JSON."
+                    },
+                    "when_unmet": {
+                        "enum": WHEN_UNMET.iter().map(|w| json!(w)).chain([Value::Null]).collect::<Vec<_>>(),
+                        "default": "skip",
+                        "description": "When the condition is not met: skip the step (its key is then absent from its dependents' input), skip it and every step after it (skip_cascade), or fail the run (fail)."
+                    },
+                    "start_delay": option("start_delay", "Seconds between the step becoming ready and its tasks becoming visible to workers (a durable sleep).", None),
+                    "flow": {
+                        "type": ["string", "null"],
+                        "pattern": SLUG_PATTERN,
+                        "maxLength": MAX_WORKFLOW_SLUG_LEN,
+                        "description": "A workflow this step runs as a sub-flow: the step starts a run of it with the step's input (a map step: one run per element) and takes its output."
+                    },
                     "description": description
                 },
                 "allOf": [
@@ -96,6 +137,10 @@ pub fn flow_schema(max_steps: usize) -> Value {
                         "if": {"properties": {"type": {"const": "map"}}, "required": ["type"]},
                         "then": {"properties": {"depends_on": {"maxItems": 1}}},
                         "else": {"properties": {"initial_tasks": {"type": "null"}}}
+                    },
+                    {
+                        "if": {"properties": {"type": {"const": "event"}}, "required": ["type"]},
+                        "then": {"properties": {"flow": {"type": "null"}, "start_delay": {"type": "null"}}}
                     }
                 ]
             }

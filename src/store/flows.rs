@@ -10,12 +10,24 @@ use pgrx::AllocatedByRust;
 
 pub type Row = PgHeapTuple<'static, AllocatedByRust>;
 
+fn flow_options(r: &pgrx::spi::SpiHeapTupleData<'_>, first: usize) -> QfResult<FlowOptions> {
+    Ok(FlowOptions {
+        max_attempts: req(r, first)?,
+        timeout: req(r, first + 1)?,
+        base_delay: req(r, first + 2)?,
+        run_timeout: col(r, first + 3)?,
+        concurrency_key: col(r, first + 4)?,
+        max_concurrency: col(r, first + 5)?,
+    })
+}
+
 /// A workflow's options as stored.
 pub fn options(slug: &str) -> QfResult<Option<FlowOptions>> {
     query_opt(
-        "SELECT max_attempts, timeout, base_delay FROM quantum_flow.workflows WHERE workflow_slug = $1",
+        "SELECT max_attempts, timeout, base_delay, run_timeout, concurrency_key, max_concurrency \
+         FROM quantum_flow.workflows WHERE workflow_slug = $1",
         &[slug.into()],
-        |r| Ok(FlowOptions { max_attempts: req(r, 1)?, timeout: req(r, 2)?, base_delay: req(r, 3)? }),
+        |r| flow_options(r, 1),
     )
 }
 
@@ -41,13 +53,17 @@ pub fn lock_for_run(slug: &str) -> QfResult<bool> {
 /// Inserts a workflow; false when one with this slug (in any letter case) exists.
 pub fn insert(slug: &str, o: &FlowOptions) -> QfResult<bool> {
     Ok(execute(
-        "INSERT INTO quantum_flow.workflows (workflow_slug, max_attempts, timeout, base_delay) \
-         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING 1",
+        "INSERT INTO quantum_flow.workflows (workflow_slug, max_attempts, timeout, base_delay, \
+                run_timeout, concurrency_key, max_concurrency) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING 1",
         &[
             slug.into(),
             o.max_attempts.into(),
             o.timeout.into(),
             o.base_delay.into(),
+            o.run_timeout.into(),
+            o.concurrency_key.clone().into(),
+            o.max_concurrency.into(),
         ],
     )? == 1)
 }
@@ -77,6 +93,31 @@ pub fn all_rows() -> QfResult<Vec<Row>> {
     )
 }
 
+/// The workflows `from` starts through its sub-flow steps and theirs, as a path from `from`
+/// to `to` (both included), when `to` is among them.
+pub fn sub_flow_path(from: &str, to: &str) -> QfResult<Option<Vec<String>>> {
+    query_opt(
+        "WITH RECURSIVE reach(workflow_slug, path) AS ( \
+           SELECT $1::text, ARRAY[$1::text] \
+           UNION ALL \
+           SELECT s.flow, r.path || s.flow \
+           FROM reach r JOIN quantum_flow.workflow_steps s ON s.workflow_slug = r.workflow_slug \
+           WHERE s.flow IS NOT NULL AND NOT s.flow = ANY(r.path)) \
+         SELECT path FROM reach WHERE workflow_slug = $2 LIMIT 1",
+        &[from.into(), to.into()],
+        |r| req(r, 1),
+    )
+}
+
+/// A workflow's step slugs, in step order.
+pub fn step_slugs(workflow_slug: &str) -> QfResult<Vec<String>> {
+    query(
+        "SELECT step_slug FROM quantum_flow.workflow_steps WHERE workflow_slug = $1 ORDER BY step_index",
+        &[workflow_slug.into()],
+        |r| req(r, 1),
+    )
+}
+
 /// Every workflow's slug, in order.
 pub fn all_slugs() -> QfResult<Vec<String>> {
     query(
@@ -86,16 +127,18 @@ pub fn all_slugs() -> QfResult<Vec<String>> {
     )
 }
 
+/// Runs of the workflow that have not ended (started or paused).
 pub fn started_run_count(slug: &str) -> QfResult<i64> {
     query_opt(
-        "SELECT count(*) FROM quantum_flow.runs WHERE workflow_slug = $1 AND status = 'started'",
+        "SELECT count(*) FROM quantum_flow.runs WHERE workflow_slug = $1 AND status IN ('started', 'paused')",
         &[slug.into()],
         |r| req(r, 1),
     )
     .map(|n| n.unwrap_or(0))
 }
 
-/// Deletes a workflow with its steps, edges, runs, step states, tasks and counters (the
+/// Deletes a workflow with its steps, edges, runs, step states, tasks, counters and
+/// concurrency slots (the
 /// tables have no foreign keys to cascade: see sql/bootstrap.sql). Each table is reached by
 /// key: the runs by workflow, the rest by run.
 pub fn delete(slug: &str) -> QfResult<()> {
@@ -110,6 +153,10 @@ pub fn delete(slug: &str) -> QfResult<()> {
            DELETE FROM quantum_flow.step_states ss USING doomed d WHERE ss.run_id = d.run_id), \
          run_rows AS ( \
            DELETE FROM quantum_flow.runs WHERE workflow_slug = $1), \
+         waiting AS ( \
+           DELETE FROM quantum_flow.waiting_tasks WHERE workflow_slug = $1), \
+         slots AS ( \
+           DELETE FROM quantum_flow.concurrency_slots WHERE workflow_slug = $1), \
          edges AS ( \
            DELETE FROM quantum_flow.workflow_step_dependencies_def WHERE workflow_slug = $1), \
          steps AS ( \
@@ -120,27 +167,53 @@ pub fn delete(slug: &str) -> QfResult<()> {
     Ok(())
 }
 
+/// The columns `step_def_row` reads, with `s` the workflow_steps row (a macro, so that
+/// statements built with it stay `'static` text).
+macro_rules! step_def_columns {
+    () => {
+        "s.step_slug, s.step_type, s.initial_tasks, s.max_attempts, s.timeout, s.base_delay, \
+         ARRAY(SELECT d.dep_slug FROM quantum_flow.workflow_step_dependencies_def d \
+               WHERE d.workflow_slug = s.workflow_slug AND d.step_slug = s.step_slug \
+               ORDER BY d.dep_index), \
+         s.if_matches, s.if_not_matches, s.when_unmet, s.start_delay, s.flow, s.description"
+    };
+}
+
+/// A step definition from the columns of `step_def_columns!`, with its description.
+fn step_def_row(r: &pgrx::spi::SpiHeapTupleData<'_>) -> QfResult<(StepDef, Option<String>)> {
+    let json =
+        |i| -> QfResult<Option<serde_json::Value>> { Ok(col::<pgrx::JsonB>(r, i)?.map(|j| j.0)) };
+    Ok((
+        StepDef {
+            step_slug: req(r, 1)?,
+            step_type: req(r, 2)?,
+            initial_tasks: col(r, 3)?,
+            max_attempts: col(r, 4)?,
+            timeout: col(r, 5)?,
+            base_delay: col(r, 6)?,
+            depends_on: req::<Vec<String>>(r, 7)?,
+            if_matches: json(8)?,
+            if_not_matches: json(9)?,
+            when_unmet: req(r, 10)?,
+            start_delay: col(r, 11)?,
+            flow: col(r, 12)?,
+        },
+        col(r, 13)?,
+    ))
+}
+
 /// A stored step, in the shape `add_step` compares against.
 pub fn step_def(workflow_slug: &str, step_slug: &str) -> QfResult<Option<StepDef>> {
-    query_opt(
-        "SELECT s.step_type, s.initial_tasks, s.max_attempts, s.timeout, s.base_delay, \
-                ARRAY(SELECT d.dep_slug FROM quantum_flow.workflow_step_dependencies_def d \
-                      WHERE d.workflow_slug = s.workflow_slug AND d.step_slug = s.step_slug \
-                      ORDER BY d.dep_index) \
-         FROM quantum_flow.workflow_steps s WHERE s.workflow_slug = $1 AND s.step_slug = $2",
+    Ok(query_opt(
+        concat!(
+            "SELECT ",
+            step_def_columns!(),
+            " FROM quantum_flow.workflow_steps s WHERE s.workflow_slug = $1 AND s.step_slug = $2"
+        ),
         &[workflow_slug.into(), step_slug.into()],
-        |r| {
-            Ok(StepDef {
-                step_slug: step_slug.to_string(),
-                step_type: req(r, 1)?,
-                initial_tasks: col(r, 2)?,
-                max_attempts: col(r, 3)?,
-                timeout: col(r, 4)?,
-                base_delay: col(r, 5)?,
-                depends_on: req::<Vec<String>>(r, 6)?,
-            })
-        },
-    )
+        step_def_row,
+    )?
+    .map(|(def, _)| def))
 }
 
 pub fn step_row(workflow_slug: &str, step_slug: &str) -> QfResult<Option<Row>> {
@@ -168,9 +241,10 @@ pub fn insert_step(workflow_slug: &str, s: &StepDef) -> QfResult<()> {
     execute(
         "WITH step AS ( \
            INSERT INTO quantum_flow.workflow_steps (workflow_slug, step_slug, step_type, step_index, \
-                  deps_count, initial_tasks, max_attempts, timeout, base_delay) \
+                  deps_count, initial_tasks, max_attempts, timeout, base_delay, \
+                  if_matches, if_not_matches, when_unmet, start_delay, flow) \
            SELECT $1, $2, $3, (SELECT count(*) FROM quantum_flow.workflow_steps WHERE workflow_slug = $1), \
-                  cardinality($4::text[]), $5, $6, $7, $8 \
+                  cardinality($4::text[]), $5, $6, $7, $8, $9, $10, $11, $12, $13 \
            RETURNING workflow_slug, step_slug) \
          INSERT INTO quantum_flow.workflow_step_dependencies_def (workflow_slug, dep_slug, step_slug, dep_index) \
          SELECT step.workflow_slug, d.slug, step.step_slug, (d.ord - 1)::int \
@@ -184,6 +258,11 @@ pub fn insert_step(workflow_slug: &str, s: &StepDef) -> QfResult<()> {
             s.max_attempts.into(),
             s.timeout.into(),
             s.base_delay.into(),
+            s.if_matches.clone().map(pgrx::JsonB).into(),
+            s.if_not_matches.clone().map(pgrx::JsonB).into(),
+            s.when_unmet.as_str().into(),
+            s.start_delay.into(),
+            s.flow.clone().into(),
         ],
     )?;
     Ok(())
@@ -192,46 +271,39 @@ pub fn insert_step(workflow_slug: &str, s: &StepDef) -> QfResult<()> {
 /// A workflow as a flow document (`export_flow`), steps in step order, dependencies in the
 /// order given; options a step does not set are left out.
 pub fn document(slug: &str) -> QfResult<Option<FlowDocument>> {
-    let Some(mut doc) = query_opt(
-        "SELECT workflow_slug, max_attempts, timeout, base_delay, description \
+    let Some((options, description)) = query_opt(
+        "SELECT max_attempts, timeout, base_delay, run_timeout, concurrency_key, max_concurrency, \
+                description \
          FROM quantum_flow.workflows WHERE workflow_slug = $1",
         &[slug.into()],
-        |r| {
-            Ok(FlowDocument {
-                workflow_slug: req(r, 1)?,
-                max_attempts: req(r, 2)?,
-                timeout: req(r, 3)?,
-                base_delay: req(r, 4)?,
-                description: col(r, 5)?,
-                steps: Vec::new(),
-            })
-        },
+        |r| Ok((flow_options(r, 1)?, col::<String>(r, 7)?)),
     )?
     else {
         return Ok(None);
     };
-    doc.steps = query(
-        "SELECT s.step_slug, \
-                ARRAY(SELECT d.dep_slug FROM quantum_flow.workflow_step_dependencies_def d \
-                      WHERE d.workflow_slug = s.workflow_slug AND d.step_slug = s.step_slug \
-                      ORDER BY d.dep_index), \
-                s.step_type, s.initial_tasks, s.max_attempts, s.timeout, s.base_delay, s.description \
-         FROM quantum_flow.workflow_steps s WHERE s.workflow_slug = $1 ORDER BY s.step_index",
+    let steps = query(
+        concat!(
+            "SELECT ",
+            step_def_columns!(),
+            " FROM quantum_flow.workflow_steps s WHERE s.workflow_slug = $1 ORDER BY s.step_index"
+        ),
         &[slug.into()],
         |r| {
-            Ok(StepDocument {
-                slug: req(r, 1)?,
-                depends_on: req(r, 2)?,
-                step_type: req(r, 3)?,
-                initial_tasks: col(r, 4)?,
-                max_attempts: col(r, 5)?,
-                timeout: col(r, 6)?,
-                base_delay: col(r, 7)?,
-                description: col(r, 8)?,
-            })
+            let (def, description) = step_def_row(r)?;
+            Ok(StepDocument::from_step_def(def, description))
         },
     )?;
-    Ok(Some(doc))
+    Ok(Some(FlowDocument {
+        workflow_slug: slug.to_string(),
+        max_attempts: options.max_attempts,
+        timeout: options.timeout,
+        base_delay: options.base_delay,
+        run_timeout: options.run_timeout,
+        concurrency_key: options.concurrency_key,
+        max_concurrency: options.max_concurrency,
+        description,
+        steps,
+    }))
 }
 
 /// Sets the descriptions a flow document gives (define_flow).
@@ -267,6 +339,8 @@ pub fn flow_document(slug: &str) -> QfResult<Option<Jsonb>> {
                                              '[]'::jsonb), \
                       'initial_tasks', s.initial_tasks, 'max_attempts', s.max_attempts, \
                       'timeout', s.timeout, 'base_delay', s.base_delay, \
+                      'if', s.if_matches, 'if_not', s.if_not_matches, 'when_unmet', s.when_unmet, \
+                      'start_delay', s.start_delay, 'flow', s.flow, \
                       'description', s.description) ORDER BY s.step_index) \
              FROM quantum_flow.workflow_steps s WHERE s.workflow_slug = w.workflow_slug), '[]'::jsonb)) \
          FROM quantum_flow.workflows w WHERE w.workflow_slug = $1",

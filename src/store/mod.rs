@@ -21,6 +21,39 @@ thread_local! {
     /// backend keeps a fixed, small set of statements for its lifetime.
     static PLANS: RefCell<HashMap<usize, &'static OwnedPreparedStatement>> =
         RefCell::new(HashMap::new());
+    /// Kept plans of statements whose text is built at run time (one per queue), keyed by
+    /// their text. PostgreSQL's plan cache re-plans them when a table they name changes, so a
+    /// queue dropped and created again is found by its name.
+    static DYNAMIC_PLANS: RefCell<HashMap<String, &'static OwnedPreparedStatement>> =
+        RefCell::new(HashMap::new());
+}
+
+/// Like `query`, for a statement whose text is built at run time from validated, quoted
+/// names (a queue's table): prepared once per backend and text, so it can be on the hot path.
+pub fn query_prepared<R>(
+    sql: &str,
+    args: &[DatumWithOid<'_>],
+    mut on_row: impl FnMut(&SpiHeapTupleData<'_>) -> QfResult<R>,
+) -> QfResult<Vec<R>> {
+    Spi::connect(|client| {
+        let cached = DYNAMIC_PLANS.with(|p| p.borrow().get(sql).copied());
+        let plan = match cached {
+            Some(plan) => plan,
+            None => {
+                let types: Vec<PgOid> = args.iter().map(|a| PgOid::from(a.oid())).collect();
+                let plan: &'static OwnedPreparedStatement =
+                    Box::leak(Box::new(client.prepare_mut(sql, &types)?.keep()));
+                DYNAMIC_PLANS.with(|p| p.borrow_mut().insert(sql.to_string(), plan));
+                plan
+            }
+        };
+        let table = client.select(plan, None, args)?;
+        let mut out = Vec::with_capacity(table.len());
+        for row in table {
+            out.push(on_row(&row)?);
+        }
+        Ok(out)
+    })
 }
 
 /// Runs the statement `sql` with `args` and maps each result row with `on_row`.

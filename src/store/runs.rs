@@ -5,24 +5,67 @@ use crate::engine::graph::StepState;
 use crate::engine::COUNTER_SHARDS;
 use crate::error::QfResult;
 use crate::jsonb::Jsonb;
-use crate::queue::TaskKey;
+use crate::queue::{TaskKey, Timer};
 use crate::settings::JSONB_MAX_BYTES;
 use pgrx::datum::Uuid;
 
-/// Creates a run with one step state per step; false when `run_id` is taken.
-pub fn insert(run_id: Uuid, workflow_slug: &str, input: Jsonb) -> QfResult<bool> {
-    let inserted = execute(
-        "INSERT INTO quantum_flow.runs (run_id, workflow_slug, input, remaining_steps) \
-         SELECT $1, $2, $3, count(*) FROM quantum_flow.workflow_steps WHERE workflow_slug = $2 \
-         ON CONFLICT (run_id) DO NOTHING RETURNING 1",
-        &[run_id.into(), workflow_slug.into(), input.into()],
-    )? == 1;
-    if inserted {
+/// A run to create: who started it and when it may start.
+pub struct NewRun<'a> {
+    pub run_id: Uuid,
+    pub workflow_slug: &'a str,
+    pub input: Jsonb,
+    /// `start_flow(..., start_at)`: its first tasks become visible then.
+    pub start_at: Option<pgrx::datum::TimestampWithTimeZone>,
+    /// A sub-flow step's task that this run carries out (run, step, task index).
+    pub parent: Option<(Uuid, &'a str, i32)>,
+}
+
+/// What `insert` created: the run's concurrency key value (None: not limited) and whether it
+/// has a deadline.
+pub struct Inserted {
+    pub key_value: Option<String>,
+    pub has_deadline: bool,
+}
+
+/// Creates a run with one step state per step; None when `run_id` is taken. Its deadline is
+/// the workflow's `run_timeout` after it starts (at `start_at` when that is later); its
+/// concurrency key value is the flow input's value at the workflow's `concurrency_key`, as
+/// text (a run whose input lacks the key, or has null there, is not limited).
+pub fn insert(run: &NewRun<'_>) -> QfResult<Option<Inserted>> {
+    let (parent_run, parent_step, parent_task) = match run.parent {
+        Some((r, s, t)) => (Some(r), Some(s), Some(t)),
+        None => (None, None, None),
+    };
+    let inserted = query_opt(
+        "INSERT INTO quantum_flow.runs (run_id, workflow_slug, input, remaining_steps, start_at, deadline, \
+                concurrency_value, parent_run_id, parent_step_slug, parent_task_index) \
+         SELECT $1, $2, $3, (SELECT count(*) FROM quantum_flow.workflow_steps WHERE workflow_slug = $2), \
+                $4, greatest(clock_timestamp(), coalesce($4, clock_timestamp())) + make_interval(secs => w.run_timeout), \
+                CASE WHEN w.concurrency_key IS NOT NULL THEN $3 ->> w.concurrency_key END, $5, $6, $7 \
+         FROM quantum_flow.workflows w WHERE w.workflow_slug = $2 \
+         ON CONFLICT (run_id) DO NOTHING RETURNING concurrency_value, deadline IS NOT NULL",
+        &[
+            run.run_id.into(),
+            run.workflow_slug.into(),
+            run.input.into(),
+            run.start_at.into(),
+            parent_run.into(),
+            parent_step.into(),
+            parent_task.into(),
+        ],
+        |r| {
+            Ok(Inserted {
+                key_value: col(r, 1)?,
+                has_deadline: req(r, 2)?,
+            })
+        },
+    )?;
+    if inserted.is_some() {
         execute(
             "INSERT INTO quantum_flow.step_states (run_id, step_slug, workflow_slug, remaining_deps) \
              SELECT $1, step_slug, workflow_slug, deps_count FROM quantum_flow.workflow_steps \
              WHERE workflow_slug = $2",
-            &[run_id.into(), workflow_slug.into()],
+            &[run.run_id.into(), run.workflow_slug.into()],
         )?;
     }
     Ok(inserted)
@@ -67,9 +110,35 @@ pub struct StepSource {
     pub step_type: String,
     /// The dependency a map step maps over (None: the flow input).
     pub source_step: Option<String>,
+    /// Whether that dependency was skipped (then so is the map step: it has no array).
+    pub source_skipped: bool,
     /// JSON type of the array a map step maps over, and its length when it is an array.
     pub source_type: Option<String>,
     pub source_len: Option<i32>,
+    /// Whether the step's input meets its condition (None: the step has none).
+    pub condition_met: Option<bool>,
+    pub when_unmet: String,
+    /// The workflow a sub-flow step starts runs of.
+    pub flow: Option<String>,
+    /// An event step whose event arrived before it was ready.
+    pub has_early_event: bool,
+    /// When its tasks (or child runs) may start: `start_delay` from now, not before the
+    /// run's `start_at`.
+    pub visible_at: Option<pgrx::datum::TimestampWithTimeZone>,
+}
+
+/// The object a step's condition is tested against, and a single step's input without the
+/// flow input's size: `{"run": <flow input>, "<dep>": <output>, ...}` over its completed
+/// dependencies (`$1` the run, `ws` the step; a macro so statements stay `'static`).
+macro_rules! step_input {
+    () => {
+        "(jsonb_build_object('run', (SELECT r.input FROM quantum_flow.runs r WHERE r.run_id = $1)) \
+          || coalesce((SELECT jsonb_object_agg(d.dep_slug, ds.output) \
+                       FROM quantum_flow.workflow_step_dependencies_def d \
+                       JOIN quantum_flow.step_states ds ON ds.run_id = $1 AND ds.step_slug = d.dep_slug \
+                       WHERE d.workflow_slug = ws.workflow_slug AND d.step_slug = ws.step_slug \
+                         AND ds.status = 'completed'), '{}'::jsonb))"
+    };
 }
 
 pub fn step_source(
@@ -78,31 +147,108 @@ pub fn step_source(
     step_slug: &str,
 ) -> QfResult<Option<StepSource>> {
     query_opt(
-        "WITH s AS ( \
-           SELECT ws.step_type, \
-                  CASE WHEN ws.step_type = 'map' THEN \
-                    (SELECT d.dep_slug FROM quantum_flow.workflow_step_dependencies_def d \
-                     WHERE d.workflow_slug = ws.workflow_slug AND d.step_slug = ws.step_slug) END AS source_step \
-           FROM quantum_flow.workflow_steps ws WHERE ws.workflow_slug = $2 AND ws.step_slug = $3), \
-         src AS ( \
-           SELECT s.*, CASE WHEN s.step_type <> 'map' THEN NULL \
-                            WHEN s.source_step IS NULL THEN (SELECT r.input FROM quantum_flow.runs r WHERE r.run_id = $1) \
-                            ELSE (SELECT ss.output FROM quantum_flow.step_states ss \
-                                  WHERE ss.run_id = $1 AND ss.step_slug = s.source_step) END AS arr \
-           FROM s) \
-         SELECT step_type, source_step, jsonb_typeof(arr), \
-                CASE WHEN jsonb_typeof(arr) = 'array' THEN jsonb_array_length(arr) END \
-         FROM src",
+        concat!(
+            "WITH s AS ( \
+               SELECT ws.step_type, ws.when_unmet, ws.flow, \
+                      CASE WHEN ws.step_type = 'map' THEN \
+                        (SELECT d.dep_slug FROM quantum_flow.workflow_step_dependencies_def d \
+                         WHERE d.workflow_slug = ws.workflow_slug AND d.step_slug = ws.step_slug) END AS source_step, \
+                      CASE WHEN ws.if_matches IS NOT NULL OR ws.if_not_matches IS NOT NULL THEN \
+                        (SELECT (ws.if_matches IS NULL OR i.input @> ws.if_matches) \
+                                AND (ws.if_not_matches IS NULL OR NOT i.input @> ws.if_not_matches) \
+                         FROM (SELECT ",
+            step_input!(),
+            " AS input) i) END AS condition_met, \
+                      (SELECT ss.event_payload IS NOT NULL FROM quantum_flow.step_states ss \
+                       WHERE ss.run_id = $1 AND ss.step_slug = ws.step_slug) AS has_early_event, \
+                      (SELECT greatest(clock_timestamp(), coalesce(r.start_at, clock_timestamp())) \
+                              + make_interval(secs => coalesce(ws.start_delay, 0)) \
+                       FROM quantum_flow.runs r WHERE r.run_id = $1) AS visible_at \
+               FROM quantum_flow.workflow_steps ws WHERE ws.workflow_slug = $2 AND ws.step_slug = $3), \
+             src AS ( \
+               SELECT s.*, \
+                      (SELECT ss.status = 'skipped' FROM quantum_flow.step_states ss \
+                       WHERE ss.run_id = $1 AND ss.step_slug = s.source_step) AS source_skipped, \
+                      CASE WHEN s.step_type <> 'map' THEN NULL \
+                           WHEN s.source_step IS NULL THEN (SELECT r.input FROM quantum_flow.runs r WHERE r.run_id = $1) \
+                           ELSE (SELECT ss.output FROM quantum_flow.step_states ss \
+                                 WHERE ss.run_id = $1 AND ss.step_slug = s.source_step) END AS arr \
+               FROM s) \
+             SELECT step_type, source_step, coalesce(source_skipped, false), jsonb_typeof(arr), \
+                    CASE WHEN jsonb_typeof(arr) = 'array' THEN jsonb_array_length(arr) END, \
+                    condition_met, when_unmet, flow, coalesce(has_early_event, false), visible_at \
+             FROM src"
+        ),
         &[run_id.into(), workflow_slug.into(), step_slug.into()],
         |r| {
             Ok(StepSource {
                 step_type: req(r, 1)?,
                 source_step: col(r, 2)?,
-                source_type: col(r, 3)?,
-                source_len: col(r, 4)?,
+                source_skipped: req(r, 3)?,
+                source_type: col(r, 4)?,
+                source_len: col(r, 5)?,
+                condition_met: col(r, 6)?,
+                when_unmet: req(r, 7)?,
+                flow: col(r, 8)?,
+                has_early_event: req(r, 9)?,
+                visible_at: col(r, 10)?,
             })
         },
     )
+}
+
+/// A sub-flow step's input for its child run: the single step's input, or a map step's
+/// array elements in order.
+pub fn sub_flow_inputs(run_id: Uuid, workflow_slug: &str, step_slug: &str) -> QfResult<Vec<Jsonb>> {
+    query(
+        concat!(
+            "WITH ws AS (SELECT * FROM quantum_flow.workflow_steps WHERE workflow_slug = $2 AND step_slug = $3) \
+             SELECT ",
+            step_input!(),
+            " FROM ws WHERE ws.step_type <> 'map' \
+             UNION ALL \
+             SELECT e.item FROM ( \
+               SELECT e.item, e.ord \
+               FROM ws, jsonb_array_elements(CASE WHEN ws.step_type = 'map' THEN \
+                      coalesce((SELECT ss.output FROM quantum_flow.step_states ss \
+                                JOIN quantum_flow.workflow_step_dependencies_def d \
+                                  ON d.workflow_slug = ws.workflow_slug AND d.step_slug = ws.step_slug \
+                                WHERE ss.run_id = $1 AND ss.step_slug = d.dep_slug), \
+                               (SELECT r.input FROM quantum_flow.runs r WHERE r.run_id = $1)) \
+                      ELSE '[]'::jsonb END) WITH ORDINALITY AS e(item, ord) \
+               ORDER BY e.ord) e"
+        ),
+        &[run_id.into(), workflow_slug.into(), step_slug.into()],
+        |r| req(r, 1),
+    )
+}
+
+/// Marks a ready step skipped (its condition was not met, or the array it maps over does not
+/// exist). It has no tasks and no output.
+pub fn skip_step(run_id: Uuid, step_slug: &str) -> QfResult<()> {
+    execute(
+        "UPDATE quantum_flow.step_states SET status = 'skipped', tasks_total = 0 \
+         WHERE run_id = $1 AND step_slug = $2 AND status = 'created' RETURNING 1",
+        &[run_id.into(), step_slug.into()],
+    )?;
+    Ok(())
+}
+
+/// Skips every step that depends on `step_slug`, directly or not, and has not started (a
+/// `skip_cascade`). Returns how many it skipped.
+pub fn skip_descendants(run_id: Uuid, workflow_slug: &str, step_slug: &str) -> QfResult<i32> {
+    Ok(execute(
+        "WITH RECURSIVE below(step_slug) AS ( \
+           SELECT d.step_slug FROM quantum_flow.workflow_step_dependencies_def d \
+           WHERE d.workflow_slug = $2 AND d.dep_slug = $3 \
+           UNION \
+           SELECT d.step_slug FROM below b JOIN quantum_flow.workflow_step_dependencies_def d \
+             ON d.workflow_slug = $2 AND d.dep_slug = b.step_slug) \
+         UPDATE quantum_flow.step_states ss SET status = 'skipped', tasks_total = 0 \
+         FROM below b WHERE ss.run_id = $1 AND ss.step_slug = b.step_slug AND ss.status = 'created' \
+         RETURNING 1",
+        &[run_id.into(), workflow_slug.into(), step_slug.into()],
+    )? as i32)
 }
 
 /// A map step over an empty array: no tasks, completed at once with output `[]`.
@@ -200,18 +346,20 @@ pub fn finish_step(run_id: Uuid, step_slug: &str) -> QfResult<Option<i64>> {
     Ok(None)
 }
 
-/// Counts a completed step against its run, which must still be started. Returns the steps
-/// still to complete, or None when the run is no longer started (it failed meanwhile).
-pub fn count_completed_step(run_id: Uuid) -> QfResult<Option<i32>> {
+/// Counts `n` finished (completed or skipped) steps against their run, which must still be
+/// started or paused. Returns the steps still to finish, or None when the run has ended (it
+/// failed meanwhile).
+pub fn count_finished_steps(run_id: Uuid, n: i32) -> QfResult<Option<i32>> {
     query_opt(
-        "UPDATE quantum_flow.runs SET remaining_steps = remaining_steps - 1 \
-         WHERE run_id = $1 AND status = 'started' RETURNING remaining_steps",
-        &[run_id.into()],
+        "UPDATE quantum_flow.runs SET remaining_steps = remaining_steps - $2 \
+         WHERE run_id = $1 AND status IN ('started', 'paused') RETURNING remaining_steps",
+        &[run_id.into(), n.into()],
         |r| req(r, 1),
     )
 }
 
-/// Completes a run; its output holds every leaf step's output. Returns None when done, or the
+/// Completes a run; its output holds every completed leaf step's output (skipped leaves
+/// have none: a run whose leaves were all skipped has output `{}`). Returns None when done, or the
 /// size in bytes the output would have had when it does not fit in a jsonb (nothing is
 /// written then: the caller fails the run).
 pub fn complete_run(run_id: Uuid) -> QfResult<Option<i64>> {
@@ -219,7 +367,7 @@ pub fn complete_run(run_id: Uuid) -> QfResult<Option<i64>> {
         "SELECT bytes FROM ( \
            SELECT (8 + coalesce(sum(quantum_flow.jsonb_raw_size(ss.output) + length(ss.step_slug) + 11), 0))::bigint AS bytes \
            FROM quantum_flow.runs r JOIN quantum_flow.step_states ss ON ss.run_id = r.run_id \
-           WHERE r.run_id = $1 \
+           WHERE r.run_id = $1 AND ss.status = 'completed' \
              AND NOT EXISTS (SELECT 1 FROM quantum_flow.workflow_step_dependencies_def d \
                              WHERE d.workflow_slug = r.workflow_slug AND d.dep_slug = ss.step_slug)) leaves \
          WHERE bytes > $2",
@@ -234,7 +382,7 @@ pub fn complete_run(run_id: Uuid) -> QfResult<Option<i64>> {
          SET status = 'completed', completed_at = clock_timestamp(), \
              output = (SELECT coalesce(jsonb_object_agg(ss.step_slug, ss.output), '{}'::jsonb) \
                        FROM quantum_flow.step_states ss \
-                       WHERE ss.run_id = r.run_id \
+                       WHERE ss.run_id = r.run_id AND ss.status = 'completed' \
                          AND NOT EXISTS (SELECT 1 FROM quantum_flow.workflow_step_dependencies_def d \
                                          WHERE d.workflow_slug = r.workflow_slug AND d.dep_slug = ss.step_slug)) \
          WHERE r.run_id = $1",
@@ -243,8 +391,8 @@ pub fn complete_run(run_id: Uuid) -> QfResult<Option<i64>> {
     Ok(None)
 }
 
-/// Counts a completed step against each of its dependents; returns the dependents that have
-/// no dependency left, in definition order.
+/// Counts a finished step against each of its dependents that has not been skipped; returns
+/// the dependents that have no dependency left, in definition order.
 pub fn ready_dependents(
     run_id: Uuid,
     workflow_slug: &str,
@@ -254,7 +402,7 @@ pub fn ready_dependents(
         "UPDATE quantum_flow.step_states ss SET remaining_deps = ss.remaining_deps - 1 \
          FROM quantum_flow.workflow_step_dependencies_def d, quantum_flow.workflow_steps ws \
          WHERE d.workflow_slug = $2 AND d.dep_slug = $3 AND ss.run_id = $1 AND ss.step_slug = d.step_slug \
-           AND ws.workflow_slug = d.workflow_slug AND ws.step_slug = d.step_slug \
+           AND ws.workflow_slug = d.workflow_slug AND ws.step_slug = d.step_slug AND ss.status = 'created' \
          RETURNING ss.remaining_deps, ws.step_index, ss.step_slug",
         &[run_id.into(), workflow_slug.into(), step_slug.into()],
         |r| Ok((req::<i32>(r, 1)?, req::<i32>(r, 2)?, req::<String>(r, 3)?)),
@@ -269,52 +417,75 @@ pub fn ready_dependents(
 
 /// What `fail_task` did to a task.
 pub struct FailedAttempt {
-    /// `queued` (will be retried) or `failed` (attempts exhausted).
+    /// `queued` (will be retried) or `failed` (attempts exhausted, or not to be retried).
     pub status: String,
     pub attempts: i32,
-    pub message_id: i64,
+    /// None for a sub-flow step's task (its child run carries it).
+    pub message_id: Option<i64>,
     pub workflow_slug: String,
     pub base_delay: i32,
+    /// The run's concurrency key value (None: not limited).
+    pub key_value: Option<String>,
 }
 
-/// Records a failed attempt of a started task of a started run.
+/// Who reports a failed attempt: a worker (for a task it claimed, optionally naming the
+/// attempt) or a sub-flow step's child run (for the task it carries out).
+#[derive(Debug, Clone, Copy)]
+pub enum FailedBy {
+    Worker { attempt: Option<i32> },
+    Child(Uuid),
+}
+
+/// Records a failed attempt of a started task of a started or paused run. With `retry`
+/// false, or no attempts left (counted from `attempts_base`), the task fails for good.
 pub fn fail_attempt(
     run_id: Uuid,
     step_slug: &str,
     task_index: i32,
     error_message: &str,
-    attempt: Option<i32>,
+    by: FailedBy,
+    retry: bool,
 ) -> QfResult<Option<FailedAttempt>> {
+    let (attempt, child) = match by {
+        FailedBy::Worker { attempt } => (attempt, None),
+        FailedBy::Child(child) => (None, Some(child)),
+    };
     query_opt(
         "WITH r AS MATERIALIZED ( \
-           SELECT run_id, workflow_slug FROM quantum_flow.runs WHERE run_id = $1 AND status = 'started') \
+           SELECT run_id, workflow_slug, concurrency_value FROM quantum_flow.runs \
+           WHERE run_id = $1 AND status IN ('started', 'paused')) \
          UPDATE quantum_flow.step_tasks t \
-         SET status = CASE WHEN t.attempts_count >= coalesce(ws.max_attempts, w.max_attempts) \
+         SET status = CASE WHEN NOT $7 OR t.attempts_count - t.attempts_base >= coalesce(ws.max_attempts, w.max_attempts) \
                            THEN 'failed' ELSE 'queued' END, \
              error_message = $4, \
-             failed_at = CASE WHEN t.attempts_count >= coalesce(ws.max_attempts, w.max_attempts) \
+             failed_at = CASE WHEN NOT $7 OR t.attempts_count - t.attempts_base >= coalesce(ws.max_attempts, w.max_attempts) \
                               THEN clock_timestamp() END \
          FROM r, quantum_flow.workflows w, quantum_flow.workflow_steps ws \
          WHERE t.run_id = $1 AND t.step_slug = $2 AND t.task_index = $3 AND t.status = 'started' \
            AND ($5::int IS NULL OR t.attempts_count = $5) \
            AND w.workflow_slug = r.workflow_slug \
            AND ws.workflow_slug = r.workflow_slug AND ws.step_slug = t.step_slug \
+           AND CASE WHEN $6::uuid IS NULL THEN ws.flow IS NULL \
+                    ELSE ws.flow IS NOT NULL AND t.child_run_id = $6 END \
          RETURNING t.status, t.attempts_count, t.message_id, r.workflow_slug, \
-                   coalesce(ws.base_delay, w.base_delay)",
+                   coalesce(ws.base_delay, w.base_delay), r.concurrency_value",
         &[
             run_id.into(),
             step_slug.into(),
             task_index.into(),
             error_message.into(),
             attempt.into(),
+            child.into(),
+            retry.into(),
         ],
         |r| {
             Ok(FailedAttempt {
                 status: req(r, 1)?,
                 attempts: req(r, 2)?,
-                message_id: req(r, 3)?,
+                message_id: col(r, 3)?,
                 workflow_slug: req(r, 4)?,
                 base_delay: req(r, 5)?,
+                key_value: col(r, 6)?,
             })
         },
     )
@@ -344,22 +515,32 @@ pub fn fail_step(run_id: Uuid, step_slug: &str, error_message: &str) -> QfResult
     Ok(())
 }
 
-/// Fails a started run; false when it was no longer started.
+/// Fails a started or paused run; false when it had ended.
 pub fn fail_run(run_id: Uuid, error_message: &str) -> QfResult<bool> {
     Ok(execute(
         "UPDATE quantum_flow.runs SET status = 'failed', error_message = $2, failed_at = clock_timestamp() \
-         WHERE run_id = $1 AND status = 'started' RETURNING 1",
+         WHERE run_id = $1 AND status IN ('started', 'paused') RETURNING 1",
         &[run_id.into(), error_message.into()],
     )? == 1)
 }
 
-/// A run's status and workflow.
-pub fn status_of(run_id: Uuid) -> QfResult<Option<(String, String)>> {
+/// A run's status, workflow and concurrency key value.
+pub fn status_of(run_id: Uuid) -> QfResult<Option<(String, String, Option<String>)>> {
     query_opt(
-        "SELECT status, workflow_slug FROM quantum_flow.runs WHERE run_id = $1",
+        "SELECT status, workflow_slug, concurrency_value FROM quantum_flow.runs WHERE run_id = $1",
         &[run_id.into()],
-        |r| Ok((req(r, 1)?, req(r, 2)?)),
+        |r| Ok((req(r, 1)?, req(r, 2)?, col(r, 3)?)),
     )
+}
+
+/// The time `seconds` from now (the database's clock).
+pub fn seconds_from_now(seconds: i32) -> QfResult<pgrx::datum::TimestampWithTimeZone> {
+    query_opt(
+        "SELECT clock_timestamp() + make_interval(secs => $1)",
+        &[seconds.into()],
+        |r| req(r, 1),
+    )?
+    .ok_or_else(|| crate::error::QfError::Internal("clock_timestamp() returned no row".into()))
 }
 
 /// What a complete/fail call that changed nothing found: the run (None: no such run).
@@ -441,10 +622,19 @@ pub fn run_document(run_id: Uuid) -> QfResult<Option<Jsonb>> {
                       'error_message', p.error_message) \
                     || CASE WHEN b.omit_steps AND p.output IS NOT NULL \
                             THEN '{\"output_omitted\": true}'::jsonb ELSE '{}'::jsonb END \
+                    || CASE WHEN ws.flow IS NOT NULL THEN jsonb_build_object('child_run_ids', coalesce(( \
+                              SELECT jsonb_agg(t.child_run_id ORDER BY t.task_index) FROM quantum_flow.step_tasks t \
+                              WHERE t.run_id = p.run_id AND t.step_slug = p.step_slug \
+                                AND t.child_run_id IS NOT NULL), '[]'::jsonb)) \
+                            ELSE '{}'::jsonb END \
                     ORDER BY p.step_index) \
-             FROM quantum_flow.step_progress p WHERE p.run_id = r.run_id), '[]'::jsonb)) \
+             FROM quantum_flow.step_progress p \
+             JOIN quantum_flow.workflow_steps ws ON ws.workflow_slug = r.workflow_slug AND ws.step_slug = p.step_slug \
+             WHERE p.run_id = r.run_id), '[]'::jsonb)) \
            || CASE WHEN b.omit_output AND r.output IS NOT NULL \
                    THEN '{\"output_omitted\": true}'::jsonb ELSE '{}'::jsonb END \
+           || jsonb_strip_nulls(jsonb_build_object('parent_run_id', r.parent_run_id, \
+                                                   'start_at', r.start_at, 'deadline', r.deadline)) \
          FROM r, budget b",
         &[run_id.into(), (JSONB_MAX_BYTES - DOCUMENT_OVERHEAD).into()],
         |r| req(r, 1),
@@ -485,13 +675,17 @@ pub fn lock_ended_runs(
     query(
         "WITH ended AS ( \
            SELECT r.run_id, r.workflow_slug FROM quantum_flow.runs r \
-           WHERE r.status <> 'started' AND (r.status = 'completed' OR NOT $2) \
+           WHERE r.status IN ('completed', 'failed') AND (r.status = 'completed' OR NOT $2) \
              AND coalesce(r.completed_at, r.failed_at) < now() - $1::interval \
            ORDER BY coalesce(r.completed_at, r.failed_at) \
            LIMIT $3 \
            FOR UPDATE OF r SKIP LOCKED) \
          SELECT e.run_id, e.workflow_slug, \
-                ARRAY(SELECT t.message_id FROM quantum_flow.step_tasks t WHERE t.run_id = e.run_id) \
+                ARRAY(SELECT t.message_id FROM quantum_flow.step_tasks t \
+                      WHERE t.run_id = e.run_id AND t.message_id IS NOT NULL \
+                      UNION ALL \
+                      SELECT r.timer_message_id FROM quantum_flow.runs r \
+                      WHERE r.run_id = e.run_id AND r.timer_message_id IS NOT NULL) \
          FROM ended e ORDER BY e.workflow_slug, e.run_id",
         &[older_than.into(), keep_failed.into(), max_runs.into()],
         |r| Ok((req(r, 1)?, req(r, 2)?, req(r, 3)?)),
@@ -503,7 +697,7 @@ pub fn lock_ended_runs(
 pub fn delete_ended(run_ids: Vec<Uuid>) -> QfResult<usize> {
     execute(
         "WITH doomed AS MATERIALIZED ( \
-           DELETE FROM quantum_flow.runs WHERE run_id = ANY($1) AND status <> 'started' \
+           DELETE FROM quantum_flow.runs WHERE run_id = ANY($1) AND status IN ('completed', 'failed') \
            RETURNING run_id), \
          shards AS ( \
            DELETE FROM quantum_flow.step_task_shards s USING doomed d WHERE s.run_id = d.run_id), \
@@ -514,4 +708,401 @@ pub fn delete_ended(run_ids: Vec<Uuid>) -> QfResult<usize> {
          SELECT 1 FROM doomed",
         &[run_ids.into()],
     )
+}
+
+/// A run's links, read when it ends: the sub-flow step task it carries out and its run timer.
+pub struct RunLinks {
+    pub parent: Option<TaskKey>,
+    pub timer_message_id: Option<i64>,
+}
+
+pub fn run_links(run_id: Uuid) -> QfResult<Option<RunLinks>> {
+    query_opt(
+        "SELECT parent_run_id, parent_step_slug, parent_task_index, timer_message_id \
+         FROM quantum_flow.runs WHERE run_id = $1",
+        &[run_id.into()],
+        |r| {
+            let parent_run: Option<Uuid> = col(r, 1)?;
+            let parent_step: Option<String> = col(r, 2)?;
+            let parent_task: Option<i32> = col(r, 3)?;
+            Ok(RunLinks {
+                parent: match (parent_run, parent_step, parent_task) {
+                    (Some(run_id), Some(step_slug), Some(task_index)) => Some(TaskKey {
+                        run_id,
+                        step_slug,
+                        task_index,
+                    }),
+                    _ => None,
+                },
+                timer_message_id: col(r, 4)?,
+            })
+        },
+    )
+}
+
+/// The run's child runs that have not ended, locked, in `run_id` order, skipping any another
+/// transaction holds (see `executor::end_children`), with their workflows.
+pub fn lock_live_children(run_id: Uuid) -> QfResult<Vec<(Uuid, String)>> {
+    query(
+        "SELECT run_id, workflow_slug FROM quantum_flow.runs \
+         WHERE parent_run_id = $1 AND status IN ('started', 'paused') \
+         ORDER BY run_id FOR UPDATE SKIP LOCKED",
+        &[run_id.into()],
+        |r| Ok((req(r, 1)?, req(r, 2)?)),
+    )
+}
+
+/// Live runs whose parent run has ended (their parent's failure could not lock them at the
+/// time), at most `limit`, locked, skipping any another transaction holds.
+pub fn lock_orphans(limit: i32) -> QfResult<Vec<(Uuid, String, Uuid, String)>> {
+    query(
+        "SELECT c.run_id, c.workflow_slug, p.run_id, p.status FROM quantum_flow.runs c \
+         JOIN quantum_flow.runs p ON p.run_id = c.parent_run_id \
+         WHERE c.parent_run_id IS NOT NULL AND c.status IN ('started', 'paused') \
+           AND p.status NOT IN ('started', 'paused') \
+         ORDER BY c.run_id LIMIT $1 FOR UPDATE OF c SKIP LOCKED",
+        &[limit.into()],
+        |r| Ok((req(r, 1)?, req(r, 2)?, req(r, 3)?, req(r, 4)?)),
+    )
+}
+
+/// Creates the tasks of a sub-flow step, started, one per child run (each with a new run
+/// id), and marks the step started. Returns the child run ids in task order.
+pub fn start_flow_tasks(
+    run_id: Uuid,
+    step_slug: &str,
+    n: i32,
+    is_map: bool,
+) -> QfResult<Vec<Uuid>> {
+    let children = query(
+        "WITH tasks AS ( \
+           INSERT INTO quantum_flow.step_tasks (run_id, step_slug, task_index, status, attempts_count, \
+                                                started_at, child_run_id) \
+           SELECT $1, $2, i, 'started', 1, clock_timestamp(), gen_random_uuid() \
+           FROM generate_series(0, $3 - 1) AS i \
+           RETURNING task_index, child_run_id), \
+         shards AS ( \
+           INSERT INTO quantum_flow.step_task_shards (run_id, step_slug, shard, tasks_total) \
+           SELECT $1, $2, i % $5, count(*) FROM generate_series(0, $3 - 1) AS i WHERE $4 GROUP BY i % $5), \
+         state AS ( \
+           UPDATE quantum_flow.step_states SET status = 'started', tasks_total = $3, started_at = clock_timestamp() \
+           WHERE run_id = $1 AND step_slug = $2) \
+         SELECT child_run_id FROM tasks ORDER BY task_index",
+        &[
+            run_id.into(),
+            step_slug.into(),
+            n.into(),
+            is_map.into(),
+            COUNTER_SHARDS.into(),
+        ],
+        |r| req(r, 1),
+    )?;
+    Ok(children)
+}
+
+/// A sub-flow task's next attempt: a new child run id, one more attempt. Returns the id.
+pub fn next_child(task: &TaskKey) -> QfResult<Option<Uuid>> {
+    query_opt(
+        "UPDATE quantum_flow.step_tasks \
+         SET status = 'started', attempts_count = attempts_count + 1, started_at = clock_timestamp(), \
+             child_run_id = gen_random_uuid() \
+         WHERE run_id = $1 AND step_slug = $2 AND task_index = $3 AND status = 'queued' \
+         RETURNING child_run_id",
+        &[
+            task.run_id.into(),
+            task.step_slug.as_str().into(),
+            task.task_index.into(),
+        ],
+        |r| req(r, 1),
+    )
+}
+
+/// Completes the sub-flow task that child run `child` carries out, with the child's output.
+/// Returns whether the step is a map step, or None when the task was not waiting for this
+/// child (its parent ended, or it moved on to another child).
+pub fn complete_flow_task(task: &TaskKey, child: Uuid, output: Jsonb) -> QfResult<Option<bool>> {
+    query_opt(
+        "WITH r AS MATERIALIZED ( \
+           SELECT run_id, workflow_slug FROM quantum_flow.runs \
+           WHERE run_id = $1 AND status IN ('started', 'paused')) \
+         UPDATE quantum_flow.step_tasks t \
+         SET status = 'completed', output = $5, completed_at = clock_timestamp() \
+         FROM r, quantum_flow.workflow_steps ws \
+         WHERE t.run_id = $1 AND t.step_slug = $2 AND t.task_index = $3 AND t.status = 'started' \
+           AND t.child_run_id = $4 AND ws.workflow_slug = r.workflow_slug AND ws.step_slug = t.step_slug \
+         RETURNING ws.step_type = 'map'",
+        &[
+            task.run_id.into(),
+            task.step_slug.as_str().into(),
+            task.task_index.into(),
+            child.into(),
+            output.into(),
+        ],
+        |r| req(r, 1),
+    )
+}
+
+/// A run's output (after it completed).
+pub fn output_of(run_id: Uuid) -> QfResult<Option<Jsonb>> {
+    Ok(query_opt(
+        "SELECT output FROM quantum_flow.runs WHERE run_id = $1",
+        &[run_id.into()],
+        |r| col::<Jsonb>(r, 1),
+    )?
+    .flatten())
+}
+
+/// Frees what an ended run held of its concurrency key: deletes its waiting tasks, then
+/// counts its unfinished tasks that have a message (a second statement, so that it sees the
+/// messages of an admission that held those waiting rows while we waited for them). Returns
+/// the run's workflow, key value and that count, when the run has a key value.
+pub fn release_run_slots(run_id: Uuid) -> QfResult<Option<(String, String, i32)>> {
+    execute(
+        "DELETE FROM quantum_flow.waiting_tasks WHERE run_id = $1 RETURNING 1",
+        &[run_id.into()],
+    )?;
+    query_opt(
+        "SELECT r.workflow_slug, r.concurrency_value, \
+                (SELECT count(*)::int FROM quantum_flow.step_tasks t \
+                 JOIN quantum_flow.workflow_steps ws ON ws.workflow_slug = r.workflow_slug AND ws.step_slug = t.step_slug \
+                 WHERE t.run_id = r.run_id AND t.status IN ('queued', 'started') AND t.message_id IS NOT NULL \
+                   AND ws.step_type <> 'event') \
+         FROM quantum_flow.runs r WHERE r.run_id = $1 AND r.concurrency_value IS NOT NULL",
+        &[run_id.into()],
+        |r| Ok((req(r, 1)?, req(r, 2)?, req(r, 3)?)),
+    )
+}
+
+/// What `send_event` found: the run's status and workflow, and the step's type and status
+/// (None: the workflow has no such step).
+pub struct EventTarget {
+    pub run_status: String,
+    pub workflow_slug: String,
+    pub step: Option<(String, String, bool)>,
+}
+
+pub fn event_target(run_id: Uuid, step_slug: &str) -> QfResult<Option<EventTarget>> {
+    query_opt(
+        "SELECT r.status, r.workflow_slug, ws.step_type, ss.status, ss.event_payload IS NOT NULL \
+         FROM quantum_flow.runs r \
+         LEFT JOIN quantum_flow.workflow_steps ws ON ws.workflow_slug = r.workflow_slug AND ws.step_slug = $2 \
+         LEFT JOIN quantum_flow.step_states ss ON ss.run_id = r.run_id AND ss.step_slug = $2 \
+         WHERE r.run_id = $1",
+        &[run_id.into(), step_slug.into()],
+        |r| {
+            let step_type: Option<String> = col(r, 3)?;
+            let status: Option<String> = col(r, 4)?;
+            Ok(EventTarget {
+                run_status: req(r, 1)?,
+                workflow_slug: req(r, 2)?,
+                step: match (step_type, status) {
+                    (Some(t), Some(s)) => Some((t, s, col::<bool>(r, 5)?.unwrap_or(false))),
+                    _ => None,
+                },
+            })
+        },
+    )
+}
+
+/// Completes a waiting event step's task with the event's payload. Returns its timer's
+/// message id, or None when the task was not waiting (not ready yet, already completed, or
+/// its run ended).
+pub fn complete_event_task(run_id: Uuid, step_slug: &str, payload: Jsonb) -> QfResult<Option<i64>> {
+    query_opt(
+        "WITH r AS MATERIALIZED ( \
+           SELECT run_id FROM quantum_flow.runs WHERE run_id = $1 AND status IN ('started', 'paused')) \
+         UPDATE quantum_flow.step_tasks t \
+         SET status = 'completed', output = $3, attempts_count = 1, started_at = coalesce(t.started_at, clock_timestamp()), \
+             completed_at = clock_timestamp() \
+         FROM r WHERE t.run_id = r.run_id AND t.step_slug = $2 AND t.task_index = 0 AND t.status = 'queued' \
+         RETURNING t.message_id",
+        &[run_id.into(), step_slug.into(), payload.into()],
+        |r| req(r, 1),
+    )
+}
+
+/// Keeps an event that arrived before its step was ready; false when the step is not waiting
+/// to become ready or already has an event.
+pub fn store_early_event(run_id: Uuid, step_slug: &str, payload: Jsonb) -> QfResult<bool> {
+    Ok(execute(
+        "UPDATE quantum_flow.step_states ss SET event_payload = $3, event_at = clock_timestamp() \
+         FROM quantum_flow.runs r \
+         WHERE ss.run_id = $1 AND ss.step_slug = $2 AND ss.status = 'created' AND ss.event_payload IS NULL \
+           AND r.run_id = ss.run_id AND r.status IN ('started', 'paused') \
+         RETURNING 1",
+        &[run_id.into(), step_slug.into(), payload.into()],
+    )? == 1)
+}
+
+/// Starts an event step whose event arrived early: its task is completed at once with it.
+pub fn complete_event_step_early(run_id: Uuid, step_slug: &str) -> QfResult<()> {
+    execute(
+        "WITH task AS ( \
+           INSERT INTO quantum_flow.step_tasks (run_id, step_slug, task_index, status, attempts_count, output, \
+                                                started_at, completed_at) \
+           SELECT ss.run_id, ss.step_slug, 0, 'completed', 1, ss.event_payload, ss.event_at, clock_timestamp() \
+           FROM quantum_flow.step_states ss WHERE ss.run_id = $1 AND ss.step_slug = $2) \
+         UPDATE quantum_flow.step_states SET status = 'started', tasks_total = 1, started_at = clock_timestamp() \
+         WHERE run_id = $1 AND step_slug = $2 RETURNING 1",
+        &[run_id.into(), step_slug.into()],
+    )?;
+    Ok(())
+}
+
+/// Fails an event step's task whose timer `message_id` came due without an event. Returns
+/// the step's timeout in seconds, or None when the task was no longer waiting.
+pub fn fail_event_task(timer: &Timer, step_slug: &str) -> QfResult<Option<i32>> {
+    query_opt(
+        "WITH r AS MATERIALIZED ( \
+           SELECT run_id, workflow_slug FROM quantum_flow.runs WHERE run_id = $1 AND status IN ('started', 'paused')) \
+         UPDATE quantum_flow.step_tasks t \
+         SET status = 'failed', attempts_count = 1, failed_at = clock_timestamp(), \
+             error_message = 'no event arrived' \
+         FROM r, quantum_flow.workflows w, quantum_flow.workflow_steps ws \
+         WHERE t.run_id = r.run_id AND t.step_slug = $2 AND t.task_index = 0 AND t.status = 'queued' \
+           AND t.message_id = $3 AND w.workflow_slug = r.workflow_slug \
+           AND ws.workflow_slug = r.workflow_slug AND ws.step_slug = t.step_slug \
+         RETURNING coalesce(ws.timeout, w.timeout)",
+        &[timer.run_id.into(), step_slug.into(), timer.message_id.into()],
+        |r| req(r, 1),
+    )
+}
+
+/// The run timeout in seconds of a live run whose deadline has passed and whose current
+/// timer is `timer` (None: the timer is stale).
+pub fn run_timer_due(timer: &Timer) -> QfResult<Option<i32>> {
+    query_opt(
+        "SELECT w.run_timeout FROM quantum_flow.runs r JOIN quantum_flow.workflows w ON w.workflow_slug = r.workflow_slug \
+         WHERE r.run_id = $1 AND r.status IN ('started', 'paused') AND r.timer_message_id = $2 \
+           AND r.deadline <= clock_timestamp()",
+        &[timer.run_id.into(), timer.message_id.into()],
+        |r| Ok(col::<i32>(r, 1)?.unwrap_or(0)),
+    )
+}
+
+/// Sets a run's status from `from` to `to` (pause: started to paused; resume: the reverse);
+/// false when it was not `from`.
+pub fn set_run_status(run_id: Uuid, from: &str, to: &str) -> QfResult<bool> {
+    Ok(execute(
+        "UPDATE quantum_flow.runs SET status = $3 WHERE run_id = $1 AND status = $2 RETURNING 1",
+        &[run_id.into(), from.into(), to.into()],
+    )? == 1)
+}
+
+/// `retry_run`: a failed run becomes started again, with a new deadline. Returns its
+/// concurrency key value and whether it has a deadline, or None when it was not failed.
+pub fn reopen_run(run_id: Uuid) -> QfResult<Option<(Option<String>, bool)>> {
+    query_opt(
+        "UPDATE quantum_flow.runs r \
+         SET status = 'started', error_message = NULL, failed_at = NULL, timer_message_id = NULL, \
+             deadline = clock_timestamp() + make_interval(secs => w.run_timeout) \
+         FROM quantum_flow.workflows w \
+         WHERE r.run_id = $1 AND r.status = 'failed' AND w.workflow_slug = r.workflow_slug \
+         RETURNING r.concurrency_value, r.deadline IS NOT NULL",
+        &[run_id.into()],
+        |r| Ok((col(r, 1)?, req(r, 2)?)),
+    )
+}
+
+/// `retry_run`: steps that were ready but have no tasks (they failed before fanning out, or
+/// the run failed before they started) are made ready again. Returns them in step order.
+pub fn reopen_taskless_steps(run_id: Uuid) -> QfResult<Vec<String>> {
+    let mut steps: Vec<(i32, String)> = query(
+        "UPDATE quantum_flow.step_states ss \
+         SET status = 'created', error_message = NULL, failed_at = NULL, tasks_total = NULL, started_at = NULL \
+         FROM quantum_flow.workflow_steps ws \
+         WHERE ss.run_id = $1 AND ss.remaining_deps = 0 AND ss.status IN ('created', 'failed') \
+           AND ws.workflow_slug = ss.workflow_slug AND ws.step_slug = ss.step_slug \
+           AND NOT EXISTS (SELECT 1 FROM quantum_flow.step_tasks t WHERE t.run_id = ss.run_id AND t.step_slug = ss.step_slug) \
+         RETURNING ws.step_index, ss.step_slug",
+        &[run_id.into()],
+        |r| Ok((req(r, 1)?, req(r, 2)?)),
+    )?;
+    steps.sort();
+    Ok(steps.into_iter().map(|(_, s)| s).collect())
+}
+
+/// `retry_run`: every unfinished or failed task goes back to `queued` without a message, its
+/// attempts counted afresh from here; its step is started again. Returns each such task with
+/// its kind (`single`, `map`, `event`, or `flow` for a sub-flow step), in step order.
+pub fn reopen_tasks(run_id: Uuid) -> QfResult<Vec<(TaskKey, String)>> {
+    let tasks = query(
+        "WITH t AS ( \
+           UPDATE quantum_flow.step_tasks t \
+           SET status = 'queued', attempts_base = t.attempts_count, worker_id = NULL, failed_at = NULL, \
+               message_id = NULL, child_run_id = NULL \
+           WHERE t.run_id = $1 AND t.status IN ('queued', 'started', 'failed') \
+           RETURNING t.step_slug, t.task_index), \
+         steps AS ( \
+           UPDATE quantum_flow.step_states ss SET status = 'started', error_message = NULL, failed_at = NULL \
+           WHERE ss.run_id = $1 AND ss.step_slug IN (SELECT step_slug FROM t)) \
+         SELECT t.step_slug, t.task_index, CASE WHEN ws.flow IS NOT NULL THEN 'flow' ELSE ws.step_type END \
+         FROM t JOIN quantum_flow.runs r ON r.run_id = $1 \
+         JOIN quantum_flow.workflow_steps ws ON ws.workflow_slug = r.workflow_slug AND ws.step_slug = t.step_slug \
+         ORDER BY ws.step_index, t.task_index",
+        &[run_id.into()],
+        |r| {
+            Ok((
+                TaskKey {
+                    run_id,
+                    step_slug: req(r, 1)?,
+                    task_index: req(r, 2)?,
+                },
+                req(r, 3)?,
+            ))
+        },
+    )?;
+    Ok(tasks)
+}
+
+/// `retry_run`: gives the run's queued worker tasks without a message one (visible now), or,
+/// for a run with a concurrency key value, puts them in `waiting_tasks`.
+pub fn requeue_worker_tasks(
+    queue: &str,
+    run_id: Uuid,
+    key: Option<(&str, &str)>,
+) -> QfResult<usize> {
+    match key {
+        None => execute(
+            "WITH t AS ( \
+               SELECT t.step_slug, t.task_index FROM quantum_flow.step_tasks t \
+               JOIN quantum_flow.runs r ON r.run_id = t.run_id \
+               JOIN quantum_flow.workflow_steps ws ON ws.workflow_slug = r.workflow_slug AND ws.step_slug = t.step_slug \
+               WHERE t.run_id = $2 AND t.status = 'queued' AND t.message_id IS NULL \
+                 AND ws.step_type <> 'event' AND ws.flow IS NULL), \
+             sent AS MATERIALIZED ( \
+               SELECT t.step_slug, t.task_index, \
+                      (SELECT pgmq.send($1, jsonb_build_object('run_id', $2::uuid, 'step_slug', t.step_slug, \
+                                                               'task_index', t.task_index))) AS msg_id \
+               FROM t) \
+             UPDATE quantum_flow.step_tasks t SET message_id = s.msg_id FROM sent s \
+             WHERE t.run_id = $2 AND t.step_slug = s.step_slug AND t.task_index = s.task_index RETURNING 1",
+            &[queue.into(), run_id.into()],
+        ),
+        Some((workflow_slug, value)) => execute(
+            "INSERT INTO quantum_flow.waiting_tasks (workflow_slug, key_value, run_id, step_slug, task_index) \
+             SELECT $1, $3, t.run_id, t.step_slug, t.task_index FROM quantum_flow.step_tasks t \
+             JOIN quantum_flow.workflow_steps ws ON ws.workflow_slug = $1 AND ws.step_slug = t.step_slug \
+             WHERE t.run_id = $2 AND t.status = 'queued' AND t.message_id IS NULL \
+               AND ws.step_type <> 'event' AND ws.flow IS NULL \
+             ORDER BY t.step_slug, t.task_index RETURNING 1",
+            &[workflow_slug.into(), run_id.into(), value.into()],
+        ),
+    }
+}
+
+/// `retry_run`: an event step's task waits again, with a new timer.
+pub fn rearm_event_task(queue: &str, run_id: Uuid, step_slug: &str) -> QfResult<()> {
+    execute(
+        "UPDATE quantum_flow.step_tasks t \
+         SET message_id = (SELECT pgmq.send($1, jsonb_build_object('run_id', $2::uuid, 'step_slug', $3::text, \
+                                                                   'task_index', 0, 'timer', 'event_timeout'), \
+                                            clock_timestamp() + make_interval(secs => coalesce(ws.timeout, w.timeout)))) \
+         FROM quantum_flow.runs r, quantum_flow.workflows w, quantum_flow.workflow_steps ws \
+         WHERE t.run_id = $2 AND t.step_slug = $3 AND t.task_index = 0 AND r.run_id = t.run_id \
+           AND w.workflow_slug = r.workflow_slug AND ws.workflow_slug = r.workflow_slug AND ws.step_slug = t.step_slug \
+         RETURNING 1",
+        &[queue.into(), run_id.into(), step_slug.into()],
+    )?;
+    Ok(())
 }

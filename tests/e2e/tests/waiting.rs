@@ -233,7 +233,7 @@ async fn an_idle_poller_reads_the_queue_a_bounded_number_of_times() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let reads = queue_reads(&observer, "q_qf_idle").await - before;
     println!("an idle poll of {took:?} read the queue table {reads} times");
-    // poll_tasks re-checks at least every 500 ms: 7 rounds in 3 s, each a pgmq.read plus (all
+    // poll_tasks re-checks at least every 500 ms: 7 rounds in 3 s, each a read plus (all
     // but the last) a look at the queue's next visibility time: 13 reads. The bound leaves room
     // for a few stray latch wake-ups; a poller that spun would read it thousands of times.
     assert!(reads >= 1, "the idle poll never looked at the queue");
@@ -324,9 +324,11 @@ async fn a_waiting_poller_does_not_spin_on_messages_another_session_holds() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let reads = queue_reads(&observer, "q_qf_locked").await - before;
     println!("a poll of {took:?} beside an uncommitted claim read the queue table {reads} times");
-    // As for an idle queue (see above): about 13 reads in 3 s. Spinning read it ~45,000 times.
+    // One round every poll_recheck_ms (500 ms): 7 rounds in 3 s, each touching the table up
+    // to 6 times (the oldest-first read, the fair share's three lookups, the update, the
+    // next-visible check). Spinning read it ~45,000 times.
     assert!(reads >= 1, "the poll never looked at the queue");
-    assert!(reads <= 20, "a poll of 3 s read the queue {reads} times");
+    assert!(reads <= 50, "a poll of 3 s read the queue {reads} times");
     exec(&holder, "ROLLBACK").await;
 }
 

@@ -252,9 +252,19 @@ BEGIN
     RETURN doc;
 END
 $$;
--- the columns (and get_flow keys) the update to 0.2.0 adds: NULL for rows written before it
+-- the columns (and get_flow keys) the update to 0.2.0 adds: NULL (or their default) for rows
+-- written before it
 CREATE FUNCTION upgrade_check.added_columns() RETURNS text[] LANGUAGE sql IMMUTABLE
-AS $$ SELECT ARRAY['description'] $$;
+AS $$ SELECT ARRAY['description',
+                   -- workflows
+                   'run_timeout', 'concurrency_key', 'max_concurrency',
+                   -- workflow_steps (get_flow shows if_matches and if_not_matches as if and if_not)
+                   'if_matches', 'if_not_matches', 'if', 'if_not', 'when_unmet', 'start_delay', 'flow',
+                   -- runs
+                   'deadline', 'start_at', 'concurrency_value', 'parent_run_id', 'parent_step_slug',
+                   'parent_task_index', 'timer_message_id',
+                   -- step_states and step_tasks
+                   'event_payload', 'event_at', 'child_run_id', 'attempts_base'] $$;
 -- a get_flow document without the keys the update adds
 CREATE FUNCTION upgrade_check.without_added(doc jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
     SELECT (doc - upgrade_check.added_columns())
