@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Tier 5: the Python client (pytest), the Node proof (node --test) and the psql walkthrough
-# (docs/psql-walkthrough.md executed verbatim), against the cluster given by
+# Tier 5: the Python client (pytest), the Node proof (node --test), the psql walkthrough
+# (docs/psql-walkthrough.md executed verbatim) and flow_graph's pictures rendered by the real
+# Mermaid CLI and Graphviz (tests/graphs/run.sh), against the cluster given by
 # QF_TEST_DATABASE_URL (postgres://USER@127.0.0.1:PORT/postgres) and PGHOST/PGPORT/PGUSER,
 # as `make test` / `make test-clients` export them. Each part creates the databases it uses.
 #
-#   scripts/test-clients.sh                    all three parts
-#   scripts/test-clients.sh python walkthrough only these parts (python, node, walkthrough)
+#   scripts/test-clients.sh                    all four parts
+#   scripts/test-clients.sh python walkthrough only these parts (python, node, walkthrough, graphs)
 #
 # Every part runs even when an earlier one failed; the script fails if any did. (The parts
 # run as `if` conditions, where bash ignores `set -e`: they check every step themselves.)
@@ -131,16 +132,21 @@ part_walkthrough() {
     tests/walkthrough/run.sh
 }
 
+part_graphs() {
+    tests/graphs/run.sh
+}
+
 parts=("$@")
-[ ${#parts[@]} -gt 0 ] || parts=(python node walkthrough)
+[ ${#parts[@]} -gt 0 ] || parts=(python node walkthrough graphs)
 failed=()
 for part in "${parts[@]}"; do
     case "$part" in
     python) title="Python client (clients/python, pytest)" ;;
     node) title="Node proof (clients/node, node --test)" ;;
     walkthrough) title="psql walkthrough (docs/psql-walkthrough.md, verbatim)" ;;
+    graphs) title="flow_graph rendered by the Mermaid CLI and Graphviz (tests/graphs)" ;;
     *)
-        warn "unknown part '$part' (python, node, walkthrough)"
+        warn "unknown part '$part' (python, node, walkthrough, graphs)"
         exit 2
         ;;
     esac

@@ -367,6 +367,7 @@ pub fn flow_graph(slug: &str, format: &str, run_id: Option<Uuid>) -> QfResult<St
             slug: s.slug,
             step_type: s.step_type,
             depends_on: s.depends_on,
+            flow: s.flow,
         })
         .collect();
     Ok(graph::render(slug, &steps, format))

@@ -14,6 +14,8 @@ pub struct GraphStep {
     pub slug: String,
     pub step_type: String,
     pub depends_on: Vec<String>,
+    /// The workflow a sub-flow step runs.
+    pub flow: Option<String>,
     pub state: Option<StepState>,
 }
 
@@ -51,6 +53,12 @@ const STATUS_COLOURS: &[(&str, &str, &str)] = &[
     ("failed", "#ffe3e3", "#e03131"),
     ("cancelled", "#e9ecef", "#868e96"),
     ("skipped", "#fff9db", "#f08c00"),
+    // started, but its tasks are not claimable yet: an event step waiting for its event, a
+    // step in its start_delay (or a run before its start_at), tasks waiting for a
+    // concurrency slot
+    ("waiting", "#f3d9fa", "#ae3ec9"),
+    // the run is paused
+    ("paused", "#fff4e6", "#e8590c"),
 ];
 
 fn colours(status: &str) -> (&'static str, &'static str) {
@@ -92,6 +100,9 @@ fn mermaid(workflow_slug: &str, steps: &[GraphStep]) -> String {
         let mut label = step.slug.clone();
         if step.step_type != "single" {
             let _ = write!(label, "<br/><i>{}</i>", step.step_type);
+        }
+        if let Some(flow) = &step.flow {
+            let _ = write!(label, "<br/><i>runs {flow}</i>");
         }
         if let Some(state) = &step.state {
             let _ = write!(label, "<br/>{}", progress(state));
@@ -147,6 +158,9 @@ fn dot(workflow_slug: &str, steps: &[GraphStep]) -> String {
         if step.step_type != "single" {
             let _ = write!(label, "\\n({})", step.step_type);
         }
+        if let Some(flow) = &step.flow {
+            let _ = write!(label, "\\n(runs {flow})");
+        }
         let mut attrs = Vec::new();
         if step.step_type == "map" {
             attrs.push("shape=box3d".to_string());
@@ -189,18 +203,21 @@ mod tests {
                 slug: "fetch_data".into(),
                 step_type: "single".into(),
                 depends_on: vec![],
+                flow: None,
                 state: st("completed", 1, Some(1)),
             },
             GraphStep {
                 slug: "process_batch".into(),
                 step_type: "map".into(),
                 depends_on: vec!["fetch_data".into()],
+                flow: None,
                 state: st("started", 3, Some(100)),
             },
             GraphStep {
                 slug: "end".into(),
                 step_type: "single".into(),
                 depends_on: vec!["process_batch".into()],
+                flow: None,
                 state: st("created", 0, Some(1)),
             },
         ]

@@ -641,12 +641,30 @@ pub fn run_document(run_id: Uuid) -> QfResult<Option<Jsonb>> {
     )
 }
 
-/// Each step of a run in step order, with its state as `flow_graph` shows it. Empty when the
-/// run does not exist.
+/// Each step of a run in step order, with its state as `flow_graph` shows it: its status,
+/// except that the unfinished steps of a paused run show as `paused`, and a started step none
+/// of whose tasks can be claimed yet shows as `waiting` (an event step waiting for its event,
+/// a step in its `start_delay` or before the run's `start_at`, tasks waiting for a
+/// concurrency slot). Empty when the run does not exist.
 pub fn step_progress(run_id: Uuid) -> QfResult<Vec<(String, StepState)>> {
     query(
-        "SELECT step_slug, status, tasks_completed, tasks_total FROM quantum_flow.step_progress \
-         WHERE run_id = $1 ORDER BY step_index",
+        "SELECT p.step_slug, \
+                CASE WHEN r.status = 'paused' AND p.status IN ('created', 'started') THEN 'paused' \
+                     WHEN p.status = 'started' AND ( \
+                            p.step_type = 'event' \
+                            OR clock_timestamp() < greatest(r.start_at, p.started_at + make_interval(secs => coalesce(ws.start_delay, 0))) \
+                            OR (EXISTS (SELECT 1 FROM quantum_flow.waiting_tasks w \
+                                        WHERE w.run_id = p.run_id AND w.step_slug = p.step_slug) \
+                                AND NOT EXISTS (SELECT 1 FROM quantum_flow.step_tasks t \
+                                                WHERE t.run_id = p.run_id AND t.step_slug = p.step_slug \
+                                                  AND t.message_id IS NOT NULL))) \
+                       THEN 'waiting' \
+                     ELSE p.status END, \
+                p.tasks_completed, p.tasks_total \
+         FROM quantum_flow.step_progress p \
+         JOIN quantum_flow.runs r ON r.run_id = p.run_id \
+         JOIN quantum_flow.workflow_steps ws ON ws.workflow_slug = r.workflow_slug AND ws.step_slug = p.step_slug \
+         WHERE p.run_id = $1 ORDER BY p.step_index",
         &[run_id.into()],
         |r| {
             Ok((

@@ -22,6 +22,8 @@ SELECT * FROM pg_temp.steps('e0000000-0000-0000-0000-000000000001');
 SELECT count(*) AS claimable FROM quantum_flow.poll_tasks('ev');
 SELECT message->>'timer' AS timer, message->>'step_slug' AS step_slug, vt > now() + interval '59 minutes' AS hidden_for_an_hour
 FROM pgmq.q_qf_ev;
+-- flow_graph shows the step waiting for its event
+SELECT quantum_flow.flow_graph('ev', 'mermaid', 'e0000000-0000-0000-0000-000000000001');
 SELECT quantum_flow.send_event('e0000000-0000-0000-0000-000000000001', 'approval', '{"approved_by": "ana"}');
 SELECT count(*) AS timers_left FROM pgmq.q_qf_ev WHERE message ? 'timer';
 SELECT step_slug, input FROM quantum_flow.poll_tasks('ev');

@@ -14,6 +14,7 @@ SELECT step_slug, start_delay FROM quantum_flow.add_step('fc_delay', 'later', AR
 SELECT quantum_flow.start_flow('fc_delay', '{}', 'f0000000-0000-0000-0000-000000000001');
 SELECT quantum_flow.complete_task(run_id, step_slug, task_index, '1') FROM quantum_flow.poll_tasks('fc_delay');
 SELECT count(*) AS claimable_now FROM quantum_flow.poll_tasks('fc_delay');
+SELECT quantum_flow.flow_graph('fc_delay', 'mermaid', 'f0000000-0000-0000-0000-000000000001');
 SELECT vt > clock_timestamp() + interval '0.5 s' AS hidden FROM pgmq.q_qf_fc_delay;
 SELECT pg_sleep(1.1);
 SELECT step_slug, attempt FROM quantum_flow.poll_tasks('fc_delay');
@@ -53,6 +54,7 @@ SELECT quantum_flow.pause_run('f0000000-0000-0000-0000-000000000005') AS paused;
 SELECT quantum_flow.pause_run('f0000000-0000-0000-0000-000000000005') AS paused_again;
 SELECT quantum_flow.get_run('f0000000-0000-0000-0000-000000000005')->>'status' AS status;
 SELECT count(*) AS claimable FROM quantum_flow.poll_tasks('fc_pause');
+SELECT quantum_flow.flow_graph('fc_pause', 'dot', 'f0000000-0000-0000-0000-000000000005');
 SELECT count(*) FILTER (WHERE vt = 'infinity') AS parked, count(*) AS in_queue FROM pgmq.q_qf_fc_pause;
 SELECT quantum_flow.complete_task('f0000000-0000-0000-0000-000000000005', 'm', 0, '10') AS in_flight_answer;
 SELECT * FROM pg_temp.steps('f0000000-0000-0000-0000-000000000005');
@@ -117,6 +119,7 @@ SELECT quantum_flow.complete_task(run_id, step_slug, task_index, '["a", "b", "c"
 -- four child runs: one with the step's input, three with the elements
 SELECT r.input, r.parent_step_slug, r.parent_task_index FROM quantum_flow.runs r
 WHERE r.parent_run_id = 'f0000000-0000-0000-0000-000000000009' ORDER BY r.parent_step_slug, r.parent_task_index;
+SELECT quantum_flow.flow_graph('fc_parent', 'mermaid', 'f0000000-0000-0000-0000-000000000009');
 SELECT s->>'step_slug' AS step_slug, jsonb_array_length(s->'child_run_ids') AS children
 FROM jsonb_array_elements(quantum_flow.get_run('f0000000-0000-0000-0000-000000000009')->'steps') s
 WHERE s ? 'child_run_ids';
