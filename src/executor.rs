@@ -780,6 +780,7 @@ fn claim_once(
     batch_size: i32,
     worker_id: Option<&str>,
 ) -> QfResult<Round> {
+    let mut wrote = false;
     let polled = queue::read_and_claim(
         queue,
         workflow_slug,
@@ -787,6 +788,14 @@ fn claim_once(
         batch_size,
         worker_id,
         FAIR_POLLING.get(),
+        |others| {
+            let mut first = Cleanup::default();
+            for p in others {
+                first.add(p);
+            }
+            wrote |= !first.is_empty();
+            first.apply(queue, workflow_slug).map(|_| ())
+        },
     )?;
     let mut claimed = Vec::with_capacity(polled.len());
     let mut retimed: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
@@ -809,7 +818,7 @@ fn claim_once(
     for (timeout, ids) in retimed {
         queue::set_timeout(queue, ids, timeout)?;
     }
-    let wrote = !cleanup.is_empty();
+    wrote |= !cleanup.is_empty();
     cleanup.apply(queue, workflow_slug)?;
     Ok(Round { claimed, wrote })
 }

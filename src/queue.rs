@@ -487,7 +487,7 @@ fn read_messages(queue: &str, vt: i32, qty: i32, fair: bool) -> QfResult<Vec<Mes
     query_prepared(&sql, &[vt.into(), qty.into(), tail.into()], message_row)
 }
 /// One round of polling: read up to `qty` visible messages (hiding them for `vt` seconds),
-/// then lock their tasks (skipping tasks another transaction is completing or failing right
+/// hand the timers and malformed messages among them to `before_claim`, then lock their tasks (skipping tasks another transaction is completing or failing right
 /// now: their messages stay hidden and resurface after `vt` if that transaction aborts), claim
 /// the claimable ones and assemble their input, and report the others (timers, tasks of
 /// paused runs, claims whose attempts are exhausted, stale messages).
@@ -507,9 +507,13 @@ pub fn read_and_claim(
     qty: i32,
     worker_id: Option<&str>,
     fair: bool,
+    mut before_claim: impl FnMut(Vec<Polled>) -> QfResult<()>,
 ) -> QfResult<Vec<Polled>> {
     let keys = MessageKeys::parse(read_messages(queue, vt, qty, fair)?);
-    let mut polled = keys.other;
+    // Timers and malformed messages first: a due run timer fails its run before the claim
+    // below could hand out one of its tasks.
+    before_claim(keys.other)?;
+    let mut polled = Vec::new();
     if keys.ids.is_empty() {
         return Ok(polled);
     }

@@ -314,8 +314,10 @@ async fn maintenance_interval_zero_stops_the_worker() {
     assert_eq!(row, requeued(1));
     drop(up);
 
-    // The other tests need the worker: turn it off only once they are done.
+    // The other tests need the worker: turn it off only once they are done. (One of them
+    // restarts the server, which may have closed `c` while this test did not hold the lock.)
     let _alone = SERVER.write().await;
+    let c = connect(&url).await;
     let admin = connect(&base_url()).await;
     // Separate statements: ALTER SYSTEM refuses to run in a multi-statement query.
     exec(
@@ -378,5 +380,86 @@ async fn maintenance_interval_zero_stops_the_worker() {
         "interval 0: the claim stayed 3 s past its 1 s timeout; turned back on, the worker put it \
          back {:.2} s after the reload",
         back_after.as_secs_f64()
+    );
+}
+
+/// Durable sleep and timers survive a restart (contract group D): a step's start_delay, a run
+/// scheduled with start_at and a run's deadline are visibility times of queue messages, which
+/// are in tables. The server is stopped and started while they wait; after it, neither task
+/// is claimable before its time, both are claimed by a waiting poll once due, and the run
+/// whose run_timeout passed meanwhile fails at the next poll.
+#[tokio::test]
+async fn delayed_work_and_timers_survive_a_restart() {
+    const DELAY: Duration = Duration::from_secs(8);
+    // The whole setup and restart hold the server exclusively: no other test's step is
+    // interrupted, and the restart follows the start_flow calls at once.
+    let down = SERVER.write().await;
+    let url = fresh_database_alone("qf_ops_sleep").await;
+    let c = connect(&url).await;
+    exec(
+        &c,
+        "SELECT quantum_flow.create_flow('sleepy'); \
+         SELECT quantum_flow.add_step('sleepy', 'a', start_delay => 8); \
+         SELECT quantum_flow.create_flow('sched'); \
+         SELECT quantum_flow.add_step('sched', 's'); \
+         SELECT quantum_flow.create_flow('deadline', run_timeout => 8); \
+         SELECT quantum_flow.add_step('deadline', 'a');",
+    )
+    .await;
+    let delayed = start_flow(&c, "sleepy", &json!({})).await;
+    let scheduled: Uuid = c
+        .query_one(
+            "SELECT quantum_flow.start_flow('sched', '{}', start_at => clock_timestamp() + interval '8 seconds')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let timed = start_flow(&c, "deadline", &json!({})).await;
+    // the database's clock set the due times; the test's clock only reads later
+    let due = Instant::now() + DELAY;
+    assert_eq!(poll(&c, "sleepy", 10, 0).await.unwrap(), vec![]);
+    assert_eq!(poll(&c, "sched", 10, 0).await.unwrap(), vec![]);
+    drop(c);
+    let stopped = Instant::now();
+    cluster("stop").await;
+    cluster("start").await;
+    let c = connect_retrying(&url, Instant::now() + Duration::from_secs(30)).await;
+    let restart = stopped.elapsed();
+    assert!(
+        Instant::now() + Duration::from_millis(500) < due,
+        "the restart took {restart:?}, too long for this test to see the tasks still waiting"
+    );
+    assert_eq!(
+        poll(&c, "sleepy", 10, 0).await.unwrap(),
+        vec![],
+        "claimable before its start_delay"
+    );
+    assert_eq!(
+        poll(&c, "sched", 10, 0).await.unwrap(),
+        vec![],
+        "claimable before its start_at"
+    );
+    for (flow, run) in [("sleepy", delayed), ("sched", scheduled)] {
+        let tasks = poll(&c, flow, 10, 20_000).await.unwrap();
+        assert_eq!(tasks.len(), 1, "{flow}: the waiting poll returned nothing");
+        assert_eq!(tasks[0].run_id, run);
+        assert!(Instant::now() >= due, "{flow}: claimed before it was due");
+    }
+    // The run's deadline passed meanwhile: the first poll of its workflow (or maintain())
+    // reads the timer and fails the run. (The maintenance worker may be off by now: another
+    // test of this phase turns it off.)
+    assert_eq!(poll(&c, "deadline", 10, 0).await.unwrap(), vec![]);
+    let doc = get_run(&c, timed).await;
+    drop(down);
+    assert_eq!(doc["status"], "failed", "{doc}");
+    assert_eq!(
+        doc["error_message"],
+        "run_timeout: the run did not finish within its 8s run_timeout"
+    );
+    assert_eq!(
+        queue_len(&c, "deadline").await,
+        0,
+        "the run's task was discarded"
     );
 }
