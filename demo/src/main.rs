@@ -351,7 +351,10 @@ async fn demo_main(url: &str, args: &[String]) -> Result<ExitCode, BoxError> {
             states.push((slug.clone(), qf::get_run(&db, *run_id).await?));
         }
         display.frame(&states, began.elapsed());
-        if states.iter().all(|(_, r)| r.status != RunStatus::Started) {
+        if states
+            .iter()
+            .all(|(_, r)| !matches!(r.status, RunStatus::Started | RunStatus::Paused))
+        {
             break states;
         }
         if Instant::now() > give_up {

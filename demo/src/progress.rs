@@ -20,12 +20,14 @@ fn mark(status: StepStatus) -> &'static str {
         StepStatus::Completed => "✓",
         StepStatus::Failed => "✗",
         StepStatus::Cancelled => "-",
+        StepStatus::Skipped => "/",
     }
 }
 
 pub fn run_status(run: &Run) -> &'static str {
     match run.status {
         RunStatus::Started => "running",
+        RunStatus::Paused => "paused",
         RunStatus::Completed => "completed",
         RunStatus::Failed => "FAILED",
     }

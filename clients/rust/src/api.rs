@@ -4,15 +4,16 @@
 
 use crate::error::{Error, Result};
 use crate::types::{
-    FailOutcome, FlowDefinition, FlowValidation, Run, Step, StepType, Task, Workflow,
+    FailOutcome, FlowDefinition, FlowValidation, Run, Step, StepType, Task, WhenUnmet, Workflow,
 };
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
 /// Options of `create_flow`. `None` leaves the server default (3 attempts, 30 s timeout,
-/// 1 s base delay).
+/// 1 s base delay, no run timeout, no concurrency limit).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FlowOptions {
     pub max_attempts: Option<i32>,
@@ -20,6 +21,11 @@ pub struct FlowOptions {
     pub timeout: Option<i32>,
     /// Seconds; attempt `n` is retried after `base_delay * 2^(n-1)`.
     pub base_delay: Option<i32>,
+    /// Seconds a run may take; past it the run fails with `run_timeout`.
+    pub run_timeout: Option<i32>,
+    /// A top-level key of the flow input (e.g. `tenant_id`) and how many tasks of runs with
+    /// the same value of it may be claimed (have a queue message) at once.
+    pub concurrency: Option<(String, i32)>,
 }
 
 impl FlowOptions {
@@ -38,10 +44,19 @@ impl FlowOptions {
         self.base_delay = Some(seconds);
         self
     }
+    pub fn run_timeout(mut self, seconds: i32) -> Self {
+        self.run_timeout = Some(seconds);
+        self
+    }
+    /// At most `max_concurrency` tasks of runs whose input has the same value at `key`.
+    pub fn concurrency(mut self, key: impl Into<String>, max_concurrency: i32) -> Self {
+        self.concurrency = Some((key.into(), max_concurrency));
+        self
+    }
 }
 
 /// Options of `add_step`. The retry options left `None` inherit the workflow's.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct StepOptions {
     pub depends_on: Vec<String>,
     pub step_type: StepType,
@@ -50,6 +65,16 @@ pub struct StepOptions {
     pub max_attempts: Option<i32>,
     pub timeout: Option<i32>,
     pub base_delay: Option<i32>,
+    /// The step runs only if its input contains this JSON (`@>`) when it becomes ready ...
+    pub if_matches: Option<Value>,
+    /// ... and does not contain this.
+    pub if_not_matches: Option<Value>,
+    /// What happens when the condition is not met.
+    pub when_unmet: WhenUnmet,
+    /// Seconds between the step becoming ready and its tasks becoming visible.
+    pub start_delay: Option<i32>,
+    /// A sub-flow step: each task is a run of this workflow (its output is the child's).
+    pub flow: Option<String>,
 }
 
 impl StepOptions {
@@ -88,6 +113,30 @@ impl StepOptions {
         self.base_delay = Some(seconds);
         self
     }
+    /// Shorthand for `step_type(StepType::Event)`: completed by `send_event`.
+    pub fn event(self) -> Self {
+        self.step_type(StepType::Event)
+    }
+    pub fn if_matches(mut self, pattern: Value) -> Self {
+        self.if_matches = Some(pattern);
+        self
+    }
+    pub fn if_not_matches(mut self, pattern: Value) -> Self {
+        self.if_not_matches = Some(pattern);
+        self
+    }
+    pub fn when_unmet(mut self, when_unmet: WhenUnmet) -> Self {
+        self.when_unmet = when_unmet;
+        self
+    }
+    pub fn start_delay(mut self, seconds: i32) -> Self {
+        self.start_delay = Some(seconds);
+        self
+    }
+    pub fn flow(mut self, workflow_slug: impl Into<String>) -> Self {
+        self.flow = Some(workflow_slug.into());
+        self
+    }
 }
 
 /// Options of `poll_tasks`.
@@ -111,10 +160,11 @@ impl Default for PollOptions {
     }
 }
 
-const WORKFLOW_COLUMNS: &str =
-    "workflow_slug, max_attempts, timeout, base_delay, created_at, description";
+const WORKFLOW_COLUMNS: &str = "workflow_slug, max_attempts, timeout, base_delay, created_at, \
+                                description, run_timeout, concurrency_key, max_concurrency";
 const STEP_COLUMNS: &str = "workflow_slug, step_slug, step_type, step_index, deps_count, \
-                            initial_tasks, max_attempts, timeout, base_delay, description";
+                            initial_tasks, max_attempts, timeout, base_delay, description, \
+                            if_matches, if_not_matches, when_unmet, start_delay, flow";
 
 fn workflow_from_row(row: &Row) -> Result<Workflow> {
     Ok(Workflow {
@@ -124,19 +174,20 @@ fn workflow_from_row(row: &Row) -> Result<Workflow> {
         base_delay: row.try_get("base_delay")?,
         created_at: row.try_get("created_at")?,
         description: row.try_get("description")?,
+        run_timeout: row.try_get("run_timeout")?,
+        concurrency_key: row.try_get("concurrency_key")?,
+        max_concurrency: row.try_get("max_concurrency")?,
     })
 }
 
 fn step_from_row(row: &Row) -> Result<Step> {
     let step_type: String = row.try_get("step_type")?;
+    let when_unmet: String = row.try_get("when_unmet")?;
     Ok(Step {
         workflow_slug: row.try_get("workflow_slug")?,
         step_slug: row.try_get("step_slug")?,
-        step_type: match step_type.as_str() {
-            "single" => StepType::Single,
-            "map" => StepType::Map,
-            other => return Err(Error::Decode(format!("unknown step_type {other:?}"))),
-        },
+        step_type: StepType::parse(&step_type)
+            .ok_or_else(|| Error::Decode(format!("unknown step_type {step_type:?}")))?,
         step_index: row.try_get("step_index")?,
         deps_count: row.try_get("deps_count")?,
         initial_tasks: row.try_get("initial_tasks")?,
@@ -144,6 +195,12 @@ fn step_from_row(row: &Row) -> Result<Step> {
         timeout: row.try_get("timeout")?,
         base_delay: row.try_get("base_delay")?,
         description: row.try_get("description")?,
+        if_matches: row.try_get("if_matches")?,
+        if_not_matches: row.try_get("if_not_matches")?,
+        when_unmet: WhenUnmet::parse(&when_unmet)
+            .ok_or_else(|| Error::Decode(format!("unknown when_unmet {when_unmet:?}")))?,
+        start_delay: row.try_get("start_delay")?,
+        flow: row.try_get("flow")?,
     })
 }
 
@@ -162,11 +219,18 @@ pub async fn create_flow<C: GenericClient>(
         ("max_attempts", &options.max_attempts),
         ("timeout", &options.timeout),
         ("base_delay", &options.base_delay),
+        ("run_timeout", &options.run_timeout),
     ] {
         if let Some(v) = value {
             params.push(v);
             args.push(format!("{name} => ${}", params.len()));
         }
+    }
+    if let Some((key, max)) = &options.concurrency {
+        params.push(key);
+        args.push(format!("concurrency_key => ${}", params.len()));
+        params.push(max);
+        args.push(format!("max_concurrency => ${}", params.len()));
     }
     let sql = format!(
         "SELECT {WORKFLOW_COLUMNS} FROM quantum_flow.create_flow({})",
@@ -185,7 +249,8 @@ pub async fn add_step<C: GenericClient>(
     options: &StepOptions,
 ) -> Result<Step> {
     let sql = format!(
-        "SELECT {STEP_COLUMNS} FROM quantum_flow.add_step($1, $2, $3::text[], $4, $5, $6, $7, $8)"
+        "SELECT {STEP_COLUMNS} FROM quantum_flow.add_step($1, $2, $3::text[], $4, $5, $6, $7, $8, \
+                $9::jsonb, $10::jsonb, $11, $12, $13)"
     );
     let row = client
         .query_one(
@@ -199,6 +264,11 @@ pub async fn add_step<C: GenericClient>(
                 &options.max_attempts,
                 &options.timeout,
                 &options.base_delay,
+                &options.if_matches,
+                &options.if_not_matches,
+                &options.when_unmet.as_str(),
+                &options.start_delay,
+                &options.flow,
             ],
         )
         .await?;
@@ -365,6 +435,24 @@ pub async fn start_flow<C: GenericClient>(
     Ok(row.try_get(0)?)
 }
 
+/// Starts a run whose first tasks become visible at `start_at` (a scheduled run; it is
+/// `started` meanwhile). `run_id` as for [`start_flow`].
+pub async fn start_flow_at<C: GenericClient>(
+    client: &C,
+    workflow_slug: &str,
+    input: &Value,
+    run_id: Option<Uuid>,
+    start_at: DateTime<Utc>,
+) -> Result<Uuid> {
+    let row = client
+        .query_one(
+            "SELECT quantum_flow.start_flow($1, $2::jsonb, $3::uuid, $4::timestamptz)",
+            &[&workflow_slug, input, &run_id, &start_at],
+        )
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
 /// Claims up to `batch_size` ready tasks of a workflow (see [`PollOptions`]). With
 /// `max_wait_ms > 0` the call waits server-side: run it outside an explicit transaction.
 pub async fn poll_tasks<C: GenericClient>(
@@ -417,7 +505,8 @@ pub async fn complete_task<C: GenericClient>(
     Ok(row.try_get(0)?)
 }
 
-/// Reports a failed attempt of a claimed task; see [`FailOutcome`].
+/// Reports a failed attempt of a claimed task, to be retried while attempts are left; see
+/// [`FailOutcome`].
 pub async fn fail_task<C: GenericClient>(
     client: &C,
     run_id: Uuid,
@@ -426,10 +515,40 @@ pub async fn fail_task<C: GenericClient>(
     error_message: &str,
     attempt: Option<i32>,
 ) -> Result<FailOutcome> {
+    fail_task_with(
+        client,
+        run_id,
+        step_slug,
+        task_index,
+        error_message,
+        attempt,
+        true,
+    )
+    .await
+}
+
+/// [`fail_task`] with `retry`: false fails the task at once, whatever attempts are left (for
+/// errors another attempt cannot fix: invalid input, a bug), and so its step and its run.
+pub async fn fail_task_with<C: GenericClient>(
+    client: &C,
+    run_id: Uuid,
+    step_slug: &str,
+    task_index: i32,
+    error_message: &str,
+    attempt: Option<i32>,
+    retry: bool,
+) -> Result<FailOutcome> {
     let row = client
         .query_one(
-            "SELECT quantum_flow.fail_task($1, $2, $3, $4, $5)",
-            &[&run_id, &step_slug, &task_index, &error_message, &attempt],
+            "SELECT quantum_flow.fail_task($1, $2, $3, $4, $5, $6)",
+            &[
+                &run_id,
+                &step_slug,
+                &task_index,
+                &error_message,
+                &attempt,
+                &retry,
+            ],
         )
         .await?;
     let status: String = row.try_get(0)?;
@@ -460,6 +579,48 @@ pub async fn cancel_run<C: GenericClient>(
                 .await?
         }
     };
+    Ok(row.try_get(0)?)
+}
+
+async fn run_call<C: GenericClient>(client: &C, sql: &str, run_id: Uuid) -> Result<bool> {
+    let row = client.query_one(sql, &[&run_id]).await?;
+    Ok(row.try_get(0)?)
+}
+
+/// Pauses a started run: no task of it is handed out until [`resume_run`] (tasks claimed
+/// before may still be answered). True when this call paused it.
+pub async fn pause_run<C: GenericClient>(client: &C, run_id: Uuid) -> Result<bool> {
+    run_call(client, "SELECT quantum_flow.pause_run($1)", run_id).await
+}
+
+/// Resumes a paused run. True when this call resumed it.
+pub async fn resume_run<C: GenericClient>(client: &C, run_id: Uuid) -> Result<bool> {
+    run_call(client, "SELECT quantum_flow.resume_run($1)", run_id).await
+}
+
+/// Starts a failed (or cancelled) run again from its failed and unfinished steps, keeping
+/// its completed outputs and its id. True when this call restarted it; false when the run
+/// was not failed.
+pub async fn retry_run<C: GenericClient>(client: &C, run_id: Uuid) -> Result<bool> {
+    run_call(client, "SELECT quantum_flow.retry_run($1)", run_id).await
+}
+
+/// Delivers an event to event step `step_slug` of a run: the step completes with `payload`
+/// as its output (or will, when it becomes ready). True when this call's event is the
+/// step's; false for a duplicate or an ended run. `step_not_found` / `not_an_event_step`
+/// for a step that is not an event step of the run's workflow.
+pub async fn send_event<C: GenericClient>(
+    client: &C,
+    run_id: Uuid,
+    step_slug: &str,
+    payload: &Value,
+) -> Result<bool> {
+    let row = client
+        .query_one(
+            "SELECT quantum_flow.send_event($1, $2, $3::jsonb)",
+            &[&run_id, &step_slug, payload],
+        )
+        .await?;
     Ok(row.try_get(0)?)
 }
 

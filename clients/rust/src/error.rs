@@ -45,6 +45,10 @@ pub enum ErrorCode {
     /// More than `quantum_flow.max_steps` steps, or a map step fanning out to more than
     /// `quantum_flow.max_map_tasks` tasks.
     LimitExceeded,
+    /// `send_event` names a step the run's workflow does not have.
+    StepNotFound,
+    /// `send_event` names a step that is not an event step.
+    NotAnEventStep,
     InternalError,
     /// A code word this client does not know (a newer server).
     Unknown(String),
@@ -52,7 +56,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every known code, for documentation and exhaustive tests.
-    pub const ALL: [ErrorCode; 27] = [
+    pub const ALL: [ErrorCode; 29] = [
         ErrorCode::InvalidWorkflowSlug,
         ErrorCode::InvalidStepSlug,
         ErrorCode::InvalidStepType,
@@ -79,6 +83,8 @@ impl ErrorCode {
         ErrorCode::DuplicateStep,
         ErrorCode::Cycle,
         ErrorCode::LimitExceeded,
+        ErrorCode::StepNotFound,
+        ErrorCode::NotAnEventStep,
         ErrorCode::InternalError,
     ];
 
@@ -112,6 +118,8 @@ impl ErrorCode {
             DuplicateStep => "duplicate_step",
             Cycle => "cycle",
             LimitExceeded => "limit_exceeded",
+            StepNotFound => "step_not_found",
+            NotAnEventStep => "not_an_event_step",
             InternalError => "internal_error",
             Unknown(code) => code,
         }
@@ -124,7 +132,8 @@ impl ErrorCode {
             InvalidWorkflowSlug | InvalidStepSlug | InvalidStepType | InvalidOption
             | InvalidMapInput | InvalidDocument | UnknownKey | MissingKey => "22023",
             NullArgument => "22004",
-            WorkflowNotFound | RunNotFound | TaskNotFound => "P0002",
+            WorkflowNotFound | RunNotFound | TaskNotFound | StepNotFound => "P0002",
+            NotAnEventStep => "42809",
             WorkflowExists | StepExists | RunExists | DuplicateDependency | DuplicateStep => {
                 "23505"
             }

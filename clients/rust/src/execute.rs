@@ -40,7 +40,8 @@ impl Default for ExecuteOptions {
 /// It checks that the workflow exists (`Error::Api` with `workflow_not_found`) and that every
 /// step has a handler (`Error::MissingHandlers` naming all missing steps) before starting
 /// anything, then starts the run and works it with a [`Worker`] until the run completes, fails
-/// (`Error::RunFailed` with the run's error message) or `timeout` passes (`Error::Timeout`;
+/// (`Error::RunFailed` with the run's error message, which names the step, task and attempt
+/// that failed: `step <slug>, task <i>, attempt <n>: <error>`) or `timeout` passes (`Error::Timeout`;
 /// the run is left `started` for other workers). The worker also works tasks of other runs of
 /// the workflow that it claims meanwhile.
 pub async fn execute_dynamic(
@@ -91,10 +92,11 @@ pub async fn execute_dynamic(
                     message: run.error_message.unwrap_or_default(),
                 })
             }
-            RunStatus::Started if Instant::now() >= deadline => {
+            RunStatus::Started | RunStatus::Paused if Instant::now() >= deadline => {
                 break Err(Error::Timeout { run_id })
             }
-            RunStatus::Started => {}
+            // paused: resume_run (from elsewhere) lets it go on
+            RunStatus::Started | RunStatus::Paused => {}
         }
     };
     let _ = stop.send(true);

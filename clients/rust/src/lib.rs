@@ -20,19 +20,21 @@ mod worker;
 
 pub use api::{
     add_step, cancel_run, complete_task, create_flow, define_flow, define_from_json, delete_flow,
-    export_flow, fail_task, flow_graph, flow_schema, get_flow, get_flow_document, get_run,
-    get_run_document, is_valid_slug, list_flows, poll_tasks, start_flow, validate_flow,
-    validate_flow_json, FlowOptions, GraphFormat, PollOptions, StepOptions,
+    export_flow, fail_task, fail_task_with, flow_graph, flow_schema, get_flow, get_flow_document,
+    get_run, get_run_document, is_valid_slug, list_flows, pause_run, poll_tasks, resume_run,
+    retry_run, send_event, start_flow, start_flow_at, validate_flow, validate_flow_json,
+    FlowOptions, GraphFormat, PollOptions, StepOptions,
 };
 pub use error::{Error, ErrorCode, Result};
 pub use execute::{execute_dynamic, ExecuteOptions};
 pub use spec::{FlowSpec, StepSpec};
 pub use types::{
     FailOutcome, FlowDefinition, FlowProblem, FlowValidation, Run, RunStatus, Step, StepDefinition,
-    StepState, StepStatus, StepType, Task, WorkerStats, Workflow,
+    StepState, StepStatus, StepType, Task, WhenUnmet, WorkerStats, Workflow,
 };
 pub use worker::{
-    connect, shutdown_channel, HandlerError, HandlerResult, StepFunctions, Worker, WorkerConfig,
+    connect, shutdown_channel, HandlerError, HandlerResult, Permanent, StepFunctions, Worker,
+    WorkerConfig,
 };
 
 /// Re-exported so callers use the same versions.

@@ -14,7 +14,7 @@
 
 use crate::api;
 use crate::error::{Error, Result};
-use crate::types::{FlowDefinition, FlowValidation, StepType};
+use crate::types::{FlowDefinition, FlowValidation, StepType, WhenUnmet};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use tokio_postgres::GenericClient;
@@ -42,6 +42,15 @@ pub struct FlowSpec {
     pub base_delay: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Seconds a run may take before it fails with `run_timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_timeout: Option<i32>,
+    /// A top-level key of the flow input; with `max_concurrency`, at most that many tasks of
+    /// runs with the same value of it at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<i32>,
     /// In any order: the steps form a graph, and the server adds each after its
     /// dependencies.
     pub steps: Vec<StepSpec>,
@@ -68,6 +77,21 @@ pub struct StepSpec {
     pub base_delay: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// JSON the step's input must contain (`@>`) when it becomes ready.
+    #[serde(rename = "if", default, skip_serializing_if = "Option::is_none")]
+    pub if_matches: Option<Value>,
+    /// JSON the step's input must not contain.
+    #[serde(rename = "if_not", default, skip_serializing_if = "Option::is_none")]
+    pub if_not_matches: Option<Value>,
+    /// What happens when the condition is not met (None: `skip`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when_unmet: Option<WhenUnmet>,
+    /// Seconds between the step becoming ready and its tasks becoming visible.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_delay: Option<i32>,
+    /// A sub-flow step: each task is a run of this workflow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow: Option<String>,
 }
 
 /// `null` means "not given" in a flow document.
@@ -88,8 +112,21 @@ impl FlowSpec {
             timeout: None,
             base_delay: None,
             description: None,
+            run_timeout: None,
+            concurrency_key: None,
+            max_concurrency: None,
             steps: Vec::new(),
         }
+    }
+    pub fn run_timeout(mut self, seconds: i32) -> Self {
+        self.run_timeout = Some(seconds);
+        self
+    }
+    /// At most `max_concurrency` tasks of runs whose input has the same value at `key`.
+    pub fn concurrency(mut self, key: impl Into<String>, max_concurrency: i32) -> Self {
+        self.concurrency_key = Some(key.into());
+        self.max_concurrency = Some(max_concurrency);
+        self
     }
     pub fn max_attempts(mut self, n: i32) -> Self {
         self.max_attempts = Some(n);
@@ -155,7 +192,36 @@ impl StepSpec {
             timeout: None,
             base_delay: None,
             description: None,
+            if_matches: None,
+            if_not_matches: None,
+            when_unmet: None,
+            start_delay: None,
+            flow: None,
         }
+    }
+    /// Shorthand for `step_type(StepType::Event)`: completed by `send_event`.
+    pub fn event(self) -> Self {
+        self.step_type(StepType::Event)
+    }
+    pub fn if_matches(mut self, pattern: Value) -> Self {
+        self.if_matches = Some(pattern);
+        self
+    }
+    pub fn if_not_matches(mut self, pattern: Value) -> Self {
+        self.if_not_matches = Some(pattern);
+        self
+    }
+    pub fn when_unmet(mut self, when_unmet: WhenUnmet) -> Self {
+        self.when_unmet = Some(when_unmet);
+        self
+    }
+    pub fn start_delay(mut self, seconds: i32) -> Self {
+        self.start_delay = Some(seconds);
+        self
+    }
+    pub fn flow(mut self, workflow_slug: impl Into<String>) -> Self {
+        self.flow = Some(workflow_slug.into());
+        self
     }
     pub fn depends_on<I, S>(mut self, deps: I) -> Self
     where
@@ -230,6 +296,41 @@ mod tests {
                      {"slug": "extract_csv", "depends_on": [], "type": "single"},
                      {"slug": "validate_rows", "depends_on": ["extract_csv"], "type": "map",
                       "initial_tasks": 50, "max_attempts": 5, "timeout": 120, "base_delay": 2}]})
+        );
+        assert_eq!(FlowSpec::from_value(spec.to_document()).unwrap(), spec);
+    }
+
+    #[test]
+    fn flow_control_keys_serialize_under_the_document_names() {
+        let spec = FlowSpec::new("orders")
+            .run_timeout(3600)
+            .concurrency("tenant_id", 2)
+            .step(StepSpec::new("check"))
+            .step(
+                StepSpec::new("approve")
+                    .event()
+                    .depends_on(["check"])
+                    .if_matches(json!({"check": {"needs_approval": true}}))
+                    .when_unmet(WhenUnmet::SkipCascade)
+                    .timeout(86400),
+            )
+            .step(
+                StepSpec::new("ship")
+                    .depends_on(["approve"])
+                    .if_not_matches(json!({"run": {"dry_run": true}}))
+                    .start_delay(60)
+                    .flow("shipping"),
+            );
+        assert_eq!(
+            spec.to_document(),
+            json!({"workflow_slug": "orders", "run_timeout": 3600, "concurrency_key": "tenant_id",
+                   "max_concurrency": 2,
+                   "steps": [
+                     {"slug": "check", "depends_on": [], "type": "single"},
+                     {"slug": "approve", "depends_on": ["check"], "type": "event", "timeout": 86400,
+                      "if": {"check": {"needs_approval": true}}, "when_unmet": "skip_cascade"},
+                     {"slug": "ship", "depends_on": ["approve"], "type": "single",
+                      "if_not": {"run": {"dry_run": true}}, "start_delay": 60, "flow": "shipping"}]})
         );
         assert_eq!(FlowSpec::from_value(spec.to_document()).unwrap(), spec);
     }

@@ -20,15 +20,26 @@ pub struct Workflow {
     /// Free text kept with the definition (`define_flow`'s `description`).
     #[serde(default)]
     pub description: Option<String>,
+    /// Seconds a run may take before it fails with `run_timeout`.
+    #[serde(default)]
+    pub run_timeout: Option<i32>,
+    /// The top-level key of the flow input whose value groups runs for `max_concurrency`.
+    #[serde(default)]
+    pub concurrency_key: Option<String>,
+    /// At most this many tasks of runs with the same `concurrency_key` value at once.
+    #[serde(default)]
+    pub max_concurrency: Option<i32>,
 }
 
-/// `single` (one task) or `map` (one task per array element).
+/// `single` (one task), `map` (one task per array element) or `event` (no task: completed
+/// by `send_event`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StepType {
     #[default]
     Single,
     Map,
+    Event,
 }
 
 impl StepType {
@@ -36,6 +47,48 @@ impl StepType {
         match self {
             StepType::Single => "single",
             StepType::Map => "map",
+            StepType::Event => "event",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<StepType> {
+        match s {
+            "single" => Some(StepType::Single),
+            "map" => Some(StepType::Map),
+            "event" => Some(StepType::Event),
+            _ => None,
+        }
+    }
+}
+
+/// What happens to a step whose condition (`if_matches` / `if_not_matches`) is not met.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenUnmet {
+    /// The step is skipped (status `skipped`); its dependents run without its key.
+    #[default]
+    Skip,
+    /// The step and every step that depends on it are skipped.
+    SkipCascade,
+    /// The run fails with `condition_unmet`.
+    Fail,
+}
+
+impl WhenUnmet {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WhenUnmet::Skip => "skip",
+            WhenUnmet::SkipCascade => "skip_cascade",
+            WhenUnmet::Fail => "fail",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<WhenUnmet> {
+        match s {
+            "skip" => Some(WhenUnmet::Skip),
+            "skip_cascade" => Some(WhenUnmet::SkipCascade),
+            "fail" => Some(WhenUnmet::Fail),
+            _ => None,
         }
     }
 }
@@ -48,7 +101,7 @@ impl fmt::Display for StepType {
 
 /// A row of `quantum_flow.workflow_steps` (what `add_step` returns). `None` options inherit
 /// the workflow's.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Step {
     pub workflow_slug: String,
     pub step_slug: String,
@@ -61,10 +114,24 @@ pub struct Step {
     pub base_delay: Option<i32>,
     #[serde(default)]
     pub description: Option<String>,
+    /// JSON the step's input must contain (`@>`) when it becomes ready ...
+    #[serde(default)]
+    pub if_matches: Option<Value>,
+    /// ... and must not contain.
+    #[serde(default)]
+    pub if_not_matches: Option<Value>,
+    #[serde(default)]
+    pub when_unmet: WhenUnmet,
+    /// Seconds between the step becoming ready and its tasks becoming visible.
+    #[serde(default)]
+    pub start_delay: Option<i32>,
+    /// The workflow a sub-flow step starts one run of per task.
+    #[serde(default)]
+    pub flow: Option<String>,
 }
 
 /// A step as `get_flow` describes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepDefinition {
     pub step_slug: String,
     pub step_type: StepType,
@@ -77,10 +144,20 @@ pub struct StepDefinition {
     pub base_delay: Option<i32>,
     #[serde(default)]
     pub description: Option<String>,
+    #[serde(default, rename = "if")]
+    pub if_matches: Option<Value>,
+    #[serde(default, rename = "if_not")]
+    pub if_not_matches: Option<Value>,
+    #[serde(default)]
+    pub when_unmet: WhenUnmet,
+    #[serde(default)]
+    pub start_delay: Option<i32>,
+    #[serde(default)]
+    pub flow: Option<String>,
 }
 
 /// A workflow with its steps (`get_flow`, `define_flow`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FlowDefinition {
     pub workflow_slug: String,
     pub max_attempts: i32,
@@ -89,6 +166,12 @@ pub struct FlowDefinition {
     pub created_at: DateTime<Utc>,
     #[serde(default)]
     pub description: Option<String>,
+    #[serde(default)]
+    pub run_timeout: Option<i32>,
+    #[serde(default)]
+    pub concurrency_key: Option<String>,
+    #[serde(default)]
+    pub max_concurrency: Option<i32>,
     /// In `step_index` order.
     pub steps: Vec<StepDefinition>,
 }
@@ -135,6 +218,8 @@ pub struct FlowValidation {
 #[serde(rename_all = "lowercase")]
 pub enum RunStatus {
     Started,
+    /// `pause_run`: no task of it is handed out until `resume_run`.
+    Paused,
     Completed,
     Failed,
 }
@@ -149,6 +234,9 @@ pub enum StepStatus {
     Failed,
     /// Not finished when its run failed or was cancelled (its tasks are never handed out).
     Cancelled,
+    /// Its condition was not met (or the array it maps over does not exist): no tasks, no
+    /// output, and its key is absent from its dependents' input.
+    Skipped,
 }
 
 /// One step of a run (`get_run`'s `steps`).
@@ -161,6 +249,9 @@ pub struct StepState {
     pub tasks_completed: i32,
     pub output: Option<Value>,
     pub error_message: Option<String>,
+    /// A sub-flow step's child runs, in task order (the current one of each task).
+    #[serde(default)]
+    pub child_run_ids: Option<Vec<Uuid>>,
 }
 
 /// A run as `get_run` describes it.
@@ -178,6 +269,15 @@ pub struct Run {
     pub failed_at: Option<DateTime<Utc>>,
     /// In step order.
     pub steps: Vec<StepState>,
+    /// A child run: the run whose sub-flow step started it.
+    #[serde(default)]
+    pub parent_run_id: Option<Uuid>,
+    /// A scheduled run: when its first tasks become visible.
+    #[serde(default)]
+    pub start_at: Option<DateTime<Utc>>,
+    /// When it fails with `run_timeout`, if its workflow has one.
+    #[serde(default)]
+    pub deadline: Option<DateTime<Utc>>,
 }
 
 impl Run {
@@ -205,7 +305,7 @@ pub struct Task {
 pub enum FailOutcome {
     /// It will be retried after its backoff.
     Queued,
-    /// Attempts exhausted: the task, its step and its run failed.
+    /// Attempts exhausted (or `retry` was false): the task, its step and its run failed.
     Failed,
     /// A late or duplicate call: nothing changed.
     Ignored,

@@ -31,8 +31,65 @@ use tokio::task::JoinSet;
 use tokio_postgres::{CancelToken, Client, NoTls, Statement};
 
 /// What a handler fails with: anything that converts into a boxed error (`String`, `&str`,
-/// `std::io::Error`, `anyhow::Error`, ...). Its `to_string()` becomes the task's error message.
+/// `std::io::Error`, `anyhow::Error`, ...). Its message, followed by the messages of its
+/// sources (`error: cause: cause`), becomes the task's error message. The attempt is retried
+/// while attempts are left, unless the error is a [`Permanent`] (or a `serde_json::Error`:
+/// input that does not decode will not decode next time either).
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A handler error that another attempt cannot fix (invalid input, a bug): the task fails at
+/// once (`fail_task(..., retry => false)`), and with it its run.
+///
+/// ```
+/// # use quantum_flow_client::{HandlerResult, Permanent};
+/// fn parse(input: &serde_json::Value) -> HandlerResult {
+///     match input["run"]["amount"].as_i64() {
+///         Some(n) => Ok(serde_json::json!(n * 2)),
+///         None => Err(Permanent::new("amount must be an integer").into()),
+///     }
+/// }
+/// ```
+#[derive(Debug)]
+pub struct Permanent(pub HandlerError);
+
+impl Permanent {
+    pub fn new(error: impl Into<HandlerError>) -> Self {
+        Permanent(error.into())
+    }
+}
+
+impl std::fmt::Display for Permanent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Permanent {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// Whether another attempt could succeed.
+fn is_permanent(error: &HandlerError) -> bool {
+    error.downcast_ref::<Permanent>().is_some()
+        || error.downcast_ref::<serde_json::Error>().is_some()
+}
+
+/// An error's message with its sources': `error: cause: cause`.
+fn message_with_sources(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.ends_with(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
 
 /// What a handler returns: the step's output, or an error.
 pub type HandlerResult = std::result::Result<Value, HandlerError>;
@@ -187,7 +244,7 @@ impl Answerer {
             .prepare("SELECT quantum_flow.complete_task($1, $2, $3, $4::jsonb, $5)")
             .await?;
         let fail = client
-            .prepare("SELECT quantum_flow.fail_task($1, $2, $3, $4, $5)")
+            .prepare("SELECT quantum_flow.fail_task($1, $2, $3, $4, $5, $6)")
             .await?;
         Ok(Answerer {
             client,
@@ -213,7 +270,7 @@ impl Answerer {
         Ok(row.try_get(0)?)
     }
 
-    async fn fail(&self, task: &Task, message: &str) -> Result<FailOutcome> {
+    async fn fail(&self, task: &Task, message: &str, retry: bool) -> Result<FailOutcome> {
         let row = self
             .client
             .query_one(
@@ -224,6 +281,7 @@ impl Answerer {
                     &task.task_index,
                     &message,
                     &Some(task.attempt),
+                    &retry,
                 ],
             )
             .await?;
@@ -296,6 +354,7 @@ impl Worker {
     /// the tasks in hand are finished).
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<WorkerStats> {
         let mut stats = WorkerStats::default();
+        let workflow_slug: Arc<str> = Arc::from(self.config.workflow_slug.as_str());
         let mut fatal: Option<Error> = None;
         let mut in_flight: JoinSet<Outcome> = JoinSet::new();
         let (hard_stop_tx, hard_stop) = watch::channel(false);
@@ -348,6 +407,7 @@ impl Worker {
                         stats.claimed += 1;
                         in_flight.spawn(run_task(
                             task.clone(),
+                            workflow_slug.clone(),
                             self.handlers.get(&task.step_slug),
                             self.answerer.clone(),
                             hard_stop.clone(),
@@ -420,17 +480,25 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// A handler that did not return an output: the message to fail the attempt with, and
+/// whether to retry it.
+struct Failure {
+    message: String,
+    retry: bool,
+}
+
 async fn run_task(
     task: Task,
+    workflow_slug: Arc<str>,
     handler: Option<Handler>,
     answerer: Arc<Answerer>,
     mut hard_stop: watch::Receiver<bool>,
 ) -> Outcome {
-    let result: std::result::Result<Value, String> = match handler {
-        None => Err(format!(
-            "no handler for step \"{}\" in this worker",
-            task.step_slug
-        )),
+    let result: std::result::Result<Value, Failure> = match handler {
+        None => Err(Failure {
+            message: format!("no handler for step \"{}\" in this worker", task.step_slug),
+            retry: true,
+        }),
         Some(handler) => {
             let input = task.input.clone();
             // The handler is called inside the guarded future, so a panic while creating its
@@ -439,13 +507,32 @@ async fn run_task(
             tokio::select! {
                 finished = guarded => match finished {
                     Ok(Ok(output)) => Ok(output),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(payload) => Err(format!("handler panicked: {}", panic_message(&*payload))),
+                    Ok(Err(e)) => Err(Failure {
+                        message: message_with_sources(&*e),
+                        retry: !is_permanent(&e),
+                    }),
+                    Err(payload) => Err(Failure {
+                        message: format!("handler panicked: {}", panic_message(&*payload)),
+                        retry: true,
+                    }),
                 },
                 _ = signalled(&mut hard_stop) => return Outcome::Abandoned,
             }
         }
     };
+    if let Err(failure) = &result {
+        // Every handler error is logged (with `log`; install a logger to see it), naming the
+        // task and, for an error with sources, the whole chain.
+        log::warn!(
+            target: "quantum_flow::worker",
+            "workflow {workflow_slug}, step {}, task {}, attempt {} failed{}: {}",
+            task.step_slug,
+            task.task_index,
+            task.attempt,
+            if failure.retry { "" } else { " (permanent: not retried)" },
+            failure.message
+        );
+    }
     // Answers are not interrupted by the shutdown deadline: a dropped query could still
     // commit, so it is awaited to keep the stats exact.
     match result {
@@ -454,7 +541,7 @@ async fn run_task(
             Ok(false) => Outcome::Ignored,
             Err(e) => Outcome::AnswerError(e),
         },
-        Err(message) => match answerer.fail(&task, &message).await {
+        Err(failure) => match answerer.fail(&task, &failure.message, failure.retry).await {
             Ok(FailOutcome::Queued | FailOutcome::Failed) => Outcome::Failed,
             Ok(FailOutcome::Ignored) => Outcome::Ignored,
             Err(e) => Outcome::AnswerError(e),

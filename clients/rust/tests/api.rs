@@ -63,6 +63,11 @@ async fn add_step_get_flow_list_flows_delete_flow() {
             timeout: None,
             base_delay: None,
             description: None,
+            if_matches: None,
+            if_not_matches: None,
+            when_unmet: WhenUnmet::Skip,
+            start_delay: None,
+            flow: None,
         }
     );
     let b_options = StepOptions::new()
@@ -114,6 +119,11 @@ async fn add_step_get_flow_list_flows_delete_flow() {
                 timeout: None,
                 base_delay: None,
                 description: None,
+                if_matches: None,
+                if_not_matches: None,
+                when_unmet: WhenUnmet::Skip,
+                start_delay: None,
+                flow: None,
             },
             StepDefinition {
                 step_slug: "b".into(),
@@ -125,6 +135,11 @@ async fn add_step_get_flow_list_flows_delete_flow() {
                 timeout: Some(9),
                 base_delay: Some(0),
                 description: None,
+                if_matches: None,
+                if_not_matches: None,
+                when_unmet: WhenUnmet::Skip,
+                start_delay: None,
+                flow: None,
             },
             StepDefinition {
                 step_slug: "c".into(),
@@ -136,6 +151,11 @@ async fn add_step_get_flow_list_flows_delete_flow() {
                 timeout: None,
                 base_delay: None,
                 description: None,
+                if_matches: None,
+                if_not_matches: None,
+                when_unmet: WhenUnmet::Skip,
+                start_delay: None,
+                flow: None,
             },
         ]
     );

@@ -397,9 +397,19 @@ fn step_slug() -> impl Strategy<Value = String> {
         .prop_filter("run is reserved", |s| s != "run")
 }
 
+/// A condition pattern: a small JSON object.
+fn pattern() -> BoxedStrategy<Key<Value>> {
+    key(prop_oneof![
+        Just(json!({})),
+        "[a-z]{1,6}".prop_map(|k| json!({"run": {k: true}})),
+        ("[a-z]{1,6}", -5..5i64).prop_map(|(k, v)| json!({k: {"n": v, "tags": ["a"]}})),
+    ])
+}
+
 /// A step whose dependencies are drawn from `earlier` (steps before it in a topological
-/// order, so the graph is acyclic): a single step depends on up to 5 of them, a map step on
-/// at most one.
+/// order, so the graph is acyclic): a single or event step depends on up to 5 of them, a map
+/// step on at most one. Conditions, `when_unmet` and (but on event steps) `start_delay` at
+/// random; no `flow` (a sub-flow names another workflow, which the property does not make).
 fn step(slug: String, earlier: Vec<String>) -> BoxedStrategy<Value> {
     let single_deps = if earlier.is_empty() {
         Just(Vec::new()).boxed()
@@ -423,26 +433,49 @@ fn step(slug: String, earlier: Vec<String>) -> BoxedStrategy<Value> {
         description(),
         // how an empty depends_on is written: absent, null or []
         0..3u8,
+        (
+            pattern(),
+            pattern(),
+            key(prop_oneof![
+                Just("skip"),
+                Just("skip_cascade"),
+                Just("fail")
+            ]),
+        ),
     );
     let single = (
-        single_deps,
+        single_deps.clone(),
         prop_oneof![
             Just(Key::Absent),
             Just(Key::Null),
             Just(Key::Given("single"))
         ],
-        Just(Key::<i32>::Absent),
+        (Just(Key::<i32>::Absent), key(option_value(0))),
         options.clone(),
     );
     let map = (
         map_dep,
         Just(Key::Given("map")),
-        key(prop_oneof![9 => 0..=1000i32, 1 => Just(i32::MAX)]),
+        (
+            key(prop_oneof![9 => 0..=1000i32, 1 => Just(i32::MAX)]),
+            key(option_value(0)),
+        ),
+        options.clone(),
+    );
+    let event = (
+        single_deps,
+        Just(Key::Given("event")),
+        (Just(Key::<i32>::Absent), Just(Key::<i32>::Absent)),
         options,
     );
-    prop_oneof![3 => single, 1 => map]
+    prop_oneof![3 => single, 1 => map, 1 => event]
         .prop_map(
-            move |(deps, step_type, initial_tasks, (attempts, timeout, delay, text, empty))| {
+            move |(
+                deps,
+                step_type,
+                (initial_tasks, start_delay),
+                (attempts, timeout, delay, text, empty, (if_, if_not, when_unmet)),
+            )| {
                 let mut s = Map::new();
                 s.insert("slug".into(), json!(slug));
                 match (deps.is_empty(), empty) {
@@ -463,6 +496,10 @@ fn step(slug: String, earlier: Vec<String>) -> BoxedStrategy<Value> {
                 timeout.put(&mut s, "timeout");
                 delay.put(&mut s, "base_delay");
                 text.put(&mut s, "description");
+                start_delay.put(&mut s, "start_delay");
+                if_.put(&mut s, "if");
+                if_not.put(&mut s, "if_not");
+                when_unmet.put(&mut s, "when_unmet");
                 Value::Object(s)
             },
         )
@@ -470,7 +507,8 @@ fn step(slug: String, earlier: Vec<String>) -> BoxedStrategy<Value> {
 }
 
 /// A valid document: 1-30 steps with distinct random slugs forming a random acyclic graph,
-/// random types, options and descriptions, listed in random order.
+/// random types, options, conditions and descriptions, listed in random order; a run timeout
+/// and a concurrency limit at random.
 fn document() -> impl Strategy<Value = Value> {
     let slugs = proptest::collection::btree_set(step_slug(), 1..=30)
         .prop_map(|set| set.into_iter().collect::<Vec<_>>())
@@ -481,24 +519,34 @@ fn document() -> impl Strategy<Value = Value> {
         key(option_value(1)),
         key(option_value(0)),
         description(),
+        key(option_value(1)),
+        // concurrency_key and max_concurrency come together
+        proptest::option::of(("[a-z_]{1,20}", option_value(1))),
     );
-    (head, slugs).prop_flat_map(|((slug, attempts, timeout, delay, text), order)| {
-        let steps: Vec<BoxedStrategy<Value>> = order
-            .iter()
-            .enumerate()
-            .map(|(i, s)| step(s.clone(), order[..i].to_vec()))
-            .collect();
-        steps.prop_shuffle().prop_map(move |steps| {
-            let mut d = Map::new();
-            d.insert("workflow_slug".into(), json!(slug));
-            attempts.clone().put(&mut d, "max_attempts");
-            timeout.clone().put(&mut d, "timeout");
-            delay.clone().put(&mut d, "base_delay");
-            text.clone().put(&mut d, "description");
-            d.insert("steps".into(), Value::Array(steps));
-            Value::Object(d)
-        })
-    })
+    (head, slugs).prop_flat_map(
+        |((slug, attempts, timeout, delay, text, run_timeout, limit), order)| {
+            let steps: Vec<BoxedStrategy<Value>> = order
+                .iter()
+                .enumerate()
+                .map(|(i, s)| step(s.clone(), order[..i].to_vec()))
+                .collect();
+            steps.prop_shuffle().prop_map(move |steps| {
+                let mut d = Map::new();
+                d.insert("workflow_slug".into(), json!(slug));
+                attempts.clone().put(&mut d, "max_attempts");
+                timeout.clone().put(&mut d, "timeout");
+                delay.clone().put(&mut d, "base_delay");
+                text.clone().put(&mut d, "description");
+                run_timeout.clone().put(&mut d, "run_timeout");
+                if let Some((k, n)) = &limit {
+                    d.insert("concurrency_key".into(), json!(k));
+                    d.insert("max_concurrency".into(), json!(n));
+                }
+                d.insert("steps".into(), Value::Array(steps));
+                Value::Object(d)
+            })
+        },
+    )
 }
 
 /// A document with every default filled in, `null` read as "not given", and its steps keyed
@@ -522,6 +570,9 @@ fn normalise(document: &Value) -> Result<Value, String> {
             "timeout",
             "base_delay",
             "description",
+            "run_timeout",
+            "concurrency_key",
+            "max_concurrency",
             "steps",
         ],
         "the document",
@@ -540,6 +591,11 @@ fn normalise(document: &Value) -> Result<Value, String> {
                 "timeout",
                 "base_delay",
                 "description",
+                "if",
+                "if_not",
+                "when_unmet",
+                "start_delay",
+                "flow",
             ],
             "a step",
         )?;
@@ -552,6 +608,11 @@ fn normalise(document: &Value) -> Result<Value, String> {
             "timeout": given(s.get("timeout")),
             "base_delay": given(s.get("base_delay")),
             "description": given(s.get("description")),
+            "if": given(s.get("if")),
+            "if_not": given(s.get("if_not")),
+            "when_unmet": given(s.get("when_unmet")).cloned().unwrap_or(json!("skip")),
+            "start_delay": given(s.get("start_delay")),
+            "flow": given(s.get("flow")),
         });
         if steps.insert(slug.to_string(), normal).is_some() {
             return Err(format!("step {slug:?} twice"));
@@ -563,6 +624,9 @@ fn normalise(document: &Value) -> Result<Value, String> {
         "timeout": given(d.get("timeout")).cloned().unwrap_or(json!(30)),
         "base_delay": given(d.get("base_delay")).cloned().unwrap_or(json!(1)),
         "description": given(d.get("description")),
+        "run_timeout": given(d.get("run_timeout")),
+        "concurrency_key": given(d.get("concurrency_key")),
+        "max_concurrency": given(d.get("max_concurrency")),
         "steps": steps,
     }))
 }
