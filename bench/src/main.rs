@@ -2,11 +2,12 @@
 //!
 //! Usage: quantum_flow_bench [options] <connection string or URL>
 //!
-//! Runs four measurements in one process against one database that has quantum_flow
+//! Runs five measurements in one process against one database that has quantum_flow
 //! installed: (a) a 10,000-task map run, (b) 1,000 runs of a 3-step chain, (c) the latency
 //! from complete_task to a waiting poller receiving the next step, (d) the same worker loop on
-//! plain pgmq, the floor (a) is compared with. Prints the machine, a table, and one line per
-//! figure.
+//! plain pgmq, the floor (a) is compared with, (e) how long a run queued behind a
+//! 100,000-task map waits for its first claim, with fair polling off and on. Prints the
+//! machine, a table, and one line per figure.
 
 mod machine;
 mod waits;
@@ -20,7 +21,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::types::Type;
 use tokio_postgres::Client;
 use uuid::Uuid;
-use workers::{connect, LoopStats, OutputFn, PgmqLoop, Progress, QfLoop, Task, Worker};
+use workers::{connect, ClaimedFn, LoopStats, OutputFn, PgmqLoop, Progress, QfLoop, Task, Worker};
 
 pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -28,6 +29,9 @@ const MAP_FLOW: &str = "bench_map";
 const CHAIN_FLOW: &str = "bench_chain";
 const LATENCY_FLOW: &str = "bench_latency";
 const FLOOR_QUEUE: &str = "bench_floor";
+const FAIR_FLOW: &str = "bench_fair";
+/// (e) gives up waiting for the small run's first claim after this long.
+const FAIR_LIMIT: Duration = Duration::from_secs(60);
 /// A phase that has not finished after this long has gone wrong (the whole bench is meant to
 /// take well under 3 minutes).
 const PHASE_LIMIT: Duration = Duration::from_secs(150);
@@ -43,13 +47,15 @@ struct Options {
     chain_runs: usize,
     latency_runs: usize,
     floor_msgs: usize,
+    fair_tasks: usize,
     waits: bool,
-    /// which figures to measure, a subset of "abcd"
+    /// which figures to measure, a subset of "abcde"
     phases: String,
 }
 
 const USAGE: &str = "usage: quantum_flow_bench [--workers N] [--batch-size N] [--max-wait-ms N] \
-[--map-tasks N] [--chain-runs N] [--latency-runs N] [--floor-msgs N] [--phases abcd] [--waits] \
+[--map-tasks N] [--chain-runs N] [--latency-runs N] [--floor-msgs N] [--fair-tasks N] \
+[--phases abcde] [--waits] \
 <connection string>";
 
 fn options() -> Result<Options> {
@@ -62,8 +68,9 @@ fn options() -> Result<Options> {
         chain_runs: 1_000,
         latency_runs: 200,
         floor_msgs: 10_000,
+        fair_tasks: 100_000,
         waits: false,
-        phases: "abcd".to_string(),
+        phases: "abcde".to_string(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -79,14 +86,15 @@ fn options() -> Result<Options> {
             "--chain-runs" => o.chain_runs = value()?.max(1),
             "--latency-runs" => o.latency_runs = value()?.max(1),
             "--floor-msgs" => o.floor_msgs = value()?.max(1),
+            "--fair-tasks" => o.fair_tasks = value()?.max(1),
             "--waits" => o.waits = true,
             "--phases" => {
                 o.phases = args
                     .next()
                     .ok_or(format!("--phases needs a value\n{USAGE}"))?;
-                if o.phases.is_empty() || !o.phases.chars().all(|c| "abcd".contains(c)) {
+                if o.phases.is_empty() || !o.phases.chars().all(|c| "abcde".contains(c)) {
                     return Err(
-                        format!("--phases takes letters from abcd, got {:?}", o.phases).into(),
+                        format!("--phases takes letters from abcde, got {:?}", o.phases).into(),
                     );
                 }
             }
@@ -142,6 +150,13 @@ async fn bench() -> Result<()> {
         eprintln!("bench: (d) pgmq floor, {} messages", o.floor_msgs);
         r.floor = Some(floor_phase(&o, &control, &crew).await);
     }
+    if o.phases.contains('e') {
+        eprintln!(
+            "bench: (e) a run queued behind a {}-task map, fair polling off, then on",
+            o.fair_tasks
+        );
+        r.fair = Some(fair_phase(&o, &control, &crew).await);
+    }
 
     report(&o, &machine::machine(), &server, &r);
     let failed = [
@@ -149,6 +164,7 @@ async fn bench() -> Result<()> {
         r.chain.as_ref().map(|x| x.is_err()),
         r.latency.as_ref().map(|x| x.is_err()),
         r.floor.as_ref().map(|x| x.is_err()),
+        r.fair.as_ref().map(|x| x.is_err()),
     ]
     .into_iter()
     .flatten()
@@ -166,6 +182,18 @@ struct Results {
     chain: Option<Result<(Phase, Duration)>>,
     latency: Option<Result<Latency>>,
     floor: Option<Result<(Phase, Duration)>>,
+    fair: Option<Result<Fairness>>,
+}
+
+/// (e): how long a one-task run queued behind a big map waited for its task to be claimed,
+/// with `quantum_flow.fair_polling` off (`None`: not within `FAIR_LIMIT`) and on.
+struct Fairness {
+    off: Option<Duration>,
+    on: Duration,
+    /// Tasks of the big map claimed after the small run was started and before its first
+    /// task, off and on.
+    ahead_off: u64,
+    ahead_on: u64,
 }
 
 /// An error with the server's SQLSTATE and message when it has them (tokio-postgres' own
@@ -182,7 +210,7 @@ fn describe(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// Drops what an earlier bench left in this database, then defines the bench's workflows.
 async fn setup(control: &Client, o: &Options) -> Result<()> {
-    for slug in [MAP_FLOW, CHAIN_FLOW, LATENCY_FLOW] {
+    for slug in [MAP_FLOW, CHAIN_FLOW, LATENCY_FLOW, FAIR_FLOW] {
         let deleted = control
             .execute(
                 "SELECT quantum_flow.delete_flow(workflow_slug) FROM quantum_flow.list_flows() \
@@ -221,7 +249,10 @@ async fn setup(control: &Client, o: &Options) -> Result<()> {
              SELECT quantum_flow.create_flow('{LATENCY_FLOW}');
              SELECT quantum_flow.add_step('{LATENCY_FLOW}', 's1');
              SELECT quantum_flow.add_step('{LATENCY_FLOW}', 's2', ARRAY['s1']);
-             SELECT pgmq.create('{FLOOR_QUEUE}');",
+             SELECT pgmq.create('{FLOOR_QUEUE}');
+             SELECT quantum_flow.create_flow('{FAIR_FLOW}', timeout => 600);
+             SELECT quantum_flow.add_step('{FAIR_FLOW}', 'list');
+             SELECT quantum_flow.add_step('{FAIR_FLOW}', 'm', ARRAY['list'], step_type => 'map');",
             o.map_tasks
         ))
         .await?;
@@ -396,6 +427,7 @@ async fn map_phase(o: &Options, control: &Client, crew: &[Arc<Worker>]) -> Resul
             batch_size: o.batch_size,
             max_wait_ms: o.max_wait_ms,
             output,
+            claimed: None,
             progress: progress.clone(),
             stop: Arc::new(AtomicBool::new(false)),
         },
@@ -452,6 +484,7 @@ async fn chain_phase(
             batch_size: o.batch_size,
             max_wait_ms: o.max_wait_ms,
             output,
+            claimed: None,
             progress: progress.clone(),
             stop: Arc::new(AtomicBool::new(false)),
         },
@@ -641,6 +674,123 @@ async fn floor_phase(
     ))
 }
 
+/// (e) One round: the workers drain a `fair_tasks`-task map of one run (`list` -> `m`, a map
+/// over `list`'s output); once they are under way, a second run is started behind it, and
+/// the clock runs from its start_flow to the moment a worker's poll returns its first task
+/// (`list`). Both runs are cancelled afterwards.
+async fn fair_round(
+    o: &Options,
+    control: &Client,
+    crew: &[Arc<Worker>],
+    fair: bool,
+) -> Result<(Option<Duration>, u64)> {
+    let setting = if fair { "on" } else { "off" };
+    for w in crew {
+        w.client
+            .batch_execute(&format!("SET quantum_flow.fair_polling = {setting}"))
+            .await?;
+    }
+    let small = Uuid::new_v4();
+    let claimed: Arc<std::sync::Mutex<Option<Instant>>> = Arc::new(std::sync::Mutex::new(None));
+    let ahead = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let started = Arc::new(AtomicBool::new(false));
+    let output: OutputFn = Arc::new(|t: &Task| match t.step_slug.as_str() {
+        "list" => Value::Array(
+            (0..t.input["run"]["n"].as_u64().unwrap_or(0))
+                .map(|i| json!(i))
+                .collect(),
+        ),
+        _ => t.input["item"].clone(),
+    });
+    let on_claim: ClaimedFn = {
+        let (claimed, ahead, started) = (claimed.clone(), ahead.clone(), started.clone());
+        Arc::new(move |tasks: &[Task]| {
+            let mut c = claimed.lock().expect("claimed lock");
+            if c.is_some() || !started.load(Ordering::SeqCst) {
+                return;
+            }
+            if tasks.iter().any(|t| t.run_id == small) {
+                *c = Some(Instant::now());
+            } else {
+                ahead.fetch_add(tasks.len() as u64, Ordering::SeqCst);
+            }
+        })
+    };
+    let progress = Progress::new(u64::MAX);
+    let big: Uuid = control
+        .query_one(
+            "SELECT quantum_flow.start_flow($1, $2)",
+            &[&FAIR_FLOW, &json!({"n": o.fair_tasks})],
+        )
+        .await?
+        .get(0);
+    let running = Running::qf(
+        crew,
+        QfLoop {
+            workflow: FAIR_FLOW.into(),
+            batch_size: o.batch_size,
+            max_wait_ms: o.max_wait_ms,
+            output,
+            claimed: Some(on_claim),
+            progress: progress.clone(),
+            stop: Arc::new(AtomicBool::new(false)),
+        },
+    );
+    // the map is being drained
+    let under_way = Instant::now() + STALL_LIMIT;
+    while progress.done() < 1000 {
+        if Instant::now() > under_way {
+            return Err("the big map did not get under way".into());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let t0 = Instant::now();
+    started.store(true, Ordering::SeqCst);
+    control
+        .execute(
+            "SELECT quantum_flow.start_flow($1, '{\"n\": 1}', $2)",
+            &[&FAIR_FLOW, &small],
+        )
+        .await?;
+    let waited = loop {
+        if let Some(at) = *claimed.lock().expect("claimed lock") {
+            break Some(at - t0);
+        }
+        if t0.elapsed() > FAIR_LIMIT {
+            break None;
+        }
+        if running.handles.iter().any(|h| h.is_finished()) {
+            return Err("a worker stopped early".into());
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    running.finish().await?;
+    control
+        .execute("SELECT quantum_flow.cancel_run($1, 'bench')", &[&big])
+        .await?;
+    control
+        .execute("SELECT quantum_flow.cancel_run($1, 'bench')", &[&small])
+        .await?;
+    Ok((waited, ahead.load(Ordering::SeqCst)))
+}
+
+async fn fair_phase(o: &Options, control: &Client, crew: &[Arc<Worker>]) -> Result<Fairness> {
+    let (off, ahead_off) = fair_round(o, control, crew, false).await?;
+    let (on, ahead_on) = fair_round(o, control, crew, true).await?;
+    for w in crew {
+        w.client
+            .batch_execute("RESET quantum_flow.fair_polling")
+            .await?;
+    }
+    let on = on.ok_or("with fair polling on, the small run waited past the limit")?;
+    Ok(Fairness {
+        off,
+        on,
+        ahead_off,
+        ahead_on,
+    })
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -797,6 +947,32 @@ fn report(o: &Options, m: &machine::Machine, server: &machine::Server, r: &Resul
             result,
         ));
     }
+    if let Some(res) = &r.fair {
+        let result = match res {
+            Ok(f) => {
+                let off = match f.off {
+                    Some(d) => format!("{:.2} s", secs(d)),
+                    None => format!("> {} s", FAIR_LIMIT.as_secs()),
+                };
+                lines.push(format!(
+                    "quantum_flow time to first claim behind a {}-task map = {:.1} ms fair, {off} \
+                     oldest first",
+                    o.fair_tasks,
+                    ms(f.on)
+                ));
+                format!("{:.1} ms (fair_polling off: {off})", ms(f.on))
+            }
+            Err(e) => failed("(e)", e.as_ref()),
+        };
+        rows.push((
+            "(e) first claim behind a map".into(),
+            format!(
+                "1 task started behind a {}-task map being drained, {} workers",
+                o.fair_tasks, o.workers
+            ),
+            result,
+        ));
+    }
     if let (Some(a), Some(d)) = (map_rate, floor_rate) {
         lines.push(format!(
             "quantum_flow map throughput    = {:.2} x pgmq floor",
@@ -825,6 +1001,13 @@ fn report(o: &Options, m: &machine::Machine, server: &machine::Server, r: &Resul
             "      slowest complete_task {:.1} ms (the fetch completion, which fans out the {} tasks)",
             ms(p.stats.complete_max),
             o.map_tasks
+        );
+    }
+    if let Some(Ok(f)) = &r.fair {
+        println!(
+            "  (e) tasks of the big map claimed after the second run started, before its first: \
+             {} with fair polling, {} strictly oldest first",
+            f.ahead_on, f.ahead_off
         );
     }
     if let Some(Ok((p, started))) = &r.chain {

@@ -124,6 +124,9 @@ pub struct Task {
 /// What a no-op worker answers for a task: computed, never slept on.
 pub type OutputFn = Arc<dyn Fn(&Task) -> Value + Send + Sync>;
 
+/// Called with each batch a poll returned, before any of it is worked on.
+pub type ClaimedFn = Arc<dyn Fn(&[Task]) + Send + Sync>;
+
 /// Completions counted across the workers of one phase; wakes the phase's clock when the
 /// `target`-th arrives, remembering the run it belonged to (the last run to complete).
 pub struct Progress {
@@ -193,6 +196,7 @@ pub struct QfLoop {
     pub batch_size: i32,
     pub max_wait_ms: i32,
     pub output: OutputFn,
+    pub claimed: Option<ClaimedFn>,
     pub progress: Arc<Progress>,
     pub stop: Arc<AtomicBool>,
 }
@@ -210,6 +214,9 @@ pub async fn qf_loop(worker: Arc<Worker>, id: String, job: Arc<QfLoop>) -> Resul
         s.polls += 1;
         if tasks.is_empty() {
             s.empty_polls += 1;
+        }
+        if let Some(claimed) = &job.claimed {
+            claimed(&tasks);
         }
         for task in &tasks {
             let output = (job.output)(task);
