@@ -18,7 +18,7 @@ import pytest
 import quantum_flow as qf
 from quantum_flow import FlowProblem, FlowStep, FlowValidation
 
-# As the seed guide's Pattern 1 asks Claude for it, with the steps not in dependency order.
+# An ETL workflow as an LLM writes it, with the steps not in dependency order.
 ETL_DOC = json.dumps(
     {
         "workflow_slug": "claude_etl",

@@ -257,6 +257,24 @@ CASES: list[tuple[str, str, str, Call]] = [
         ),
     ),
     (
+        "event for a step the workflow does not have",
+        "step_not_found",
+        'step_not_found: workflow "errs" has no step "mm" (did you mean "m"?)',
+        lambda c: qf.send_event(c, RUN, "mm"),
+    ),
+    (
+        "event for a step that is not an event step",
+        "not_an_event_step",
+        'not_an_event_step: step "b" of workflow "errs" is a single step; only event steps',
+        lambda c: qf.send_event(c, RUN, "b", {"x": 1}),
+    ),
+    (
+        "event for an unknown run",
+        "run_not_found",
+        "run_not_found: ",
+        lambda c: qf.send_event(c, UNKNOWN_RUN, "a"),
+    ),
+    (
         "more steps than max_steps",
         "limit_exceeded",
         "limit_exceeded: $.steps: ",

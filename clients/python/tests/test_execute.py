@@ -1,4 +1,5 @@
-"""execute_dynamic: the seed guide's Quick Start, failures, retries, checks before starting."""
+"""execute_dynamic: the Quick Start, failures (located messages, permanent errors), retries,
+paused runs, checks before starting."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import quantum_flow as qf
 
 
 def define_quick_start(conn: psycopg.Connection[Any], slug: str) -> None:
-    # The seed guide's steps 1 and 2, as written there.
+    # The Quick Start's steps 1 and 2, as the README writes them.
     qf.create_flow(conn, slug, max_attempts=5, timeout=60)
     qf.add_step(conn, slug, "fetch_data", [])
     qf.add_step(conn, slug, "process_batch", ["fetch_data"], step_type="map", initial_tasks=100)
@@ -167,16 +168,99 @@ def test_run_failed(conninfo: str, conn: psycopg.Connection[Any], slug: str) -> 
     assert [(s.step_slug, s.status) for s in run.steps] == [("a", "failed"), ("b", "cancelled")]
 
 
-def test_output_that_is_not_json_fails_the_attempt(
+def test_output_that_is_not_json_fails_the_task_without_retry(
     conninfo: str, conn: psycopg.Connection[Any], slug: str
 ) -> None:
-    qf.create_flow(conn, slug, max_attempts=1)
+    qf.create_flow(conn, slug, max_attempts=3, base_delay=0)
     qf.add_step(conn, slug, "a")
+    calls: List[Any] = []
+
+    def a(input: Any) -> Any:
+        calls.append(input)
+        return {1, 2}
+
     with pytest.raises(qf.RunFailed) as e:
-        qf.execute_dynamic(conninfo, slug, {}, {"a": lambda i: {1, 2}})
+        qf.execute_dynamic(conninfo, slug, {}, {"a": a})
     assert e.value.message == (
-        "step a, task 0, attempt 1: Object of type set is not JSON serializable"
+        "step a, task 0, attempt 1: output is not JSON: Object of type set is not JSON "
+        "serializable (not retried: the worker said the error is permanent)"
     )
+    assert len(calls) == 1
+
+
+def test_a_permanent_error_fails_the_run_at_its_first_attempt(
+    conninfo: str, conn: psycopg.Connection[Any], slug: str
+) -> None:
+    qf.create_flow(conn, slug, max_attempts=5, base_delay=0)
+    qf.add_step(conn, slug, "load")
+    qf.add_step(conn, slug, "check", ["load"], step_type="map")
+    qf.add_step(conn, slug, "report", ["check"])
+
+    def check(input: Any) -> Any:
+        if input["item"] < 0:
+            raise qf.PermanentError(f"negative value {input['item']}")
+        return input["item"]
+
+    run_id = UUID("00000000-0000-0000-0000-00000000e003")
+    with pytest.raises(qf.RunFailed) as e:
+        qf.execute_dynamic(
+            conninfo,
+            slug,
+            {},
+            {"load": lambda i: [3, -1, 4], "check": check, "report": lambda i: 1},
+            run_id=run_id,
+        )
+    message = (
+        "step check, task 1, attempt 1: negative value -1 "
+        "(not retried: the worker said the error is permanent)"
+    )
+    assert (e.value.run_id, e.value.message) == (run_id, message)
+    assert str(e.value) == f"run {run_id} failed: {message}"
+    run = qf.get_run(conn, run_id)
+    assert (run.status, run.error_message) == ("failed", message)
+    assert [(s.step_slug, s.status) for s in run.steps] == [
+        ("load", "completed"),
+        ("check", "failed"),
+        ("report", "cancelled"),
+    ]
+
+
+def test_a_paused_run_is_still_running(
+    conninfo: str, conn: psycopg.Connection[Any], slug: str
+) -> None:
+    qf.create_flow(conn, slug)
+    qf.add_step(conn, slug, "a")
+    qf.add_step(conn, slug, "b", ["a"])
+    run_id = UUID("00000000-0000-0000-0000-00000000e004")
+    seen: List[str] = []
+    resumer: List[threading.Timer] = []
+    resumed: List[bool] = []
+
+    def a(input: Any) -> Any:
+        # Paused while its first task is held: execute_dynamic waits (b is not handed out)
+        # until the run is resumed, then returns its output.
+        with psycopg.connect(conninfo, autocommit=True) as c:
+            seen.append(f"paused: {qf.pause_run(c, run_id)}")
+        timer = threading.Timer(1.0, resume)
+        resumer.append(timer)
+        timer.start()
+        return "A"
+
+    def resume() -> None:
+        with psycopg.connect(conninfo, autocommit=True) as c:
+            seen.append(qf.get_run(c, run_id).status)
+            resumed.append(qf.resume_run(c, run_id))
+
+    def b(input: Any) -> Any:
+        seen.append("b")
+        return input["a"] + "B"
+
+    result = qf.execute_dynamic(conninfo, slug, {}, {"a": a, "b": b}, run_id=run_id, timeout=60)
+    resumer[0].join()
+    assert result == {"b": "AB"}
+    # a's answer was taken while the run was paused; b was handed out only after the resume.
+    assert seen == ["paused: True", "paused", "b"]
+    assert resumed == [True]
 
 
 def test_map_over_a_non_array_fails_the_run(

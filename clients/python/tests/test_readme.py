@@ -1,5 +1,6 @@
-"""The README's examples run as written: the Quick Start prints what the README says, and the
-example of workflows from JSON defines its workflow and prints its graph."""
+"""The README's examples run as written: the Quick Start prints what the README says, the
+example of flow control prints what the README says, and the example of workflows from JSON
+defines its workflow and prints its graph."""
 
 from __future__ import annotations
 
@@ -57,3 +58,24 @@ def test_workflows_from_json_runs(
         "validate_rows",
         "load_db",
     ]
+
+
+def test_flow_control_runs(
+    conn: psycopg.Connection[Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    exec(python_block("## Flow control"), {"qf": qf, "conn": conn})
+    assert capsys.readouterr().out == "{'by': 'ann'}\n"
+    assert "It prints `{'by': 'ann'}`" in README.read_text(encoding="utf-8")
+    [run_id] = [
+        r
+        for (r,) in conn.execute(
+            "SELECT run_id FROM quantum_flow.runs WHERE workflow_slug = 'refunds'"
+        )
+    ]
+    run = qf.get_run(conn, run_id)
+    assert [(s.step_slug, s.status) for s in run.steps] == [
+        ("assess", "completed"),
+        ("approval", "completed"),
+        ("pay", "started"),
+    ]
+    assert run.deadline is not None

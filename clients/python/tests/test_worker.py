@@ -1,7 +1,10 @@
-"""Worker: concurrency over many runs, retries with attempts, late answers, stop()."""
+"""Worker: concurrency over many runs, retries with attempts, permanent errors, output that is
+not JSON, logging of failures, late answers, stop()."""
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 from typing import Any, List
 from uuid import UUID
@@ -79,6 +82,143 @@ def test_an_exception_without_text_is_reported_by_its_type(
     finally:
         worker.stop()
     assert (run.status, run.error_message) == ("failed", "step a, task 0, attempt 1: KeyError")
+
+
+NOT_RETRIED = " (not retried: the worker said the error is permanent)"
+
+
+class BadInput(qf.PermanentError):
+    pass
+
+
+@pytest.mark.parametrize("error", [qf.PermanentError("bad input"), BadInput("bad input")])
+def test_a_permanent_error_fails_the_task_at_its_first_attempt(
+    conninfo: str, conn: psycopg.Connection[Any], slug: str, error: Exception
+) -> None:
+    qf.create_flow(conn, slug, max_attempts=3, base_delay=0)
+    qf.add_step(conn, slug, "a")
+    qf.add_step(conn, slug, "b", ["a"])
+    calls: List[Any] = []
+
+    def a(input: Any) -> Any:
+        calls.append(input)
+        raise error
+
+    worker = qf.Worker(conninfo, slug, {"a": a, "b": lambda i: 1}, max_wait_ms=200).start()
+    try:
+        run_id = qf.start_flow(conn, slug, {"x": 1})
+        run = wait_for_run_end(conn, run_id)
+    finally:
+        stats = worker.stop()
+    message = "step a, task 0, attempt 1: bad input" + NOT_RETRIED
+    assert (run.status, run.error_message) == ("failed", message)
+    assert run.step("a") == qf.StepState("a", "failed", 1, 0, None, message)
+    assert calls == [{"run": {"x": 1}}]  # one attempt only, with two left
+    assert stats == qf.WorkerStats(completed=0, failed=1, ignored=0)
+
+
+@pytest.mark.parametrize(
+    "output",
+    [{"when": object()}, float("nan"), {1, 2}],
+    ids=["object", "nan", "set"],
+)
+def test_output_that_is_not_json_fails_the_task_at_its_first_attempt(
+    conninfo: str, conn: psycopg.Connection[Any], slug: str, output: Any
+) -> None:
+    qf.create_flow(conn, slug, max_attempts=3, base_delay=0)
+    qf.add_step(conn, slug, "a")
+    calls: List[Any] = []
+
+    def a(input: Any) -> Any:
+        calls.append(input)
+        return output
+
+    worker = qf.Worker(conninfo, slug, {"a": a}, max_wait_ms=200).start()
+    try:
+        run_id = qf.start_flow(conn, slug)
+        run = wait_for_run_end(conn, run_id)
+    finally:
+        stats = worker.stop()
+    with pytest.raises((TypeError, ValueError)) as why:
+        json.dumps(output, allow_nan=False)
+    assert (run.status, run.error_message) == (
+        "failed",
+        f"step a, task 0, attempt 1: output is not JSON: {why.value}" + NOT_RETRIED,
+    )
+    assert len(calls) == 1
+    assert stats == qf.WorkerStats(completed=0, failed=1, ignored=0)
+
+
+def test_failures_are_logged_with_their_traceback(
+    conninfo: str, conn: psycopg.Connection[Any], slug: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    qf.create_flow(conn, slug, max_attempts=2, base_delay=0)
+    qf.add_step(conn, slug, "fetch")
+    qf.add_step(conn, slug, "store", ["fetch"])
+
+    def fetch(input: Any) -> Any:
+        raise ConnectionError("upstream down")
+
+    def store(input: Any) -> Any:
+        raise AssertionError("unreachable")
+
+    caplog.set_level(logging.ERROR, logger="quantum_flow.worker")
+    worker = qf.Worker(conninfo, slug, {"fetch": fetch, "store": store}, max_wait_ms=200)
+    worker.start()
+    try:
+        run_id = qf.start_flow(conn, slug)
+        run = wait_for_run_end(conn, run_id)
+    finally:
+        worker.stop()
+    assert run.error_message == "step fetch, task 0, attempt 2: upstream down"
+    records = [r for r in caplog.records if r.name == "quantum_flow.worker"]
+    assert [(r.levelno, r.getMessage()) for r in records] == [
+        (
+            logging.ERROR,
+            f"workflow {slug!r}, step 'fetch', task 0, attempt {n} (run {run_id}): "
+            "the step function raised",
+        )
+        for n in (1, 2)
+    ]
+    for r in records:
+        assert r.exc_info is not None
+        exc_type, exc, tb = r.exc_info
+        assert exc_type is ConnectionError and str(exc) == "upstream down"
+        assert tb is not None
+    assert "Traceback (most recent call last)" in caplog.text
+    assert 'raise ConnectionError("upstream down")' in caplog.text
+
+
+def test_a_permanent_failure_is_logged_as_such(
+    conninfo: str, conn: psycopg.Connection[Any], slug: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    qf.create_flow(conn, slug)
+    qf.add_step(conn, slug, "a")
+    qf.add_step(conn, slug, "b")
+
+    def a(input: Any) -> Any:
+        raise qf.PermanentError("no such customer")
+
+    caplog.set_level(logging.ERROR, logger="quantum_flow.worker")
+    worker = qf.Worker(conninfo, slug, {"a": a, "b": lambda i: {"at": object()}}, max_wait_ms=200)
+    worker.start()
+    try:
+        run_id = qf.start_flow(conn, slug)
+        wait_for_run_end(conn, run_id)
+        wait_until(lambda: len(caplog.records) >= 2 or None, what="two log records")
+    finally:
+        worker.stop()
+    records = sorted(
+        (r for r in caplog.records if r.name == "quantum_flow.worker"), key=lambda r: r.getMessage()
+    )
+    assert [r.getMessage() for r in records] == [
+        f"workflow {slug!r}, step 'a', task 0, attempt 1 (run {run_id}): the step function "
+        "raised (permanent: not retried)",
+        f"workflow {slug!r}, step 'b', task 0, attempt 1 (run {run_id}): the step function "
+        "returned output that is not JSON (permanent: not retried)",
+    ]
+    assert records[0].exc_info is not None and records[0].exc_info[0] is qf.PermanentError
+    assert records[1].exc_info is not None and records[1].exc_info[0] is TypeError
 
 
 def test_a_late_answer_for_a_timed_out_attempt_is_ignored(
@@ -200,6 +340,39 @@ def test_a_worker_needs_a_function_for_every_step(
     with pytest.raises(qf.MissingStepFunctions) as e:
         worker.run()
     assert e.value.steps == ["a", "c"]
+
+
+def test_event_and_sub_flow_steps_need_no_function(
+    conninfo: str, conn: psycopg.Connection[Any], slug: str
+) -> None:
+    child = slug + "_c"
+    qf.create_flow(conn, child)
+    qf.add_step(conn, child, "inner")
+    qf.create_flow(conn, slug)
+    qf.add_step(conn, slug, "a")
+    qf.add_step(conn, slug, "wait", ["a"], step_type="event")
+    qf.add_step(conn, slug, "sub", ["a"], flow=child)
+    qf.add_step(conn, slug, "z", ["wait", "sub"])
+    with pytest.raises(qf.MissingStepFunctions) as e:
+        qf.Worker(conninfo, slug, {"a": lambda i: 1}).run()
+    assert e.value.steps == ["z"]
+    worker = qf.Worker(conninfo, slug, {"a": lambda i: 1, "z": lambda i: i}, max_wait_ms=200)
+    inner = qf.Worker(conninfo, child, {"inner": lambda i: "in"}, max_wait_ms=200)
+    worker.start()
+    inner.start()
+    try:
+        run_id = qf.start_flow(conn, slug)
+        wait_until(
+            lambda: qf.get_run(conn, run_id).step("sub").status == "completed",
+            what="the sub-flow step",
+        )
+        assert qf.send_event(conn, run_id, "wait", "go") is True
+        run = wait_for_run_end(conn, run_id)
+    finally:
+        worker.stop()
+        inner.stop()
+    assert run.status == "completed"
+    assert run.output == {"z": {"run": {}, "wait": "go", "sub": {"inner": "in"}}}
 
 
 @pytest.mark.parametrize("option", [{"batch_size": 0}, {"concurrency": 0}, {"max_wait_ms": -1}])

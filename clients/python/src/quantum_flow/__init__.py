@@ -2,7 +2,8 @@
 
 Functions named after the extension's SQL functions work on a psycopg 3 connection
 (:mod:`quantum_flow.api`); :class:`Worker` works a workflow's tasks with Python functions;
-:func:`execute_dynamic` runs a workflow to the end; :func:`define_from_json` creates a
+:func:`execute_dynamic` runs a workflow to the end (a step function raises
+:class:`PermanentError` for an error that no retry can fix); :func:`define_from_json` creates a
 workflow from an LLM-style JSON document, which the server checks (:func:`validate_flow`)
 and defines (:func:`define_flow`).
 """
@@ -22,7 +23,11 @@ from .api import (
     get_run,
     is_valid_slug,
     list_flows,
+    pause_run,
     poll_tasks,
+    resume_run,
+    retry_run,
+    send_event,
     start_flow,
     validate_flow,
 )
@@ -30,6 +35,7 @@ from .errors import (
     ERROR_CODES,
     InvalidFlowDocument,
     MissingStepFunctions,
+    PermanentError,
     QuantumFlowError,
     RunFailed,
     RunTimeout,
@@ -50,7 +56,7 @@ from .types import (
 )
 from .worker import StepFunction, Worker
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "ERROR_CODES",
@@ -60,6 +66,7 @@ __all__ = [
     "FlowValidation",
     "InvalidFlowDocument",
     "MissingStepFunctions",
+    "PermanentError",
     "QuantumFlowError",
     "Run",
     "RunFailed",
@@ -87,7 +94,11 @@ __all__ = [
     "get_run",
     "is_valid_slug",
     "list_flows",
+    "pause_run",
     "poll_tasks",
+    "resume_run",
+    "retry_run",
+    "send_event",
     "start_flow",
     "validate_flow",
 ]

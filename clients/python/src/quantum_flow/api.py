@@ -8,7 +8,8 @@ Errors of the extension are raised as :class:`~quantum_flow.QuantumFlowError`.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Union
+from datetime import datetime
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 from uuid import UUID
 
 import psycopg
@@ -25,6 +26,7 @@ from .types import (
     Step,
     StepType,
     Task,
+    WhenUnmet,
     Workflow,
 )
 
@@ -35,10 +37,14 @@ RunId = Union[UUID, str]
 #: a JSON value (normally a ``dict``), sent as ``jsonb``. ``None`` is SQL NULL.
 FlowDocument = Any
 
-_WORKFLOW_COLUMNS = "workflow_slug, max_attempts, timeout, base_delay, created_at, description"
+_WORKFLOW_COLUMNS = (
+    "workflow_slug, max_attempts, timeout, base_delay, created_at, description, "
+    "run_timeout, concurrency_key, max_concurrency"
+)
 _STEP_COLUMNS = (
     "workflow_slug, step_slug, step_type, step_index, deps_count, "
-    "initial_tasks, max_attempts, timeout, base_delay, description"
+    "initial_tasks, max_attempts, timeout, base_delay, description, "
+    "if_matches, if_not_matches, when_unmet, start_delay, flow"
 )
 
 
@@ -59,6 +65,15 @@ def _scalar(conn: Connection, query: str, params: Sequence[Any] = ()) -> Any:
     return next(iter(_one(conn, query, params).values()))
 
 
+def _named(args: List[str], params: List[Any], options: Sequence[Tuple[str, str, Any]]) -> None:
+    """Appends ``name => %s::type`` for each option that is set (not None), so that the
+    server's defaults apply to the rest."""
+    for name, sql_type, value in options:
+        if value is not None:
+            args.append(f"{name} => %s::{sql_type}")
+            params.append(value)
+
+
 # ---------------------------------------------------------------------------------------------
 # Definitions
 
@@ -70,24 +85,34 @@ def create_flow(
     max_attempts: Optional[int] = None,
     timeout: Optional[int] = None,
     base_delay: Optional[int] = None,
+    run_timeout: Optional[int] = None,
+    concurrency_key: Optional[str] = None,
+    max_concurrency: Optional[int] = None,
 ) -> Workflow:
     """Creates a workflow and its queue.
 
     Options left ``None`` take the server's defaults (3 attempts, 30 s timeout, 1 s base
-    delay). Called again with the same options it returns the existing row; other options
-    raise ``workflow_exists``.
+    delay, no run timeout, no concurrency limit). ``run_timeout`` (seconds): a run not
+    finished in time fails with ``run_timeout``. ``concurrency_key`` (a top-level key of the
+    flow input) with ``max_concurrency``: at most that many tasks of runs with the same value
+    of the key are queued or claimed at once. Called again with the same options it returns
+    the existing row; other options raise ``workflow_exists``.
     """
     args = ["%s::text"]
     params: List[Any] = [workflow_slug]
     # Only the options given are passed (by name), so the server's defaults apply to the rest.
-    for name, value in (
-        ("max_attempts", max_attempts),
-        ("timeout", timeout),
-        ("base_delay", base_delay),
-    ):
-        if value is not None:
-            args.append(f"{name} => %s::int")
-            params.append(value)
+    _named(
+        args,
+        params,
+        (
+            ("max_attempts", "int", max_attempts),
+            ("timeout", "int", timeout),
+            ("base_delay", "int", base_delay),
+            ("run_timeout", "int", run_timeout),
+            ("concurrency_key", "text", concurrency_key),
+            ("max_concurrency", "int", max_concurrency),
+        ),
+    )
     row = _one(
         conn,
         f"SELECT {_WORKFLOW_COLUMNS} FROM quantum_flow.create_flow({', '.join(args)})",
@@ -107,28 +132,56 @@ def add_step(
     max_attempts: Optional[int] = None,
     timeout: Optional[int] = None,
     base_delay: Optional[int] = None,
+    if_matches: Any = None,
+    if_not_matches: Any = None,
+    when_unmet: Optional[WhenUnmet] = None,
+    start_delay: Optional[int] = None,
+    flow: Optional[str] = None,
 ) -> Step:
     """Adds a step; its dependencies must already be steps of the workflow.
 
     ``initial_tasks`` (map steps only) is the expected task count that progress shows before
-    the real count is known. Retry options left ``None`` inherit the workflow's. Called again
-    with an identical definition it returns the existing row; a different one raises
-    ``step_exists``.
+    the real count is known. Retry options left ``None`` inherit the workflow's. An
+    ``"event"`` step has no task: :func:`send_event` completes it.
+
+    ``if_matches`` / ``if_not_matches``: JSON values the step's input must / must not
+    contain (``@>``) when the step becomes ready; when it does not, ``when_unmet`` decides
+    (``None``: the server's ``"skip"``, the step is skipped; ``"skip_cascade"``: its
+    dependents too; ``"fail"``: the run fails with ``condition_unmet``). ``start_delay``
+    (seconds): the step's tasks become visible that long after it becomes ready. ``flow``: a
+    sub-flow step, each task of which is a run of that workflow (the child run's output is
+    the task's output).
+
+    Called again with an identical definition it returns the existing row; a different one
+    raises ``step_exists``.
     """
+    args = ["%s::text, %s::text, %s::text[], %s::text, %s::int, %s::int, %s::int, %s::int"]
+    params: List[Any] = [
+        workflow_slug,
+        step_slug,
+        list(depends_on),
+        step_type,
+        initial_tasks,
+        max_attempts,
+        timeout,
+        base_delay,
+    ]
+    # The options added after the first version: passed by name, only when given.
+    _named(
+        args,
+        params,
+        (
+            ("if_matches", "jsonb", None if if_matches is None else Jsonb(if_matches)),
+            ("if_not_matches", "jsonb", None if if_not_matches is None else Jsonb(if_not_matches)),
+            ("when_unmet", "text", when_unmet),
+            ("start_delay", "int", start_delay),
+            ("flow", "text", flow),
+        ),
+    )
     row = _one(
         conn,
-        f"SELECT {_STEP_COLUMNS} FROM quantum_flow.add_step("
-        "%s::text, %s::text, %s::text[], %s::text, %s::int, %s::int, %s::int, %s::int)",
-        [
-            workflow_slug,
-            step_slug,
-            list(depends_on),
-            step_type,
-            initial_tasks,
-            max_attempts,
-            timeout,
-            base_delay,
-        ],
+        f"SELECT {_STEP_COLUMNS} FROM quantum_flow.add_step({', '.join(args)})",
+        params,
     )
     return Step(**row)
 
@@ -240,17 +293,25 @@ def start_flow(
     workflow_slug: str,
     input: Any = None,
     run_id: Optional[RunId] = None,
+    *,
+    start_at: Optional[datetime] = None,
 ) -> UUID:
     """Starts a run with ``input`` (``None``: ``{}``) and returns its id.
 
     ``run_id`` lets the caller choose the id (``run_exists`` if it is taken), which makes
-    submission idempotent.
+    submission idempotent. ``start_at`` (a timezone-aware datetime; a naive one raises
+    ``ValueError``) schedules the run: it is ``started`` at once, but its first tasks become
+    visible only then.
     """
-    value = _scalar(
-        conn,
-        "SELECT quantum_flow.start_flow(%s::text, %s::jsonb, %s::uuid)",
-        [workflow_slug, Jsonb({} if input is None else input), _uuid_param(run_id)],
-    )
+    if start_at is not None and (
+        start_at.tzinfo is None or start_at.tzinfo.utcoffset(start_at) is None
+    ):
+        # A naive datetime would be read in the session's TimeZone: refused, not guessed.
+        raise ValueError("start_at must be a timezone-aware datetime")
+    args = ["%s::text, %s::jsonb, %s::uuid"]
+    params: List[Any] = [workflow_slug, Jsonb({} if input is None else input), _uuid_param(run_id)]
+    _named(args, params, (("start_at", "timestamptz", start_at),))
+    value = _scalar(conn, f"SELECT quantum_flow.start_flow({', '.join(args)})", params)
     return _as_uuid(value)
 
 
@@ -307,17 +368,23 @@ def fail_task(
     task_index: int,
     error_message: str,
     attempt: Optional[int] = None,
+    *,
+    retry: bool = True,
 ) -> FailOutcome:
     """Reports a failed attempt of a claimed task.
 
     Returns ``"queued"`` (it will be retried after backoff), ``"failed"`` (attempts
     exhausted: the step and the run fail with this message) or ``"ignored"`` (a late or
-    duplicate call).
+    duplicate call). ``retry=False`` is for an error another attempt cannot fix: the task
+    fails at once, whatever attempts are left (the run's message then says it was not
+    retried).
     """
+    args = ["%s::uuid, %s::text, %s::int, %s::text, %s::int"]
+    params: List[Any] = [_uuid_param(run_id), step_slug, task_index, error_message, attempt]
+    # Passed only when it is not the server's default.
+    _named(args, params, (("retry", "boolean", None if retry else False),))
     outcome: FailOutcome = _scalar(
-        conn,
-        "SELECT quantum_flow.fail_task(%s::uuid, %s::text, %s::int, %s::text, %s::int)",
-        [_uuid_param(run_id), step_slug, task_index, error_message, attempt],
+        conn, f"SELECT quantum_flow.fail_task({', '.join(args)})", params
     )
     return outcome
 
@@ -339,6 +406,51 @@ def cancel_run(conn: Connection, run_id: RunId, reason: Optional[str] = None) ->
             [_uuid_param(run_id), reason],
         )
     return cancelled
+
+
+def pause_run(conn: Connection, run_id: RunId) -> bool:
+    """Pauses a started run: none of its tasks is handed out until :func:`resume_run` (tasks
+    claimed before may still be answered; its timers keep running).
+
+    True when this call paused it, False when it was not started.
+    """
+    return bool(_scalar(conn, "SELECT quantum_flow.pause_run(%s::uuid)", [_uuid_param(run_id)]))
+
+
+def resume_run(conn: Connection, run_id: RunId) -> bool:
+    """Resumes a paused run: its tasks are handed out again.
+
+    True when this call resumed it, False when it was not paused.
+    """
+    return bool(_scalar(conn, "SELECT quantum_flow.resume_run(%s::uuid)", [_uuid_param(run_id)]))
+
+
+def retry_run(conn: Connection, run_id: RunId) -> bool:
+    """Starts a failed (or cancelled) run again, with the same run id, from its failed and
+    unfinished steps; completed steps keep their outputs and each unfinished task gets its
+    full ``max_attempts`` again.
+
+    True when this call restarted it, False when it was not failed.
+    """
+    return bool(_scalar(conn, "SELECT quantum_flow.retry_run(%s::uuid)", [_uuid_param(run_id)]))
+
+
+def send_event(conn: Connection, run_id: RunId, step_slug: str, payload: Any = None) -> bool:
+    """Delivers an event to an event step of a run: the step completes with ``payload``
+    (``None``: ``{}``) as its output, or, when it is not ready yet, the event is kept and
+    completes it when it becomes ready.
+
+    True when this call's event is the step's; False for a duplicate event or an ended run.
+    ``step_not_found`` (with a "did you mean" in the message) for a step the run's workflow
+    does not have, ``not_an_event_step`` for a step that is not an event step.
+    """
+    return bool(
+        _scalar(
+            conn,
+            "SELECT quantum_flow.send_event(%s::uuid, %s::text, %s::jsonb)",
+            [_uuid_param(run_id), step_slug, Jsonb({} if payload is None else payload)],
+        )
+    )
 
 
 def get_run(conn: Connection, run_id: RunId) -> Run:

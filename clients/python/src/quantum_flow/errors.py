@@ -45,6 +45,8 @@ ERROR_CODES: dict[str, str] = {
     "cycle": "23514",
     "limit_exceeded": "54000",
     "extension_version_mismatch": "55000",
+    "step_not_found": "P0002",
+    "not_an_event_step": "42809",
     "internal_error": "XX000",
 }
 
@@ -103,8 +105,16 @@ class InvalidFlowDocument(QuantumFlowError, ValueError):
         self.args = (code, sqlstate, message, self.problems)
 
 
+class PermanentError(Exception):
+    """Raised by a step function (directly, or as a subclass) for an error that another
+    attempt cannot fix (invalid input, a bug): the :class:`~quantum_flow.Worker` fails the
+    task at once with ``fail_task(..., retry=False)``, whatever attempts are left, and the
+    run fails with the exception's text as the error message."""
+
+
 class RunFailed(Exception):
-    """:func:`execute_dynamic`: the run failed; ``message`` is the run's error message."""
+    """:func:`execute_dynamic`: the run failed; ``message`` is the run's error message, which
+    says where it failed (``"step a, task 0, attempt 1: ..."``)."""
 
     def __init__(self, run_id: UUID, message: str) -> None:
         super().__init__(run_id, message)
@@ -116,7 +126,8 @@ class RunFailed(Exception):
 
 
 class RunTimeout(TimeoutError):
-    """:func:`execute_dynamic`: the run did not end in time (it is left ``started``)."""
+    """:func:`execute_dynamic`: the run did not end in time (it is left ``started``, or
+    ``paused``)."""
 
     def __init__(self, run_id: UUID, timeout: float) -> None:
         super().__init__(run_id, timeout)

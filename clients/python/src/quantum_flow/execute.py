@@ -1,5 +1,4 @@
-"""``execute_dynamic``: start a run of a workflow and work it to the end in this process, as
-the seed guide's ``Executor.execute_dynamic``."""
+"""``execute_dynamic``: start a run of a workflow and work it to the end in this process."""
 
 from __future__ import annotations
 
@@ -36,10 +35,12 @@ def execute_dynamic(
     workflow does not exist and :class:`MissingStepFunctions` naming every step that has no
     function. Then it starts the run and works it with a :class:`Worker` (``poll_wait_ms``
     is the worker's ``poll_tasks`` wait and how often the run's status is read). Raises
-    :class:`RunFailed` with the run's error message when the run fails and
-    :class:`RunTimeout` (a ``TimeoutError``) when it has not ended after ``timeout``
-    seconds; the run is then left ``started`` for other workers. The worker also works
-    tasks of other runs of the workflow that it claims meanwhile.
+    :class:`RunFailed` with the run's error message (which says where it failed: ``"step a,
+    task 0, attempt 1: ..."``) when the run fails and :class:`RunTimeout` (a
+    ``TimeoutError``) when it has not ended after ``timeout`` seconds; the run is then left
+    ``started`` (or ``paused``) for other workers. A run paused meanwhile (``pause_run``) is
+    still running: this waits for it to be resumed and end. The worker also works tasks of
+    other runs of the workflow that it claims meanwhile.
 
     ``run_id`` chooses the run's id (``run_exists`` if taken). When the run has ended (or
     timed out), functions still running get ``shutdown_grace`` seconds before this returns;
@@ -70,6 +71,7 @@ def execute_dynamic(
                     return run.output
                 if run.status == "failed":
                     raise RunFailed(run_id, run.error_message or "")
+                # "started" or "paused": not ended yet.
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise RunTimeout(run_id, timeout)

@@ -4,7 +4,7 @@ The document is the one ``define_flow`` takes (see the main README, "Defining a 
 one call")::
 
     {"workflow_slug": "...",
-     "steps": [{"slug": "...", "depends_on": [...], "type": "single|map"}]}
+     "steps": [{"slug": "...", "depends_on": [...], "type": "single|map|event"}]}
 
 The client does not read it: the server checks it (``validate_flow`` reports every problem)
 and defines it (``define_flow``), so every client and psql agree on every document.

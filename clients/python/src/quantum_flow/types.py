@@ -8,9 +8,13 @@ from datetime import datetime
 from typing import Any, List, Literal, Mapping, Optional
 from uuid import UUID
 
-StepType = Literal["single", "map"]
-RunStatus = Literal["started", "completed", "failed"]
-StepStatus = Literal["created", "started", "completed", "failed", "cancelled"]
+#: ``event``: a step with no task, completed by ``send_event``.
+StepType = Literal["single", "map", "event"]
+RunStatus = Literal["started", "paused", "completed", "failed"]
+StepStatus = Literal["created", "started", "completed", "failed", "cancelled", "skipped"]
+#: What a step does when its input does not meet its ``if_matches`` / ``if_not_matches``:
+#: it is skipped, it and every step below it are skipped, or the run fails.
+WhenUnmet = Literal["skip", "skip_cascade", "fail"]
 #: What ``fail_task`` returns: the task's status after the call.
 FailOutcome = Literal["queued", "failed", "ignored"]
 #: The formats ``flow_graph`` draws: Mermaid ``flowchart`` or Graphviz DOT.
@@ -27,6 +31,12 @@ class Workflow:
     base_delay: int
     created_at: datetime
     description: Optional[str] = None
+    #: Seconds a run may take before it fails with ``run_timeout`` (None: no limit).
+    run_timeout: Optional[int] = None
+    #: A top-level key of the flow input: at most ``max_concurrency`` tasks of runs with the
+    #: same value of it are queued or claimed at once (None: no limit).
+    concurrency_key: Optional[str] = None
+    max_concurrency: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -43,11 +53,21 @@ class Step:
     timeout: Optional[int]
     base_delay: Optional[int]
     description: Optional[str] = None
+    #: JSON the step's input must contain (``@>``) when it becomes ready (None: no condition).
+    if_matches: Any = None
+    #: JSON the step's input must not contain (None: no condition).
+    if_not_matches: Any = None
+    when_unmet: WhenUnmet = "skip"
+    #: Seconds between the step becoming ready and its tasks becoming visible.
+    start_delay: Optional[int] = None
+    #: A sub-flow step: each of its tasks is a run of this workflow.
+    flow: Optional[str] = None
 
 
 @dataclass(frozen=True)
 class FlowStep:
-    """A step as ``get_flow`` describes it."""
+    """A step as ``get_flow`` describes it (``if_matches`` / ``if_not_matches`` are its ``if``
+    and ``if_not``)."""
 
     step_slug: str
     step_type: StepType
@@ -58,6 +78,11 @@ class FlowStep:
     timeout: Optional[int]
     base_delay: Optional[int]
     description: Optional[str] = None
+    if_matches: Any = None
+    if_not_matches: Any = None
+    when_unmet: WhenUnmet = "skip"
+    start_delay: Optional[int] = None
+    flow: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +96,9 @@ class FlowDefinition:
     created_at: datetime
     steps: List[FlowStep] = field(default_factory=list)
     description: Optional[str] = None
+    run_timeout: Optional[int] = None
+    concurrency_key: Optional[str] = None
+    max_concurrency: Optional[int] = None
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> FlowDefinition:
@@ -91,10 +119,18 @@ class FlowDefinition:
                     timeout=s.get("timeout"),
                     base_delay=s.get("base_delay"),
                     description=s.get("description"),
+                    if_matches=s.get("if"),
+                    if_not_matches=s.get("if_not"),
+                    when_unmet=s.get("when_unmet") or "skip",
+                    start_delay=s.get("start_delay"),
+                    flow=s.get("flow"),
                 )
                 for s in doc["steps"]
             ],
             description=doc.get("description"),
+            run_timeout=doc.get("run_timeout"),
+            concurrency_key=doc.get("concurrency_key"),
+            max_concurrency=doc.get("max_concurrency"),
         )
 
 
@@ -160,6 +196,8 @@ class StepState:
     tasks_completed: int
     output: Any
     error_message: Optional[str]
+    #: A sub-flow step's child runs, in task order (None for other steps).
+    child_run_ids: Optional[List[UUID]] = None
 
 
 @dataclass(frozen=True)
@@ -176,6 +214,12 @@ class Run:
     completed_at: Optional[datetime]
     failed_at: Optional[datetime]
     steps: List[StepState] = field(default_factory=list)
+    #: The run whose sub-flow step started this run (None for a run started by ``start_flow``).
+    parent_run_id: Optional[UUID] = None
+    #: When its first tasks become visible, for a scheduled run (``start_flow(start_at=...)``).
+    start_at: Optional[datetime] = None
+    #: When it fails with ``run_timeout``, when its workflow has a ``run_timeout``.
+    deadline: Optional[datetime] = None
 
     def step(self, step_slug: str) -> StepState:
         """The state of step ``step_slug`` (KeyError if the run has no such step)."""
@@ -204,9 +248,13 @@ class Run:
                     tasks_completed=s["tasks_completed"],
                     output=s.get("output"),
                     error_message=s.get("error_message"),
+                    child_run_ids=_optional_uuids(s.get("child_run_ids")),
                 )
                 for s in doc["steps"]
             ],
+            parent_run_id=_optional_uuid(doc.get("parent_run_id")),
+            start_at=_optional_timestamp(doc.get("start_at")),
+            deadline=_optional_timestamp(doc.get("deadline")),
         )
 
 
@@ -235,3 +283,11 @@ def parse_timestamp(value: str) -> datetime:
 
 def _optional_timestamp(value: Optional[str]) -> Optional[datetime]:
     return None if value is None else parse_timestamp(value)
+
+
+def _optional_uuid(value: Optional[str]) -> Optional[UUID]:
+    return None if value is None else UUID(value)
+
+
+def _optional_uuids(values: Optional[List[str]]) -> Optional[List[UUID]]:
+    return None if values is None else [UUID(v) for v in values]

@@ -8,6 +8,11 @@ Shutdown (:meth:`Worker.stop`): the worker stops claiming. A ``poll_tasks`` that
 for work is cancelled; a cancelled poll rolls back, so it claimed nothing, and a poll that
 returned first hands its tasks to the functions as usual. Every task the worker holds is
 finished and answered before :meth:`Worker.run` returns.
+
+Errors: an exception of a step function fails the attempt (retried while attempts remain);
+a :class:`~quantum_flow.PermanentError`, or an output that is not JSON, fails the task at once
+(``fail_task(..., retry=False)``). Each is logged with its traceback on the logger
+``quantum_flow.worker``, naming the workflow, step, task index, attempt and run.
 """
 
 from __future__ import annotations
@@ -23,22 +28,29 @@ from typing import Any, Callable, List, Mapping, Optional
 import psycopg
 
 from . import api
-from .errors import MissingStepFunctions, QuantumFlowError
+from .errors import MissingStepFunctions, PermanentError, QuantumFlowError
 from .types import FlowDefinition, Task, WorkerStats
 
 log = logging.getLogger("quantum_flow.worker")
 
 #: A step function: receives the task's input (see the SQL API's data flow rules) and
 #: returns its output, any JSON-serialisable value. An exception fails the attempt with the
-#: exception's message.
+#: exception's message; a :class:`~quantum_flow.PermanentError` fails the task without retry.
 StepFunction = Callable[[Any], Any]
 
 
 def missing_step_functions(
     flow: FlowDefinition, step_functions: Mapping[str, StepFunction]
 ) -> List[str]:
-    """The steps of ``flow`` that have no function in ``step_functions``, in step order."""
-    return [s.step_slug for s in flow.steps if s.step_slug not in step_functions]
+    """The steps of ``flow`` that have no function in ``step_functions``, in step order.
+
+    Event steps (completed by ``send_event``) and sub-flow steps (whose tasks are runs of
+    another workflow) have no tasks for a worker, so they need none."""
+    return [
+        s.step_slug
+        for s in flow.steps
+        if s.step_type != "event" and s.flow is None and s.step_slug not in step_functions
+    ]
 
 
 def error_message_of(error: BaseException) -> str:
@@ -233,9 +245,20 @@ class Worker:
                 if function is None:
                     raise LookupError(f"no function for step {task.step_slug!r}")
                 output = function(task.input)
-                # Checked here, so output that is not JSON fails the attempt.
-                json.dumps(output, allow_nan=False)
             except Exception as e:
+                permanent = isinstance(e, PermanentError)
+                self._log_failure(task, "raised", permanent, e)
+                self._answer(task, error=error_message_of(e), retry=not permanent)
+                return
+            try:
+                # Checked here: the same function would return the same output again, so
+                # output that is not JSON fails the task without retry.
+                json.dumps(output, allow_nan=False)
+            except (TypeError, ValueError) as e:
+                self._log_failure(task, "returned output that is not JSON", True, e)
+                self._answer(task, error=f"output is not JSON: {error_message_of(e)}", retry=False)
+            except Exception as e:  # e.g. RecursionError: an ordinary failed attempt
+                self._log_failure(task, "returned output that could not be serialised", False, e)
                 self._answer(task, error=error_message_of(e))
             else:
                 self._answer(task, output=output)
@@ -244,7 +267,22 @@ class Worker:
                 self._in_flight -= 1
                 self._slots.notify_all()
 
-    def _answer(self, task: Task, output: Any = None, error: Optional[str] = None) -> None:
+    def _log_failure(self, task: Task, what: str, permanent: bool, error: BaseException) -> None:
+        log.error(
+            "workflow %r, step %r, task %d, attempt %d (run %s): the step function %s%s",
+            self.workflow_slug,
+            task.step_slug,
+            task.task_index,
+            task.attempt,
+            task.run_id,
+            what,
+            " (permanent: not retried)" if permanent else "",
+            exc_info=error,
+        )
+
+    def _answer(
+        self, task: Task, output: Any = None, error: Optional[str] = None, retry: bool = True
+    ) -> None:
         try:
             conn = self._answer_conn()
             if error is None:
@@ -260,7 +298,13 @@ class Worker:
                     self._count(completed=counted, ignored=not counted)
             if error is not None:
                 outcome = api.fail_task(
-                    conn, task.run_id, task.step_slug, task.task_index, error, task.attempt
+                    conn,
+                    task.run_id,
+                    task.step_slug,
+                    task.task_index,
+                    error,
+                    task.attempt,
+                    retry=retry,
                 )
                 self._count(failed=outcome != "ignored", ignored=outcome == "ignored")
         except Exception:
