@@ -9,6 +9,7 @@ REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA quantum_flow FROM PUBLIC;
 -- quantum_flow_client: start, watch and steer runs, send events, read definitions
 GRANT EXECUTE ON FUNCTION
     start_flow(text, jsonb, uuid, timestamptz),
+    start_flows(text, jsonb[], uuid[]),
     get_run(uuid),
     cancel_run(uuid, text),
     pause_run(uuid),
@@ -28,6 +29,7 @@ TO quantum_flow_client;
 GRANT EXECUTE ON FUNCTION
     poll_tasks(text, integer, integer, text),
     complete_task(uuid, text, integer, jsonb, integer),
+    complete_tasks(uuid[], text[], integer[], jsonb[], integer[]),
     fail_task(uuid, text, integer, text, integer, boolean),
     send_event(uuid, text, jsonb),
     is_valid_slug(text)

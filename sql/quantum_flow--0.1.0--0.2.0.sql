@@ -266,6 +266,28 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'fail_task_v2_wrapper';
 
+CREATE FUNCTION "complete_tasks"(
+	"run_ids" uuid[],
+	"step_slugs" TEXT[],
+	"task_indexes" INT[],
+	"outputs" jsonb[],
+	"attempts" INT[] DEFAULT NULL
+) RETURNS bool[]
+SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'complete_tasks_wrapper';
+
+CREATE FUNCTION "start_flows"(
+	"workflow_slug" TEXT,
+	"inputs" jsonb[],
+	"run_ids" uuid[] DEFAULT NULL
+) RETURNS uuid[]
+SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'start_flows_wrapper';
+
 CREATE FUNCTION "pause_run"(
 	"run_id" uuid
 ) RETURNS bool
@@ -371,6 +393,7 @@ REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA quantum_flow FROM PUBLIC;
 -- quantum_flow_client: start, watch and steer runs, send events, read definitions
 GRANT EXECUTE ON FUNCTION
     start_flow(text, jsonb, uuid, timestamptz),
+    start_flows(text, jsonb[], uuid[]),
     get_run(uuid),
     cancel_run(uuid, text),
     pause_run(uuid),
@@ -390,6 +413,7 @@ TO quantum_flow_client;
 GRANT EXECUTE ON FUNCTION
     poll_tasks(text, integer, integer, text),
     complete_task(uuid, text, integer, jsonb, integer),
+    complete_tasks(uuid[], text[], integer[], jsonb[], integer[]),
     fail_task(uuid, text, integer, text, integer, boolean),
     send_event(uuid, text, jsonb),
     is_valid_slug(text)

@@ -162,7 +162,7 @@ pub fn add_step(workflow_slug: &str, step: &StepDef) -> QfResult<Row> {
                 return Err(e);
             }
         }
-        let count = runs::step_count(workflow_slug)?;
+        let count = runs::start_shape(workflow_slug)?.0;
         let max = i64::from(MAX_STEPS.get());
         if count >= max {
             return Err(QfError::LimitExceeded(format!(

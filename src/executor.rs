@@ -106,37 +106,81 @@ pub fn start_flow(
     })
 }
 
+/// Starts many runs of one workflow in one call (`start_flows`), in order.
+pub fn start_flows(workflow_slug: &str, runs: Vec<(Jsonb, Uuid)>) -> QfResult<Vec<Uuid>> {
+    call(|| {
+        let starter = Starter::new(workflow_slug)?;
+        let mut ids = Vec::with_capacity(runs.len());
+        for (input, run_id) in runs {
+            ids.push(starter.start(&NewRun {
+                run_id,
+                workflow_slug,
+                input,
+                start_at: None,
+                parent: None,
+            })?);
+        }
+        Ok(ids)
+    })
+}
+
 /// Creates a run and starts its root steps: `start_flow`, and a sub-flow step's child runs.
 fn start_run(new: &NewRun<'_>) -> QfResult<Uuid> {
-    let workflow_slug = new.workflow_slug;
-    if !flows::lock_for_run(workflow_slug)? {
-        return Err(crate::definitions::workflow_not_found(workflow_slug));
+    Starter::new(new.workflow_slug)?.start(new)
+}
+
+/// What starting runs of a workflow needs to know once: its root steps, and whether one of
+/// them maps over the flow input. Made under the workflow's share lock, held until commit,
+/// so that no step can be added meanwhile.
+struct Starter {
+    root_steps: Vec<String>,
+    has_root_map: bool,
+}
+
+impl Starter {
+    fn new(workflow_slug: &str) -> QfResult<Starter> {
+        if !flows::lock_for_run(workflow_slug)? {
+            return Err(crate::definitions::workflow_not_found(workflow_slug));
+        }
+        let (steps, has_root_map) = runs::start_shape(workflow_slug)?;
+        if steps == 0 {
+            return Err(QfError::WorkflowHasNoSteps(format!(
+                "workflow {workflow_slug:?} has no steps; add one with add_step before starting it"
+            )));
+        }
+        Ok(Starter {
+            root_steps: runs::root_steps(workflow_slug)?,
+            has_root_map,
+        })
     }
-    if runs::step_count(workflow_slug)? == 0 {
-        return Err(QfError::WorkflowHasNoSteps(format!(
-            "workflow {workflow_slug:?} has no steps; add one with add_step before starting it"
-        )));
+
+    fn start(&self, new: &NewRun<'_>) -> QfResult<Uuid> {
+        let workflow_slug = new.workflow_slug;
+        if self.has_root_map {
+            if let Some((step, json_type)) =
+                runs::root_map_over_non_array(workflow_slug, new.input)?
+            {
+                return Err(QfError::InvalidMapInput(format!(
+                    "map step {step:?} of workflow {workflow_slug:?} maps over the flow input, \
+                     which must be a JSON array but is {json_type}"
+                )));
+            }
+        }
+        let Some(inserted) = runs::insert(new)? else {
+            return Err(QfError::RunExists(format!(
+                "a run with run_id {} already exists",
+                new.run_id
+            )));
+        };
+        let run = Run::new(new.run_id, workflow_slug.to_string(), inserted.key_value);
+        if inserted.has_deadline {
+            queue::start_run_timer(&run.queue, run.run_id)?;
+            // pollers that sleep until the next visible message must see the deadline
+            wakeup::notify_on_commit(&run.workflow_slug);
+        }
+        start_steps(&run, self.root_steps.clone())?;
+        Ok(new.run_id)
     }
-    if let Some((step, json_type)) = runs::root_map_over_non_array(workflow_slug, new.input)? {
-        return Err(QfError::InvalidMapInput(format!(
-            "map step {step:?} of workflow {workflow_slug:?} maps over the flow input, which must \
-             be a JSON array but is {json_type}"
-        )));
-    }
-    let Some(inserted) = runs::insert(new)? else {
-        return Err(QfError::RunExists(format!(
-            "a run with run_id {} already exists",
-            new.run_id
-        )));
-    };
-    let run = Run::new(new.run_id, workflow_slug.to_string(), inserted.key_value);
-    if inserted.has_deadline {
-        queue::start_run_timer(&run.queue, run.run_id)?;
-        // pollers that sleep until the next visible message must see the deadline
-        wakeup::notify_on_commit(&run.workflow_slug);
-    }
-    start_steps(&run, runs::root_steps(workflow_slug)?)?;
-    Ok(new.run_id)
 }
 
 /// The error of a step whose task input would not fit in a jsonb value.
@@ -627,24 +671,89 @@ fn check_output_size(
     Ok(())
 }
 
-pub fn complete_task(
-    run_id: Uuid,
-    step_slug: &str,
-    task_index: i32,
-    output: Jsonb,
-    attempt: Option<i32>,
-) -> QfResult<bool> {
-    check_output_size(run_id, step_slug, task_index, output)?;
+/// One answer of `complete_tasks`.
+pub struct Answer {
+    pub run_id: Uuid,
+    pub step_slug: String,
+    pub task_index: i32,
+    pub output: Jsonb,
+    pub attempt: Option<i32>,
+}
+
+/// Completes a batch of claimed tasks in one call, each exactly as `complete_task` would
+/// (true when this call completed it; false, with a NOTICE saying why, for a late or
+/// duplicate answer, or a repeat of an earlier element). An element that names no run or no
+/// task raises, and then nothing is completed. `call` names the SQL function in NOTICEs.
+pub fn complete_tasks(call_name: &str, answers: Vec<Answer>) -> QfResult<Vec<bool>> {
+    for a in &answers {
+        check_output_size(a.run_id, &a.step_slug, a.task_index, a.output)?;
+    }
     call(|| {
-        let Some(done) = queue::complete_task(run_id, step_slug, task_index, output, attempt)?
-        else {
-            explain_unchanged("complete_task", run_id, step_slug, task_index, attempt)?;
-            return Ok(false);
-        };
-        let run = Run::new(run_id, done.workflow_slug, done.key_value);
-        run.release(1);
-        task_completed(&run, step_slug, task_index, done.is_map)?;
-        Ok(true)
+        let mut completed = vec![false; answers.len()];
+        let mut run_ids: Vec<Uuid> = answers.iter().map(|a| a.run_id).collect();
+        run_ids.sort();
+        run_ids.dedup();
+        // the runs' workflows: each workflow's queue is completed in one statement
+        let mut by_workflow: BTreeMap<String, Vec<queue::Answer>> = BTreeMap::new();
+        let workflows: BTreeMap<Uuid, String> = runs::workflows_of(&run_ids)?.into_iter().collect();
+        for (ord, a) in answers.iter().enumerate() {
+            if let Some(workflow_slug) = workflows.get(&a.run_id) {
+                by_workflow
+                    .entry(workflow_slug.clone())
+                    .or_default()
+                    .push(queue::Answer {
+                        ord,
+                        run_id: a.run_id,
+                        step_slug: a.step_slug.clone(),
+                        task_index: a.task_index,
+                        output: a.output,
+                        attempt: a.attempt,
+                    });
+            }
+        }
+        for (workflow_slug, batch) in by_workflow {
+            let mut step_counts: BTreeMap<(Uuid, String), i32> = BTreeMap::new();
+            let mut keys: BTreeMap<Uuid, Option<String>> = BTreeMap::new();
+            for c in queue::complete_batch(&workflow_slug, &batch)? {
+                match c {
+                    queue::Completed::Task(d) => {
+                        completed[d.ord] = true;
+                        if let Some(value) = &d.key_value {
+                            concurrency::released(&workflow_slug, value, 1);
+                        }
+                        keys.insert(d.run_id, d.key_value);
+                        if !d.is_map {
+                            *step_counts.entry((d.run_id, d.step_slug)).or_insert(0) += 1;
+                        }
+                    }
+                    queue::Completed::ShardFull {
+                        run_id,
+                        step_slug,
+                        tasks,
+                    } => *step_counts.entry((run_id, step_slug)).or_insert(0) += tasks,
+                }
+            }
+            if step_counts.is_empty() {
+                continue;
+            }
+            let counts: Vec<(Uuid, String, i32)> = step_counts
+                .into_iter()
+                .map(|((run, step), n)| (run, step, n))
+                .collect();
+            for (run_id, step_slug) in runs::count_completed_tasks_of_steps(&counts)? {
+                let key_value = keys.get(&run_id).cloned().flatten();
+                let run = Run::new(run_id, workflow_slug.clone(), key_value);
+                if let Started::Finished(ready) = finish_and_follow(&run, &step_slug)? {
+                    start_steps(&run, ready)?;
+                }
+            }
+        }
+        for (a, done) in answers.iter().zip(&completed) {
+            if !done {
+                explain_unchanged(call_name, a.run_id, &a.step_slug, a.task_index, a.attempt)?;
+            }
+        }
+        Ok(completed)
     })
 }
 

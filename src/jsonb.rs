@@ -88,3 +88,15 @@ unsafe impl BoxRet for Jsonb {
         unsafe { fcinfo.return_raw_datum(self.0) }
     }
 }
+
+/// An element of a `jsonb[]` argument (`complete_tasks`' outputs): the datum points into the
+/// array, which lives for the whole call.
+unsafe impl pgrx::datum::UnboxDatum for Jsonb {
+    type As<'src> = Jsonb;
+    unsafe fn unbox<'src>(datum: Datum<'src>) -> Self::As<'src>
+    where
+        Self: 'src,
+    {
+        Jsonb(datum.sans_lifetime())
+    }
+}

@@ -215,7 +215,8 @@ pub fn start_map_step(
                  SET status = 'started', tasks_total = (SELECT count(*) FROM tasks), started_at = clock_timestamp() \
                  WHERE run_id = $2 AND step_slug = $3 \
                  RETURNING tasks_total, \
-                   (4 + 3 * 27 + (SELECT quantum_flow.jsonb_raw_size(input) FROM source) \
+                   (4 + 3 * 27 + CASE WHEN $4::text IS NULL THEN 0 \
+                                     ELSE (SELECT quantum_flow.jsonb_raw_size(input) FROM source) END \
                       + (SELECT max(quantum_flow.jsonb_raw_size(item)) FROM items))::bigint"
             )
         };
@@ -530,7 +531,8 @@ pub fn read_and_claim(
                                          AND t.task_index = msg.task_index AND t.message_id = msg.msg_id \
            FOR UPDATE OF t SKIP LOCKED), \
          info AS MATERIALIZED ( \
-           SELECT task.*, r.workflow_slug, r.status AS run_status, r.input AS run_input, ws.step_type, \
+           SELECT task.*, r.workflow_slug, r.status AS run_status, ws.step_type, \
+                  CASE WHEN ws.step_type = 'map' AND ws.deps_count = 0 THEN NULL ELSE r.input END AS run_input, \
                   coalesce(ws.max_attempts, w.max_attempts) AS max_attempts, \
                   coalesce(ws.timeout, w.timeout) AS timeout, \
                   r.workflow_slug = $5 AND r.status = 'started' AND (task.status = 'queued' OR \
@@ -552,7 +554,9 @@ pub fn read_and_claim(
            FROM info i \
            WHERE i.claimable AND t.run_id = i.run_id AND t.step_slug = i.step_slug AND t.task_index = i.task_index \
            RETURNING t.message_id, t.run_id, t.step_slug, t.task_index, t.attempts_count, i.timeout, \
-             CASE WHEN i.step_type = 'map' \
+             CASE WHEN i.step_type = 'map' AND i.run_input IS NULL \
+                  THEN jsonb_build_object('item', t.item, 'index', t.task_index) \
+                  WHEN i.step_type = 'map' \
                   THEN jsonb_build_object('item', t.item, 'index', t.task_index, 'run', i.run_input) \
                   ELSE jsonb_build_object('run', i.run_input) || coalesce(( \
                          SELECT jsonb_object_agg(d.dep_slug, ds.output) \
@@ -704,51 +708,133 @@ pub fn unpark_run(queue: &str, run_id: Uuid) -> QfResult<usize> {
     Ok(query_prepared(&sql, &[run_id.into()], |_| Ok(()))?.len())
 }
 
-/// What `complete_task` changed: the task's workflow, whether its step is a map step, and its
-/// run's concurrency key value.
-pub struct Completed {
-    pub workflow_slug: String,
+/// One answer of a `complete_tasks` batch, all of whose runs belong to one workflow.
+pub struct Answer {
+    /// Its position in the call's arrays.
+    pub ord: usize,
+    pub run_id: Uuid,
+    pub step_slug: String,
+    pub task_index: i32,
+    pub output: Jsonb,
+    pub attempt: Option<i32>,
+}
+
+/// A task a batch completed.
+pub struct Done {
+    pub ord: usize,
+    pub run_id: Uuid,
+    pub step_slug: String,
     pub is_map: bool,
+    /// The run's concurrency key value.
     pub key_value: Option<String>,
 }
 
-/// Marks a started task completed with `output` and deletes its message, in one statement
-/// (task lock first, then the message, per the lock order). `attempt`, when given, must be
-/// the task's current attempt. The run must be started or paused (tasks in flight may answer
-/// while it is paused). Tasks of sub-flow steps are completed by their child run, not here.
-/// None when nothing was completed.
-pub fn complete_task(
-    run_id: Uuid,
-    step_slug: &str,
-    task_index: i32,
-    output: Jsonb,
-    attempt: Option<i32>,
-) -> QfResult<Option<Completed>> {
-    // 'qf_' || lower(slug) is engine::slug::queue_name, spelled in SQL so that one statement
-    // both finds the task's workflow and deletes from its queue. The run is looked up on its
-    // own (a materialized CTE) so that the planner always reaches it by primary key, even
-    // with statistics that lag behind a burst of new runs.
-    query_opt(
-        "WITH r AS MATERIALIZED ( \
-           SELECT run_id, workflow_slug, concurrency_value FROM quantum_flow.runs \
-           WHERE run_id = $1 AND status IN ('started', 'paused')), \
+/// What `complete_batch` reports: each task it completed, and each map counter shard whose
+/// last task it completed (with the shard's task count, to add to the step's).
+pub enum Completed {
+    Task(Done),
+    ShardFull {
+        run_id: Uuid,
+        step_slug: String,
+        tasks: i32,
+    },
+}
+
+/// Completes a batch of answers for tasks of `workflow_slug`'s runs in one statement: marks
+/// each started task completed with its output (when `attempt` is given, only if it is the
+/// task's current attempt, and only for a run that is started or paused), deletes its
+/// message, and counts map tasks on their counter shards. Tasks of sub-flow steps are
+/// completed by their child runs, not here. When a task appears twice, only its first answer
+/// counts.
+///
+/// Deadlock-free against concurrent overlapping batches: the tasks are locked in key order,
+/// then the shards in key order (a poll never waits for a task lock: it skips locked ones).
+/// The message table is the workflow's queue, named in the statement (one prepared statement
+/// per queue).
+pub fn complete_batch(workflow_slug: &str, answers: &[Answer]) -> QfResult<Vec<Completed>> {
+    let table = queue_table(&crate::engine::slug::queue_name(workflow_slug));
+    let sql = format!(
+        "WITH k AS ( \
+           SELECT DISTINCT ON (run_id, step_slug, task_index) * \
+           FROM unnest($1::int[], $2::uuid[], $3::text[], $4::int[], $6::int[]) \
+                AS k(ord, run_id, step_slug, task_index, attempt) \
+           ORDER BY run_id, step_slug, task_index, ord), \
+         locked AS MATERIALIZED ( \
+           SELECT t.run_id, t.step_slug, t.task_index, t.message_id, k.ord, \
+                  ws.step_type = 'map' AS is_map, r.concurrency_value \
+           FROM k \
+           JOIN quantum_flow.step_tasks t ON t.run_id = k.run_id AND t.step_slug = k.step_slug \
+                                         AND t.task_index = k.task_index \
+           JOIN quantum_flow.runs r ON r.run_id = t.run_id \
+           JOIN quantum_flow.workflow_steps ws ON ws.workflow_slug = r.workflow_slug AND ws.step_slug = t.step_slug \
+           WHERE t.status = 'started' AND (k.attempt IS NULL OR t.attempts_count = k.attempt) \
+             AND r.status IN ('started', 'paused') AND r.workflow_slug = $7 AND ws.flow IS NULL \
+           ORDER BY t.run_id, t.step_slug, t.task_index \
+           FOR UPDATE OF t), \
          done AS ( \
            UPDATE quantum_flow.step_tasks t \
-           SET status = 'completed', output = $4, completed_at = clock_timestamp() \
-           FROM r, quantum_flow.workflow_steps ws \
-           WHERE t.run_id = $1 AND t.step_slug = $2 AND t.task_index = $3 AND t.status = 'started' \
-             AND ($5::int IS NULL OR t.attempts_count = $5) \
-             AND ws.workflow_slug = r.workflow_slug AND ws.step_slug = t.step_slug AND ws.flow IS NULL \
-           RETURNING t.message_id, r.workflow_slug, ws.step_type = 'map' AS is_map, r.concurrency_value) \
-         SELECT d.workflow_slug, d.is_map, d.concurrency_value, \
-                pgmq.delete('qf_' || lower(d.workflow_slug), d.message_id) \
-         FROM done d",
-        &[run_id.into(), step_slug.into(), task_index.into(), output.into(), attempt.into()],
+           SET status = 'completed', output = ($5::jsonb[])[l.ord + 1], completed_at = clock_timestamp() \
+           FROM locked l \
+           WHERE t.run_id = l.run_id AND t.step_slug = l.step_slug AND t.task_index = l.task_index \
+           RETURNING l.ord, t.run_id, t.step_slug, t.task_index, l.message_id, l.is_map, l.concurrency_value), \
+         gone AS ( \
+           DELETE FROM {table} q USING done d WHERE q.msg_id = d.message_id), \
+         counts AS ( \
+           SELECT d.run_id, d.step_slug, d.task_index % $8 AS shard, count(*)::int AS n \
+           FROM done d WHERE d.is_map GROUP BY 1, 2, 3), \
+         shards_locked AS MATERIALIZED ( \
+           SELECT s.run_id, s.step_slug, s.shard, c.n \
+           FROM quantum_flow.step_task_shards s \
+           JOIN counts c ON s.run_id = c.run_id AND s.step_slug = c.step_slug AND s.shard = c.shard \
+           ORDER BY s.run_id, s.step_slug, s.shard \
+           FOR UPDATE OF s), \
+         shards AS ( \
+           UPDATE quantum_flow.step_task_shards s SET tasks_completed = s.tasks_completed + l.n \
+           FROM shards_locked l \
+           WHERE s.run_id = l.run_id AND s.step_slug = l.step_slug AND s.shard = l.shard \
+           RETURNING s.run_id, s.step_slug, s.shard, \
+                     CASE WHEN s.tasks_completed = s.tasks_total THEN s.tasks_total END AS full) \
+         SELECT d.ord, d.run_id, d.step_slug, d.is_map, NULL::int, d.concurrency_value FROM done d \
+         UNION ALL \
+         SELECT NULL, sh.run_id, sh.step_slug, true, sh.full, NULL FROM shards sh WHERE sh.full IS NOT NULL"
+    );
+    // `ord` is the answer's position in this batch (outputs are not carried through the
+    // statement's sorts: the UPDATE takes each from the array by position).
+    let ords: Vec<i32> = (0..answers.len() as i32).collect();
+    let run_ids: Vec<Uuid> = answers.iter().map(|a| a.run_id).collect();
+    let steps: Vec<String> = answers.iter().map(|a| a.step_slug.clone()).collect();
+    let indexes: Vec<i32> = answers.iter().map(|a| a.task_index).collect();
+    let outputs: Vec<Jsonb> = answers.iter().map(|a| a.output).collect();
+    let attempts: Vec<Option<i32>> = answers.iter().map(|a| a.attempt).collect();
+    query_prepared(
+        &sql,
+        &[
+            ords.into(),
+            run_ids.into(),
+            steps.into(),
+            indexes.into(),
+            outputs.into(),
+            attempts.into(),
+            workflow_slug.into(),
+            COUNTER_SHARDS.into(),
+        ],
         |r| {
-            Ok(Completed {
-                workflow_slug: req(r, 1)?,
-                is_map: req(r, 2)?,
-                key_value: col(r, 3)?,
+            let ord: Option<i32> = col(r, 1)?;
+            let run_id: Uuid = req(r, 2)?;
+            let step_slug: String = req(r, 3)?;
+            Ok(match ord {
+                Some(ord) => Completed::Task(Done {
+                    ord: answers[ord as usize].ord,
+                    run_id,
+                    step_slug,
+                    is_map: req(r, 4)?,
+                    key_value: col(r, 6)?,
+                }),
+                None => Completed::ShardFull {
+                    run_id,
+                    step_slug,
+                    tasks: req(r, 5)?,
+                },
             })
         },
     )

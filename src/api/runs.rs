@@ -31,6 +31,51 @@ fn start_flow_v2(
     Ok(executor::start_flow(slug, input, run_id, start_at)?)
 }
 
+/// Starts many runs of a workflow in one call and one commit, in order: run `i` has input
+/// `inputs[i]` and, when `run_ids` is given, id `run_ids[i]` (a NULL element: a new id).
+/// Returns the run ids. Any error (`run_exists`, `invalid_map_input`, ...) starts none.
+/// `run_ids` of another length than `inputs` raises `invalid_option`.
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn start_flows(
+    workflow_slug: Option<&str>,
+    inputs: Option<pgrx::Array<'_, Jsonb>>,
+    run_ids: default!(Option<Vec<Option<Uuid>>>, "NULL"),
+) -> Result<Vec<Uuid>, ErrorReport> {
+    super::check_version()?;
+    let slug = super::required("workflow_slug", workflow_slug)?;
+    crate::engine::slug::check_workflow_slug(slug)?;
+    let inputs = super::required("inputs", inputs)?;
+    let n = inputs.len();
+    if let Some(ids) = &run_ids {
+        if ids.len() != n {
+            return Err(QfError::InvalidOption(format!(
+                "inputs has {n} elements but run_ids has {}; the arrays must be as long as each other",
+                ids.len()
+            ))
+            .into());
+        }
+    }
+    let limit = crate::settings::MAX_BATCH_SIZE.get() as usize;
+    if n > limit {
+        return Err(QfError::InvalidOption(format!(
+            "{n} runs in one call is more than quantum_flow.max_batch_size ({limit})"
+        ))
+        .into());
+    }
+    let mut runs = Vec::with_capacity(n);
+    for (i, input) in inputs.iter().enumerate() {
+        let input = input
+            .ok_or_else(|| QfError::NullArgument(format!("inputs[{}] must not be NULL", i + 1)))?;
+        let run_id = match run_ids.as_ref().and_then(|ids| ids[i]) {
+            Some(id) => id,
+            None => new_run_id()?,
+        };
+        runs.push((input, run_id));
+    }
+    Ok(executor::start_flows(slug, runs)?)
+}
+
 fn new_run_id() -> Result<Uuid, QfError> {
     Spi::get_one::<Uuid>("SELECT gen_random_uuid()")?
         .ok_or_else(|| QfError::Internal("gen_random_uuid() returned NULL".into()))

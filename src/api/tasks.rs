@@ -108,9 +108,74 @@ fn complete_task(
         Some(o) => o,
         None => json_null()?,
     };
-    Ok(executor::complete_task(
-        run_id, step_slug, task_index, output, attempt,
-    )?)
+    let answer = executor::Answer {
+        run_id,
+        step_slug: step_slug.to_string(),
+        task_index,
+        output,
+        attempt,
+    };
+    Ok(executor::complete_tasks("complete_task", vec![answer])?[0])
+}
+
+/// Completes a batch of claimed tasks in one call and one commit: element `i` of each array
+/// is one `complete_task(run_ids[i], step_slugs[i], task_indexes[i], outputs[i], attempts[i])`
+/// (`attempts` NULL, or a NULL element: no attempt check), with exactly its semantics. Returns
+/// what each `complete_task` would have returned; a repeat of an earlier element returns
+/// false. An element naming no run or no task raises (`run_not_found`, `task_not_found`) and
+/// nothing is completed. Arrays of different lengths raise `invalid_option`.
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn complete_tasks(
+    run_ids: Option<Vec<Option<Uuid>>>,
+    step_slugs: Option<Vec<Option<String>>>,
+    task_indexes: Option<Vec<Option<i32>>>,
+    outputs: Option<pgrx::Array<'_, Jsonb>>,
+    attempts: default!(Option<Vec<Option<i32>>>, "NULL"),
+) -> Result<Vec<bool>, ErrorReport> {
+    super::check_version()?;
+    let run_ids = super::required("run_ids", run_ids)?;
+    let step_slugs = super::required("step_slugs", step_slugs)?;
+    let task_indexes = super::required("task_indexes", task_indexes)?;
+    let outputs = super::required("outputs", outputs)?;
+    let n = run_ids.len();
+    let lengths = [
+        ("step_slugs", step_slugs.len()),
+        ("task_indexes", task_indexes.len()),
+        ("outputs", outputs.len()),
+        ("attempts", attempts.as_ref().map_or(n, Vec::len)),
+    ];
+    if let Some((name, len)) = lengths.iter().find(|(_, len)| *len != n) {
+        return Err(QfError::InvalidOption(format!(
+            "run_ids has {n} elements but {name} has {len}; the arrays must be as long as each other"
+        ))
+        .into());
+    }
+    if n > MAX_BATCH_SIZE.get() as usize {
+        return Err(QfError::InvalidOption(format!(
+            "a batch of {n} answers is more than quantum_flow.max_batch_size ({})",
+            MAX_BATCH_SIZE.get()
+        ))
+        .into());
+    }
+    let null = json_null()?;
+    let mut answers = Vec::with_capacity(n);
+    for i in 0..n {
+        let element =
+            |name: &str| QfError::NullArgument(format!("{name}[{}] must not be NULL", i + 1));
+        let run_id = run_ids[i].ok_or_else(|| element("run_ids"))?;
+        let step_slug = step_slugs[i].clone().ok_or_else(|| element("step_slugs"))?;
+        crate::engine::slug::check_step_slug(&step_slug)?;
+        let task_index = task_indexes[i].ok_or_else(|| element("task_indexes"))?;
+        answers.push(executor::Answer {
+            run_id,
+            step_slug,
+            task_index,
+            output: outputs.get(i).flatten().unwrap_or(null),
+            attempt: attempts.as_ref().and_then(|a| a[i]),
+        });
+    }
+    Ok(executor::complete_tasks("complete_tasks", answers)?)
 }
 
 fn json_null() -> Result<Jsonb, QfError> {

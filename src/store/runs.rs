@@ -81,13 +81,16 @@ pub fn root_steps(workflow_slug: &str) -> QfResult<Vec<String>> {
     )
 }
 
-pub fn step_count(workflow_slug: &str) -> QfResult<i64> {
+/// How many steps the workflow has, and whether one of its root steps is a map step (maps
+/// over the flow input).
+pub fn start_shape(workflow_slug: &str) -> QfResult<(i64, bool)> {
     Ok(query_opt(
-        "SELECT count(*) FROM quantum_flow.workflow_steps WHERE workflow_slug = $1",
+        "SELECT count(*), coalesce(bool_or(step_type = 'map' AND deps_count = 0), false) \
+         FROM quantum_flow.workflow_steps WHERE workflow_slug = $1",
         &[workflow_slug.into()],
-        |r| req(r, 1),
+        |r| Ok((req(r, 1)?, req(r, 2)?)),
     )?
-    .unwrap_or(0))
+    .unwrap_or((0, false)))
 }
 
 /// The first root map step, if the flow input is not an array (with the input's JSON type).
@@ -122,8 +125,8 @@ pub struct StepSource {
     pub flow: Option<String>,
     /// An event step whose event arrived before it was ready.
     pub has_early_event: bool,
-    /// When its tasks (or child runs) may start: `start_delay` from now, not before the
-    /// run's `start_at`.
+    /// When its tasks (or child runs) may start, when that is not now: `start_delay` from
+    /// now, not before the run's `start_at`.
     pub visible_at: Option<pgrx::datum::TimestampWithTimeZone>,
 }
 
@@ -163,7 +166,8 @@ pub fn step_source(
                        WHERE ss.run_id = $1 AND ss.step_slug = ws.step_slug) AS has_early_event, \
                       (SELECT greatest(clock_timestamp(), coalesce(r.start_at, clock_timestamp())) \
                               + make_interval(secs => coalesce(ws.start_delay, 0)) \
-                       FROM quantum_flow.runs r WHERE r.run_id = $1) AS visible_at \
+                       FROM quantum_flow.runs r WHERE r.run_id = $1 \
+                         AND (ws.start_delay IS NOT NULL OR r.start_at > clock_timestamp())) AS visible_at \
                FROM quantum_flow.workflow_steps ws WHERE ws.workflow_slug = $2 AND ws.step_slug = $3), \
              src AS ( \
                SELECT s.*, \
@@ -1123,4 +1127,42 @@ pub fn rearm_event_task(queue: &str, run_id: Uuid, step_slug: &str) -> QfResult<
         &[queue.into(), run_id.into(), step_slug.into()],
     )?;
     Ok(())
+}
+
+/// The workflow of each of these runs that exists.
+pub fn workflows_of(run_ids: &[Uuid]) -> QfResult<Vec<(Uuid, String)>> {
+    query(
+        "SELECT run_id, workflow_slug FROM quantum_flow.runs WHERE run_id = ANY($1)",
+        &[run_ids.to_vec().into()],
+        |r| Ok((req(r, 1)?, req(r, 2)?)),
+    )
+}
+
+/// Counts completed tasks of several steps at once (`(run, step, n)`, each step once),
+/// locking their rows in key order; returns the steps whose tasks are now all completed, in
+/// key order.
+pub fn count_completed_tasks_of_steps(
+    counts: &[(Uuid, String, i32)],
+) -> QfResult<Vec<(Uuid, String)>> {
+    let run_ids: Vec<Uuid> = counts.iter().map(|c| c.0).collect();
+    let steps: Vec<String> = counts.iter().map(|c| c.1.clone()).collect();
+    let ns: Vec<i32> = counts.iter().map(|c| c.2).collect();
+    let mut done: Vec<(Uuid, String)> = query(
+        "WITH c AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[]) AS c(run_id, step_slug, n)), \
+         locked AS MATERIALIZED ( \
+           SELECT ss.run_id, ss.step_slug, c.n FROM quantum_flow.step_states ss \
+           JOIN c ON ss.run_id = c.run_id AND ss.step_slug = c.step_slug \
+           ORDER BY ss.run_id, ss.step_slug FOR UPDATE OF ss) \
+         UPDATE quantum_flow.step_states ss SET tasks_completed = ss.tasks_completed + l.n \
+         FROM locked l WHERE ss.run_id = l.run_id AND ss.step_slug = l.step_slug \
+         RETURNING ss.run_id, ss.step_slug, ss.tasks_completed = ss.tasks_total",
+        &[run_ids.into(), steps.into(), ns.into()],
+        |r| Ok((req(r, 1)?, req(r, 2)?, req::<bool>(r, 3)?)),
+    )?
+    .into_iter()
+    .filter(|(_, _, all)| *all)
+    .map(|(run, step, _)| (run, step))
+    .collect();
+    done.sort();
+    Ok(done)
 }

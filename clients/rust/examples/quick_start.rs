@@ -1,4 +1,4 @@
-//! The seed guide's Quick Start with the Rust client.
+//! The Quick Start with the Rust client.
 //!
 //! cargo run -p quantum_flow_client --example quick_start -- postgres://postgres@127.0.0.1:5432/postgres
 //! (a database where `CREATE EXTENSION quantum_flow CASCADE` has been run)

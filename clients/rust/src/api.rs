@@ -505,6 +505,70 @@ pub async fn complete_task<C: GenericClient>(
     Ok(row.try_get(0)?)
 }
 
+/// One answer of [`complete_tasks`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskAnswer {
+    pub run_id: Uuid,
+    pub step_slug: String,
+    pub task_index: i32,
+    pub output: Value,
+    /// The attempt `poll_tasks` returned (None: no check).
+    pub attempt: Option<i32>,
+}
+
+impl TaskAnswer {
+    /// The answer for `task`'s attempt.
+    pub fn new(task: &Task, output: Value) -> Self {
+        TaskAnswer {
+            run_id: task.run_id,
+            step_slug: task.step_slug.clone(),
+            task_index: task.task_index,
+            output,
+            attempt: Some(task.attempt),
+        }
+    }
+}
+
+/// Completes a batch of claimed tasks in one call and one commit; element `i` of the result is
+/// what `complete_task` would have returned for `answers[i]` (a repeat of an earlier element:
+/// false). An answer naming no run or task is an error, and then none is completed.
+pub async fn complete_tasks<C: GenericClient>(
+    client: &C,
+    answers: &[TaskAnswer],
+) -> Result<Vec<bool>> {
+    let run_ids: Vec<Uuid> = answers.iter().map(|a| a.run_id).collect();
+    let steps: Vec<&str> = answers.iter().map(|a| a.step_slug.as_str()).collect();
+    let indexes: Vec<i32> = answers.iter().map(|a| a.task_index).collect();
+    let outputs: Vec<&Value> = answers.iter().map(|a| &a.output).collect();
+    let attempts: Vec<Option<i32>> = answers.iter().map(|a| a.attempt).collect();
+    let row = client
+        .query_one(
+            "SELECT quantum_flow.complete_tasks($1::uuid[], $2::text[], $3::int[], $4::jsonb[], $5::int[])",
+            &[&run_ids, &steps, &indexes, &outputs, &attempts],
+        )
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
+/// Starts one run per input in one call and one commit, in order; `run_ids` (as long as
+/// `inputs`; a `None` element gets a new id) lets the caller choose the ids. Any error starts
+/// none.
+pub async fn start_flows<C: GenericClient>(
+    client: &C,
+    workflow_slug: &str,
+    inputs: &[Value],
+    run_ids: Option<&[Option<Uuid>]>,
+) -> Result<Vec<Uuid>> {
+    let inputs: Vec<&Value> = inputs.iter().collect();
+    let row = client
+        .query_one(
+            "SELECT quantum_flow.start_flows($1, $2::jsonb[], $3::uuid[])",
+            &[&workflow_slug, &inputs, &run_ids],
+        )
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
 /// Reports a failed attempt of a claimed task, to be retried while attempts are left; see
 /// [`FailOutcome`].
 pub async fn fail_task<C: GenericClient>(

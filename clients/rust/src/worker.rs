@@ -26,7 +26,7 @@ use std::panic::AssertUnwindSafe;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio_postgres::{CancelToken, Client, NoTls, Statement};
 
@@ -170,6 +170,9 @@ pub struct WorkerConfig {
     pub worker_id: String,
     /// After the shutdown signal, how long to wait for running handlers. Default 30 s.
     pub shutdown_deadline: Duration,
+    /// Send completions in batches with `complete_tasks` (those that finish while an earlier
+    /// batch is on its way go together, in one commit). Default true.
+    pub complete_in_batches: bool,
 }
 
 impl WorkerConfig {
@@ -182,7 +185,12 @@ impl WorkerConfig {
             max_wait_ms: 1000,
             worker_id: format!("rust-{}-{}", std::process::id(), &random[..8]),
             shutdown_deadline: Duration::from_secs(30),
+            complete_in_batches: true,
         }
+    }
+    pub fn complete_in_batches(mut self, batched: bool) -> Self {
+        self.complete_in_batches = batched;
+        self
     }
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);
@@ -232,42 +240,66 @@ pub async fn connect(conn_str: &str, application_name: &str) -> Result<Client> {
     Ok(client)
 }
 
+/// A completion waiting for the batcher: the task, its output, and where its answer goes.
+type Pending = (Task, Value, oneshot::Sender<Result<bool>>);
+
+/// How many completions one `complete_tasks` call carries at most.
+const MAX_COMPLETION_BATCH: usize = 100;
+
 struct Answerer {
-    client: Client,
+    client: Arc<Client>,
     complete: Statement,
     fail: Statement,
+    /// With `complete_in_batches`, completions go to the batcher task.
+    batcher: Option<mpsc::UnboundedSender<Pending>>,
 }
 
 impl Answerer {
-    async fn new(client: Client) -> Result<Answerer> {
+    async fn new(client: Client, batched: bool) -> Result<Answerer> {
+        let client = Arc::new(client);
         let complete = client
             .prepare("SELECT quantum_flow.complete_task($1, $2, $3, $4::jsonb, $5)")
             .await?;
         let fail = client
             .prepare("SELECT quantum_flow.fail_task($1, $2, $3, $4, $5, $6)")
             .await?;
+        let batcher = if batched {
+            let batch = client
+                .prepare(
+                    "SELECT quantum_flow.complete_tasks($1::uuid[], $2::text[], $3::int[], \
+                            $4::jsonb[], $5::int[])",
+                )
+                .await?;
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(batch_completions(
+                client.clone(),
+                batch,
+                complete.clone(),
+                rx,
+            ));
+            Some(tx)
+        } else {
+            None
+        };
         Ok(Answerer {
             client,
             complete,
             fail,
+            batcher,
         })
     }
 
     async fn complete(&self, task: &Task, output: &Value) -> Result<bool> {
-        let row = self
-            .client
-            .query_one(
-                &self.complete,
-                &[
-                    &task.run_id,
-                    &task.step_slug,
-                    &task.task_index,
-                    output,
-                    &Some(task.attempt),
-                ],
-            )
-            .await?;
-        Ok(row.try_get(0)?)
+        if let Some(batcher) = &self.batcher {
+            let (tx, rx) = oneshot::channel();
+            if batcher.send((task.clone(), output.clone(), tx)).is_ok() {
+                if let Ok(answer) = rx.await {
+                    return answer;
+                }
+            }
+            // the batcher is gone (its connection closed): answer directly, which reports it
+        }
+        complete_one(&self.client, &self.complete, task, output).await
     }
 
     async fn fail(&self, task: &Task, message: &str, retry: bool) -> Result<FailOutcome> {
@@ -289,6 +321,77 @@ impl Answerer {
         FailOutcome::parse(&status)
             .ok_or_else(|| Error::Decode(format!("fail_task returned {status:?}")))
     }
+}
+
+async fn complete_one(
+    client: &Client,
+    statement: &Statement,
+    task: &Task,
+    output: &Value,
+) -> Result<bool> {
+    let row = client
+        .query_one(
+            statement,
+            &[
+                &task.run_id,
+                &task.step_slug,
+                &task.task_index,
+                output,
+                &Some(task.attempt),
+            ],
+        )
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
+/// The batcher: waits for a completion, takes every other one already waiting (up to
+/// `MAX_COMPLETION_BATCH`), and sends them in one `complete_tasks` call, one commit. Under
+/// load, completions batch up by themselves; an idle worker's single completion goes at once.
+/// When a batch fails (one output the server refuses fails the whole call), each of its
+/// completions is sent on its own, so that only the bad one reports the error.
+async fn batch_completions(
+    client: Arc<Client>,
+    batch: Statement,
+    single: Statement,
+    mut rx: mpsc::UnboundedReceiver<Pending>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut pending = vec![first];
+        while pending.len() < MAX_COMPLETION_BATCH {
+            match rx.try_recv() {
+                Ok(p) => pending.push(p),
+                Err(_) => break,
+            }
+        }
+        let run_ids: Vec<uuid::Uuid> = pending.iter().map(|p| p.0.run_id).collect();
+        let steps: Vec<&str> = pending.iter().map(|p| p.0.step_slug.as_str()).collect();
+        let indexes: Vec<i32> = pending.iter().map(|p| p.0.task_index).collect();
+        let outputs: Vec<&Value> = pending.iter().map(|p| &p.1).collect();
+        let attempts: Vec<i32> = pending.iter().map(|p| p.0.attempt).collect();
+        let answered = client
+            .query_one(&batch, &[&run_ids, &steps, &indexes, &outputs, &attempts])
+            .await
+            .map_err(Error::from)
+            .and_then(|row| Ok(row.try_get::<_, Vec<bool>>(0)?));
+        match answered {
+            Ok(results) if results.len() == pending.len() => {
+                for ((_, _, tx), done) in pending.into_iter().zip(results) {
+                    let _ = tx.send(Ok(done));
+                }
+            }
+            _ => {
+                for (task, output, tx) in pending {
+                    let _ = tx.send(complete_one(&client, &single, &task, &output).await);
+                }
+            }
+        }
+    }
+}
+
+/// Whether `complete_task` refused the output itself: `output_too_large`, or a value that
+/// `jsonb` cannot hold (SQLSTATE class 22: a `\u0000` in a string, for one).
+fn output_refused(e: &Error) -> bool {
+    e.sqlstate().is_some_and(|s| s.starts_with("22"))
 }
 
 /// What became of one claimed task.
@@ -336,12 +439,13 @@ impl Worker {
         }
         let poll_client = connect(conn_str, &name).await?;
         let poll_cancel = poll_client.cancel_token();
+        let answerer = Arc::new(Answerer::new(answer_client, config.complete_in_batches).await?);
         Ok(Worker {
             config,
             handlers,
             poll_client,
             poll_cancel,
-            answerer: Arc::new(Answerer::new(answer_client).await?),
+            answerer,
         })
     }
 
@@ -539,6 +643,24 @@ async fn run_task(
         Ok(output) => match answerer.complete(&task, &output).await {
             Ok(true) => Outcome::Completed,
             Ok(false) => Outcome::Ignored,
+            // an output the server refuses (too large, or not storable as jsonb) would be
+            // refused again: fail the task at once instead of letting it time out
+            Err(e) if output_refused(&e) => {
+                let message = format!("output refused: {e}");
+                log::warn!(
+                    target: "quantum_flow::worker",
+                    "workflow {workflow_slug}, step {}, task {}, attempt {} failed (permanent: \
+                     not retried): {message}",
+                    task.step_slug,
+                    task.task_index,
+                    task.attempt
+                );
+                match answerer.fail(&task, &message, false).await {
+                    Ok(FailOutcome::Queued | FailOutcome::Failed) => Outcome::Failed,
+                    Ok(FailOutcome::Ignored) => Outcome::Ignored,
+                    Err(e) => Outcome::AnswerError(e),
+                }
+            }
             Err(e) => Outcome::AnswerError(e),
         },
         Err(failure) => match answerer.fail(&task, &failure.message, failure.retry).await {

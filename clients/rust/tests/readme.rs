@@ -5,7 +5,7 @@ fn readme_example_is_the_quick_start_example() {
     let readme = include_str!("../README.md");
     let example = include_str!("../examples/quick_start.rs");
     let start = readme
-        .find("```rust\n//! The seed guide's Quick Start")
+        .find("```rust\n//! The Quick Start with the Rust client")
         .expect("the README shows the example")
         + "```rust\n".len();
     let block = &readme[start..];

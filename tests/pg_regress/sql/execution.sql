@@ -171,7 +171,8 @@ SELECT quantum_flow.start_flow('exec_map', '[10, 20, 30]', 'b0000000-0000-0000-0
 -- items has one task per element of the flow input; each, not started yet, shows its
 -- declared initial_tasks (2) as tasks_total
 SELECT * FROM pg_temp.step_rows('b0000000-0000-0000-0000-000000000001');
--- each map task gets {"item": <element i>, "index": i, "run": <flow input>}
+-- each task of a map over the flow input gets {"item": <element i>, "index": i} (no "run": the
+-- flow input is the array being mapped)
 SELECT * FROM quantum_flow.poll_tasks('exec_map') ORDER BY step_slug, task_index;
 
 -- fetch outputs a 3-element array: each fans out to 3 tasks (not the 2 declared)
