@@ -587,11 +587,15 @@ impl Unchanged {
         attempts: i32,
         attempt: Option<i32>,
     ) -> Self {
+        // a completed task was answered before, whatever became of its run since
+        if task_status == "completed" {
+            return Unchanged::Duplicate;
+        }
         if run_status != "started" && run_status != "paused" {
             return Unchanged::RunEnded;
         }
         match (task_status, attempt) {
-            ("completed" | "failed", _) => Unchanged::Duplicate,
+            ("failed", _) => Unchanged::Duplicate,
             (_, Some(a)) if a != attempts => Unchanged::StaleAttempt,
             // the named attempt was the current one, but its claim timed out and it was
             // returned to the queue
@@ -690,63 +694,27 @@ pub fn complete_tasks(call_name: &str, answers: Vec<Answer>) -> QfResult<Vec<boo
     }
     call(|| {
         let mut completed = vec![false; answers.len()];
-        let mut run_ids: Vec<Uuid> = answers.iter().map(|a| a.run_id).collect();
-        run_ids.sort();
-        run_ids.dedup();
-        // the runs' workflows: each workflow's queue is completed in one statement
-        let mut by_workflow: BTreeMap<String, Vec<queue::Answer>> = BTreeMap::new();
-        let workflows: BTreeMap<Uuid, String> = runs::workflows_of(&run_ids)?.into_iter().collect();
-        for (ord, a) in answers.iter().enumerate() {
-            if let Some(workflow_slug) = workflows.get(&a.run_id) {
-                by_workflow
-                    .entry(workflow_slug.clone())
-                    .or_default()
-                    .push(queue::Answer {
-                        ord,
-                        run_id: a.run_id,
-                        step_slug: a.step_slug.clone(),
-                        task_index: a.task_index,
-                        output: a.output,
-                        attempt: a.attempt,
-                    });
-            }
+        // Each workflow's answers are completed in one statement (it names the workflow's
+        // queue). Which workflow a run belongs to is remembered per backend; should a
+        // remembered one be wrong (a run pruned and its id reused), its answers complete
+        // nothing on the first pass and are tried again with the workflow looked up.
+        let (remembered, unknown): (Vec<usize>, Vec<usize>) =
+            (0..answers.len()).partition(|&i| remembered_workflow(answers[i].run_id).is_some());
+        complete_answers(&answers, &remembered, &mut completed)?;
+        let mut retry: Vec<usize> = remembered.into_iter().filter(|&i| !completed[i]).collect();
+        for &i in &retry {
+            forget_workflow(answers[i].run_id);
         }
-        for (workflow_slug, batch) in by_workflow {
-            let mut step_counts: BTreeMap<(Uuid, String), i32> = BTreeMap::new();
-            let mut keys: BTreeMap<Uuid, Option<String>> = BTreeMap::new();
-            for c in queue::complete_batch(&workflow_slug, &batch)? {
-                match c {
-                    queue::Completed::Task(d) => {
-                        completed[d.ord] = true;
-                        if let Some(value) = &d.key_value {
-                            concurrency::released(&workflow_slug, value, 1);
-                        }
-                        keys.insert(d.run_id, d.key_value);
-                        if !d.is_map {
-                            *step_counts.entry((d.run_id, d.step_slug)).or_insert(0) += 1;
-                        }
-                    }
-                    queue::Completed::ShardFull {
-                        run_id,
-                        step_slug,
-                        tasks,
-                    } => *step_counts.entry((run_id, step_slug)).or_insert(0) += tasks,
-                }
+        retry.extend(unknown);
+        retry.sort_unstable();
+        if !retry.is_empty() {
+            let mut run_ids: Vec<Uuid> = retry.iter().map(|&i| answers[i].run_id).collect();
+            run_ids.sort();
+            run_ids.dedup();
+            for (run_id, workflow_slug) in runs::workflows_of(&run_ids)? {
+                remember_workflow(run_id, workflow_slug);
             }
-            if step_counts.is_empty() {
-                continue;
-            }
-            let counts: Vec<(Uuid, String, i32)> = step_counts
-                .into_iter()
-                .map(|((run, step), n)| (run, step, n))
-                .collect();
-            for (run_id, step_slug) in runs::count_completed_tasks_of_steps(&counts)? {
-                let key_value = keys.get(&run_id).cloned().flatten();
-                let run = Run::new(run_id, workflow_slug.clone(), key_value);
-                if let Started::Finished(ready) = finish_and_follow(&run, &step_slug)? {
-                    start_steps(&run, ready)?;
-                }
-            }
+            complete_answers(&answers, &retry, &mut completed)?;
         }
         for (a, done) in answers.iter().zip(&completed) {
             if !done {
@@ -755,6 +723,94 @@ pub fn complete_tasks(call_name: &str, answers: Vec<Answer>) -> QfResult<Vec<boo
         }
         Ok(completed)
     })
+}
+
+thread_local! {
+    /// Run id -> workflow, for the runs this backend completed tasks of (a run never changes
+    /// workflow; `complete_answers` checks it anyway).
+    static RUN_WORKFLOWS: std::cell::RefCell<std::collections::HashMap<Uuid, String>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// Runs remembered at most; past it the map starts over.
+const REMEMBERED_RUNS: usize = 10_000;
+
+fn remembered_workflow(run_id: Uuid) -> Option<String> {
+    RUN_WORKFLOWS.with(|m| m.borrow().get(&run_id).cloned())
+}
+
+fn remember_workflow(run_id: Uuid, workflow_slug: String) {
+    RUN_WORKFLOWS.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() >= REMEMBERED_RUNS {
+            m.clear();
+        }
+        m.insert(run_id, workflow_slug);
+    });
+}
+
+fn forget_workflow(run_id: Uuid) {
+    RUN_WORKFLOWS.with(|m| m.borrow_mut().remove(&run_id));
+}
+
+/// Completes the answers at positions `which` whose run's workflow is remembered, one
+/// statement per workflow, and what follows (counts, finished steps, slots).
+fn complete_answers(answers: &[Answer], which: &[usize], completed: &mut [bool]) -> QfResult<()> {
+    let mut by_workflow: BTreeMap<String, Vec<queue::Answer>> = BTreeMap::new();
+    for &ord in which {
+        let a = &answers[ord];
+        if let Some(workflow_slug) = remembered_workflow(a.run_id) {
+            by_workflow
+                .entry(workflow_slug)
+                .or_default()
+                .push(queue::Answer {
+                    ord,
+                    run_id: a.run_id,
+                    step_slug: a.step_slug.clone(),
+                    task_index: a.task_index,
+                    output: a.output,
+                    attempt: a.attempt,
+                });
+        }
+    }
+    for (workflow_slug, batch) in by_workflow {
+        let mut step_counts: BTreeMap<(Uuid, String), i32> = BTreeMap::new();
+        let mut keys: BTreeMap<Uuid, Option<String>> = BTreeMap::new();
+        for c in queue::complete_batch(&workflow_slug, &batch)? {
+            match c {
+                queue::Completed::Task(d) => {
+                    completed[d.ord] = true;
+                    if let Some(value) = &d.key_value {
+                        concurrency::released(&workflow_slug, value, 1);
+                    }
+                    keys.insert(d.run_id, d.key_value);
+                    if !d.is_map {
+                        *step_counts.entry((d.run_id, d.step_slug)).or_insert(0) += 1;
+                    }
+                }
+                queue::Completed::ShardFull {
+                    run_id,
+                    step_slug,
+                    tasks,
+                } => *step_counts.entry((run_id, step_slug)).or_insert(0) += tasks,
+            }
+        }
+        if step_counts.is_empty() {
+            continue;
+        }
+        let counts: Vec<(Uuid, String, i32)> = step_counts
+            .into_iter()
+            .map(|((run, step), n)| (run, step, n))
+            .collect();
+        for (run_id, step_slug) in runs::count_completed_tasks_of_steps(&counts)? {
+            let key_value = keys.get(&run_id).cloned().flatten();
+            let run = Run::new(run_id, workflow_slug.clone(), key_value);
+            if let Started::Finished(ready) = finish_and_follow(&run, &step_slug)? {
+                start_steps(&run, ready)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Counts a completed task; when it was its step's last, finishes the step and starts what
@@ -1220,7 +1276,9 @@ mod tests {
     fn reasons_for_answers_that_change_nothing() {
         let c = Unchanged::classify;
         assert_eq!(c("failed", "started", 1, Some(1)), RunEnded);
-        assert_eq!(c("completed", "completed", 1, None), RunEnded);
+        assert_eq!(c("completed", "completed", 1, None), Duplicate);
+        assert_eq!(c("failed", "queued", 1, None), RunEnded);
+        assert_eq!(c("failed", "failed", 2, Some(2)), RunEnded);
         assert_eq!(c("started", "completed", 1, None), Duplicate);
         assert_eq!(c("started", "completed", 1, Some(1)), Duplicate);
         assert_eq!(c("started", "started", 2, Some(1)), StaleAttempt);

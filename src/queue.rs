@@ -466,30 +466,32 @@ fn read_messages(queue: &str, vt: i32, qty: i32, fair: bool) -> QfResult<Vec<Mes
         "WITH oldest AS ( \
            SELECT q.message -> 'run_id' AS run FROM {table} q \
            WHERE q.vt <= clock_timestamp() AND $3 > 0 ORDER BY q.msg_id LIMIT 1), \
-         newest AS ( \
-           SELECT n.msg_id FROM {table} n WHERE $3 > 0 ORDER BY n.msg_id DESC LIMIT 2 * $2 + 16), \
          tail AS ( \
            SELECT q.msg_id FROM {table} q \
-           WHERE q.msg_id IN (SELECT msg_id FROM newest) AND q.vt <= clock_timestamp() \
+           WHERE q.msg_id = ANY(ARRAY(SELECT n.msg_id FROM {table} n WHERE $3 > 0 \
+                                      ORDER BY n.msg_id DESC LIMIT 2 * $2 + 16)) \
+             AND q.vt <= clock_timestamp() \
              AND q.message -> 'run_id' IS DISTINCT FROM (SELECT run FROM oldest) \
            ORDER BY q.msg_id DESC LIMIT $3 FOR UPDATE SKIP LOCKED), \
          head AS ( \
            SELECT q.msg_id FROM {table} q \
-           WHERE q.vt <= clock_timestamp() AND q.msg_id NOT IN (SELECT msg_id FROM tail) \
+           WHERE q.vt <= clock_timestamp() AND q.msg_id <> ALL(ARRAY(SELECT msg_id FROM tail)) \
            ORDER BY q.msg_id LIMIT $2 - (SELECT count(*) FROM tail) FOR UPDATE SKIP LOCKED) \
          UPDATE {table} m \
          SET last_read_at = clock_timestamp(), vt = clock_timestamp() + make_interval(secs => $1), \
              read_ct = m.read_ct + 1 \
-         WHERE m.msg_id IN (SELECT msg_id FROM head UNION ALL SELECT msg_id FROM tail) \
+         WHERE m.msg_id = ANY(ARRAY(SELECT msg_id FROM head UNION ALL SELECT msg_id FROM tail)) \
          RETURNING m.msg_id, m.message->>'run_id', m.message->>'step_slug', m.message->>'task_index', \
                    m.message->>'timer'"
     );
     let tail = tail_share(qty, fair);
     query_prepared(&sql, &[vt.into(), qty.into(), tail.into()], message_row)
 }
+
 /// One round of polling: read up to `qty` visible messages (hiding them for `vt` seconds),
-/// hand the timers and malformed messages among them to `before_claim`, then lock their tasks (skipping tasks another transaction is completing or failing right
-/// now: their messages stay hidden and resurface after `vt` if that transaction aborts), claim
+/// hand the timers and malformed messages among them to `before_claim`, then lock their
+/// tasks (skipping tasks another transaction is completing or failing right now: their
+/// messages stay hidden and resurface after `vt` if that transaction aborts), claim
 /// the claimable ones and assemble their input, and report the others (timers, tasks of
 /// paused runs, claims whose attempts are exhausted, stale messages).
 ///
@@ -744,8 +746,9 @@ pub enum Completed {
 /// each started task completed with its output (when `attempt` is given, only if it is the
 /// task's current attempt, and only for a run that is started or paused), deletes its
 /// message, and counts map tasks on their counter shards. Tasks of sub-flow steps are
-/// completed by their child runs, not here. When a task appears twice, only its first answer
-/// counts.
+/// completed by their child runs, not here. When a task appears more than once, its first
+/// answer that names its current attempt (or no attempt) counts, as successive
+/// `complete_task` calls would.
 ///
 /// Deadlock-free against concurrent overlapping batches: the tasks are locked in key order,
 /// then the shards in key order (a poll never waits for a task lock: it skips locked ones).
@@ -755,10 +758,13 @@ pub fn complete_batch(workflow_slug: &str, answers: &[Answer]) -> QfResult<Vec<C
     let table = queue_table(&crate::engine::slug::queue_name(workflow_slug));
     let sql = format!(
         "WITH k AS ( \
-           SELECT DISTINCT ON (run_id, step_slug, task_index) * \
+           SELECT DISTINCT ON (a.run_id, a.step_slug, a.task_index) a.* \
            FROM unnest($1::int[], $2::uuid[], $3::text[], $4::int[], $6::int[]) \
-                AS k(ord, run_id, step_slug, task_index, attempt) \
-           ORDER BY run_id, step_slug, task_index, ord), \
+                AS a(ord, run_id, step_slug, task_index, attempt) \
+           JOIN quantum_flow.step_tasks t ON t.run_id = a.run_id AND t.step_slug = a.step_slug \
+                                         AND t.task_index = a.task_index \
+           WHERE a.attempt IS NULL OR t.attempts_count = a.attempt \
+           ORDER BY a.run_id, a.step_slug, a.task_index, a.ord), \
          locked AS MATERIALIZED ( \
            SELECT t.run_id, t.step_slug, t.task_index, t.message_id, k.ord, \
                   ws.step_type = 'map' AS is_map, r.concurrency_value \

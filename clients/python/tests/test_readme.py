@@ -1,6 +1,6 @@
 """The README's examples run as written: the Quick Start prints what the README says, the
-example of flow control prints what the README says, and the example of workflows from JSON
-defines its workflow and prints its graph."""
+examples of flow control and of batch calls print what the README says, and the example of
+workflows from JSON defines its workflow and prints its graph."""
 
 from __future__ import annotations
 
@@ -79,3 +79,15 @@ def test_flow_control_runs(
         ("pay", "started"),
     ]
     assert run.deadline is not None
+
+
+def test_batch_calls_run(conn: psycopg.Connection[Any], capsys: pytest.CaptureFixture[str]) -> None:
+    exec(python_block("## Batch calls"), {"qf": qf, "conn": conn})
+    assert capsys.readouterr().out == (
+        "['a.png', 'b.png', 'c.png']\n[True, True, True, False]\n{'resize': ['c.png.small']}\n"
+    )
+    text = " ".join(README.read_text(encoding="utf-8").split())
+    assert (
+        "It prints `['a.png', 'b.png', 'c.png']`, `[True, True, True, False]` and "
+        "`{'resize': ['c.png.small']}`." in text
+    )

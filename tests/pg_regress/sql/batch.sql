@@ -35,6 +35,15 @@ SELECT quantum_flow.complete_tasks(
 SELECT r->>'status' AS status, r->'output' AS output
 FROM (VALUES ('b7000000-0000-0000-0000-000000000001'::uuid), ('b7000000-0000-0000-0000-000000000002')) v(id),
      quantum_flow.get_run(v.id) r;
+-- a repeat counts when the earlier copy did not (it named a stale attempt), as two
+-- complete_task calls would
+SELECT quantum_flow.start_flow('bt_root', '[7]', 'b7000000-0000-0000-0000-000000000004');
+SELECT count(*) AS claimed FROM quantum_flow.poll_tasks('bt_root') WHERE run_id = 'b7000000-0000-0000-0000-000000000004';
+SELECT quantum_flow.complete_tasks(
+  ARRAY['b7000000-0000-0000-0000-000000000004', 'b7000000-0000-0000-0000-000000000004',
+        'b7000000-0000-0000-0000-000000000004']::uuid[],
+  ARRAY['m', 'm', 'm'], ARRAY[0, 0, 0], ARRAY['"stale"', '"first"', '"second"']::jsonb[], ARRAY[7, 1, NULL]);
+SELECT quantum_flow.get_run('b7000000-0000-0000-0000-000000000004')->'steps'->0->'output' AS m_output;
 -- an empty batch
 SELECT quantum_flow.complete_tasks('{}', '{}', '{}', '{}');
 

@@ -12,6 +12,7 @@ from .api import (
     add_step,
     cancel_run,
     complete_task,
+    complete_tasks,
     create_flow,
     define_flow,
     delete_flow,
@@ -29,6 +30,7 @@ from .api import (
     retry_run,
     send_event,
     start_flow,
+    start_flows,
     validate_flow,
 )
 from .errors import (
@@ -51,6 +53,7 @@ from .types import (
     Step,
     StepState,
     Task,
+    TaskAnswer,
     WorkerStats,
     Workflow,
 )
@@ -75,12 +78,14 @@ __all__ = [
     "StepFunction",
     "StepState",
     "Task",
+    "TaskAnswer",
     "Worker",
     "WorkerStats",
     "Workflow",
     "add_step",
     "cancel_run",
     "complete_task",
+    "complete_tasks",
     "create_flow",
     "define_flow",
     "define_from_json",
@@ -100,5 +105,6 @@ __all__ = [
     "retry_run",
     "send_event",
     "start_flow",
+    "start_flows",
     "validate_flow",
 ]

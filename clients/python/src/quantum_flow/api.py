@@ -26,6 +26,7 @@ from .types import (
     Step,
     StepType,
     Task,
+    TaskAnswer,
     WhenUnmet,
     Workflow,
 )
@@ -315,6 +316,32 @@ def start_flow(
     return _as_uuid(value)
 
 
+def start_flows(
+    conn: Connection,
+    workflow_slug: str,
+    inputs: Sequence[Any],
+    run_ids: Optional[Sequence[Optional[RunId]]] = None,
+) -> List[UUID]:
+    """Starts one run per element of ``inputs`` (``None``: ``{}``) in one statement, in
+    order, and returns their ids.
+
+    ``run_ids`` chooses the ids: it must be as long as ``inputs`` (``invalid_option``
+    otherwise); a ``None`` element gets a new id. Any error (``run_exists``,
+    ``invalid_map_input``, ``workflow_not_found``, ...) starts none of them. At most
+    ``quantum_flow.max_batch_size`` (1000) runs per call (``invalid_option`` beyond).
+    """
+    ids = _scalar(
+        conn,
+        "SELECT quantum_flow.start_flows(%s::text, %s::jsonb[], %s::uuid[])",
+        [
+            workflow_slug,
+            [Jsonb({} if input is None else input) for input in inputs],
+            None if run_ids is None else [_uuid_param(r) for r in run_ids],
+        ],
+    )
+    return [_as_uuid(v) for v in ids]
+
+
 def poll_tasks(
     conn: Connection,
     workflow_slug: str,
@@ -359,6 +386,33 @@ def complete_task(
             [_uuid_param(run_id), step_slug, task_index, Jsonb(output), attempt],
         )
     )
+
+
+def complete_tasks(conn: Connection, answers: Sequence[TaskAnswer]) -> List[bool]:
+    """Completes a batch of claimed tasks in one statement (so one commit on an autocommit
+    connection).
+
+    Element ``i`` of the result is what :func:`complete_task` would have returned for
+    ``answers[i]`` (a repeat of an earlier element: False). An answer naming no run or no
+    task raises (``run_not_found``, ``task_not_found``) and then none is completed; so does
+    an output the server refuses (``output_too_large``, or a value ``jsonb`` cannot hold).
+    At most ``quantum_flow.max_batch_size`` (1000) answers per call (``invalid_option``
+    beyond). Build answers with :meth:`TaskAnswer.for_task` to pass each task's attempt back.
+    """
+    answers = list(answers)
+    results = _scalar(
+        conn,
+        "SELECT quantum_flow.complete_tasks(%s::uuid[], %s::text[], %s::int[], %s::jsonb[], "
+        "%s::int[])",
+        [
+            [_uuid_param(a.run_id) for a in answers],
+            [a.step_slug for a in answers],
+            [a.task_index for a in answers],
+            [Jsonb(a.output) for a in answers],
+            [a.attempt for a in answers],
+        ],
+    )
+    return [bool(r) for r in results]
 
 
 def fail_task(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, List, Literal, Mapping, Optional
+from typing import Any, List, Literal, Mapping, Optional, Union
 from uuid import UUID
 
 #: ``event``: a step with no task, completed by ``send_event``.
@@ -184,6 +184,25 @@ class Task:
     task_index: int
     attempt: int
     input: Any
+
+
+@dataclass(frozen=True)
+class TaskAnswer:
+    """One element of ``complete_tasks``: complete task ``task_index`` of step ``step_slug``
+    of run ``run_id`` with ``output`` (any JSON value; ``None`` is JSON null)."""
+
+    #: A UUID, or its text form.
+    run_id: Union[UUID, str]
+    step_slug: str
+    task_index: int
+    output: Any
+    #: The attempt ``poll_tasks`` returned (None: no check, any attempt counts).
+    attempt: Optional[int] = None
+
+    @classmethod
+    def for_task(cls, task: Task, output: Any) -> TaskAnswer:
+        """The answer for ``task``'s attempt (``task.attempt`` is passed back)."""
+        return cls(task.run_id, task.step_slug, task.task_index, output, task.attempt)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,13 @@
 """A worker: claims a workflow's tasks, runs the step's function for each, answers.
 
 Connections: the worker opens its own connections from a connection string (autocommit).
-One runs only ``poll_tasks``; each thread of the pool answers on a connection of its own, so
-answers never wait behind a poll that is waiting for work.
+One runs only ``poll_tasks``, so answers never wait behind a poll that is waiting for work.
+With ``complete_in_batches`` (the default) one more belongs to the answering thread, which
+sends completions with ``complete_tasks``: it takes the first completion waiting, and with it
+every other one already waiting (up to 100), in one call and one commit. A completion is never
+held back on a timer: those that finish while a batch is on its way go together in the next
+call. Each thread of the pool answers failures (and completions, without batches, or those of
+a batch the server refused) on a connection of its own, opened when first needed.
 
 Shutdown (:meth:`Worker.stop`): the worker stops claiming. A ``poll_tasks`` that is waiting
 for work is cancelled; a cancelled poll rolls back, so it claimed nothing, and a poll that
@@ -10,9 +15,12 @@ returned first hands its tasks to the functions as usual. Every task the worker 
 finished and answered before :meth:`Worker.run` returns.
 
 Errors: an exception of a step function fails the attempt (retried while attempts remain);
-a :class:`~quantum_flow.PermanentError`, or an output that is not JSON, fails the task at once
-(``fail_task(..., retry=False)``). Each is logged with its traceback on the logger
-``quantum_flow.worker``, naming the workflow, step, task index, attempt and run.
+a :class:`~quantum_flow.PermanentError`, an output that is not JSON, or an output the server
+refuses (SQLSTATE class 22: ``output_too_large``, a ``\\u0000`` that ``jsonb`` cannot hold)
+fails the task at once (``fail_task(..., retry=False)``). Each is logged with its traceback on
+the logger ``quantum_flow.worker``, naming the workflow, step, task index, attempt and run.
+When a batch of completions fails (one refused output fails the whole call), each of its
+completions is sent again on its own, so that only the bad one gets the error.
 """
 
 from __future__ import annotations
@@ -20,16 +28,17 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, List, Mapping, Optional
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable, List, Mapping, Optional, Tuple, Union
 
 import psycopg
 
 from . import api
 from .errors import MissingStepFunctions, PermanentError, QuantumFlowError
-from .types import FlowDefinition, Task, WorkerStats
+from .types import FlowDefinition, Task, TaskAnswer, WorkerStats
 
 log = logging.getLogger("quantum_flow.worker")
 
@@ -37,6 +46,9 @@ log = logging.getLogger("quantum_flow.worker")
 #: returns its output, any JSON-serialisable value. An exception fails the attempt with the
 #: exception's message; a :class:`~quantum_flow.PermanentError` fails the task without retry.
 StepFunction = Callable[[Any], Any]
+
+#: How many completions one ``complete_tasks`` call of the worker carries at most.
+MAX_COMPLETION_BATCH = 100
 
 
 def missing_step_functions(
@@ -59,6 +71,26 @@ def error_message_of(error: BaseException) -> str:
     return text if text else type(error).__name__
 
 
+def output_refused(error: BaseException) -> bool:
+    """Whether the server refused a completion's output itself: SQLSTATE class 22 (data
+    exception), such as ``output_too_large`` (22001) or a ``\\u0000`` in a string, which
+    ``jsonb`` cannot hold (22P05). The same output would be refused again."""
+    sqlstate = getattr(error, "sqlstate", None)
+    return isinstance(error, (QuantumFlowError, psycopg.Error)) and bool(
+        sqlstate and sqlstate.startswith("22")
+    )
+
+
+def refusal_message(error: Union[QuantumFlowError, psycopg.Error]) -> str:
+    """What the server said when it refused an output, on one line, with its SQLSTATE."""
+    if isinstance(error, QuantumFlowError):
+        return str(error)  # "<code>: <explanation> (SQLSTATE <sqlstate>)"
+    text = error.diag.message_primary or type(error).__name__
+    if error.diag.message_detail:
+        text = f"{text}: {error.diag.message_detail}"
+    return f"{text} (SQLSTATE {error.sqlstate})"
+
+
 class Worker:
     """Works the tasks of one workflow with a pool of threads.
 
@@ -66,6 +98,10 @@ class Worker:
     tasks are worked at once at most; a poll claims at most ``batch_size`` tasks and never
     more than the free slots, so no claimed task waits for a thread while its timeout runs.
     Each ``poll_tasks`` waits up to ``max_wait_ms`` for work server-side.
+
+    ``complete_in_batches`` (default True): completions go through one answering thread that
+    sends those waiting together with ``complete_tasks``, one call and one commit per batch
+    (False: one ``complete_task`` each, from the task's thread).
 
     Use :meth:`run` (blocks until :meth:`stop`) or :meth:`start` (a background thread).
     """
@@ -81,6 +117,7 @@ class Worker:
         concurrency: int = 4,
         worker_id: Optional[str] = None,
         retry_delay: float = 1.0,
+        complete_in_batches: bool = True,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
@@ -97,6 +134,7 @@ class Worker:
         self.worker_id = worker_id or f"python-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         #: Seconds to wait before polling again after a database error.
         self.retry_delay = retry_delay
+        self.complete_in_batches = complete_in_batches
 
         self._stopping = threading.Event()
         self._slots = threading.Condition()
@@ -109,6 +147,7 @@ class Worker:
         self._polling = False
         self._local = threading.local()
         self._answer_conns: List[psycopg.Connection[Any]] = []
+        self._completer: Optional[_BatchCompleter] = None
         self._thread: Optional[threading.Thread] = None
         self._thread_error: Optional[BaseException] = None
 
@@ -126,18 +165,26 @@ class Worker:
         workflow has no function (and ``workflow_not_found`` for an unknown workflow).
         """
         self._poll_conn = psycopg.connect(self.conninfo, autocommit=True)
+        completer: Optional[_BatchCompleter] = None
         try:
             missing = missing_step_functions(
                 api.get_flow(self._poll_conn, self.workflow_slug), self.step_functions
             )
             if missing:
                 raise MissingStepFunctions(self.workflow_slug, missing)
+            if self.complete_in_batches:
+                completer = _BatchCompleter(self.conninfo, self.workflow_slug)
+                self._completer = completer
             with ThreadPoolExecutor(
                 max_workers=self.concurrency, thread_name_prefix="quantum_flow-task"
             ) as pool:
                 self._claim_loop(pool)
-            # Leaving the `with` waited for every task the worker held.
+            # Leaving the `with` waited for every task the worker held: each waited for its
+            # answer, so the answering thread has nothing left to send.
         finally:
+            if completer is not None:
+                self._completer = None
+                completer.close()
             with self._slots:
                 conn, self._poll_conn = self._poll_conn, None
             conn.close()
@@ -284,21 +331,22 @@ class Worker:
         self, task: Task, output: Any = None, error: Optional[str] = None, retry: bool = True
     ) -> None:
         try:
-            conn = self._answer_conn()
             if error is None:
                 try:
-                    counted = api.complete_task(
-                        conn, task.run_id, task.step_slug, task.task_index, output, task.attempt
-                    )
-                except psycopg.DataError as e:
-                    # jsonb refused the output (e.g. a \u0000 in a string): fail the attempt
-                    # with the reason instead of letting it time out.
-                    error = f"output rejected by the server: {e.diag.message_primary or e}"
+                    counted = self._complete(task, output)
+                except (QuantumFlowError, psycopg.Error) as e:
+                    if not output_refused(e):
+                        raise
+                    # The server refused the output (too large, or not storable as jsonb): it
+                    # would refuse it again, so the task fails at once instead of timing out.
+                    self._log_failure(task, "returned output the server refused", True, e)
+                    error = f"output refused: {refusal_message(e)}"
+                    retry = False
                 else:
                     self._count(completed=counted, ignored=not counted)
             if error is not None:
                 outcome = api.fail_task(
-                    conn,
+                    self._answer_conn(),
                     task.run_id,
                     task.step_slug,
                     task.task_index,
@@ -313,6 +361,18 @@ class Worker:
                 "could not answer task %s/%s/%d", task.run_id, task.step_slug, task.task_index
             )
             self._drop_answer_conn()
+
+    def _complete(self, task: Task, output: Any) -> bool:
+        """Completes the task: in the answering thread's next batch, or alone (without
+        batches, when its batch failed, or when the answering thread is gone)."""
+        completer = self._completer
+        if completer is not None:
+            counted = completer.complete(task, output)
+            if counted is not None:
+                return counted
+        return api.complete_task(
+            self._answer_conn(), task.run_id, task.step_slug, task.task_index, output, task.attempt
+        )
 
     def _answer_conn(self) -> psycopg.Connection[Any]:
         conn: Optional[psycopg.Connection[Any]] = getattr(self._local, "conn", None)
@@ -334,6 +394,114 @@ class Worker:
             self._completed += completed
             self._failed += failed
             self._ignored += ignored
+
+
+#: A completion waiting for the answering thread: the task, its output, and where the
+#: answer goes (True / False as ``complete_task`` says, None: "complete it alone").
+_Pending = Tuple[Task, Any, "Future[Optional[bool]]"]
+
+
+class _BatchCompleter:
+    """The answering thread of a worker that completes in batches.
+
+    :meth:`complete` queues a completion and waits for its answer. The thread takes the first
+    completion waiting (blocking), then every other one already waiting (not blocking, up to
+    :data:`MAX_COMPLETION_BATCH`), and sends them with one ``complete_tasks`` on its own
+    connection: an idle worker's single completion goes at once, and under load completions
+    batch up by themselves while the previous call is on its way.
+
+    When the call fails (one output the server refuses fails the whole batch; a lost
+    connection), each completion of the batch is answered None: its own thread then completes
+    it alone, so that only a bad one gets the error.
+    """
+
+    def __init__(self, conninfo: str, workflow_slug: str) -> None:
+        self.conninfo = conninfo
+        self._queue: queue.Queue[Optional[_Pending]] = queue.Queue()
+        self._lock = threading.Lock()
+        self._closed = False
+        # Opened here, so that a worker that cannot connect fails at start.
+        self._conn: Optional[psycopg.Connection[Any]] = psycopg.connect(conninfo, autocommit=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"quantum_flow-answers-{workflow_slug}", daemon=True
+        )
+        self._thread.start()
+
+    def complete(self, task: Task, output: Any) -> Optional[bool]:
+        """What ``complete_task`` would say, from the task's batch; None when the caller must
+        complete it alone (its batch failed, or the thread is gone)."""
+        future: Future[Optional[bool]] = Future()
+        with self._lock:
+            if self._closed:
+                return None
+            self._queue.put((task, output, future))
+        return future.result()
+
+    def close(self) -> None:
+        """Ends the thread once it has answered every completion queued before."""
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                first = self._queue.get()
+                if first is None:
+                    return
+                batch = [first]
+                last = False
+                while len(batch) < MAX_COMPLETION_BATCH:
+                    try:
+                        pending = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if pending is None:
+                        last = True
+                        break
+                    batch.append(pending)
+                self._send(batch)
+                if last:
+                    return
+        finally:
+            with self._lock:
+                self._closed = True
+            # Whatever is still queued (only if this thread died) is answered alone.
+            while True:
+                try:
+                    pending = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if pending is not None:
+                    pending[2].set_result(None)
+            if self._conn is not None:
+                self._conn.close()
+
+    def _send(self, batch: List[_Pending]) -> None:
+        results: List[Optional[bool]] = [None] * len(batch)
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = psycopg.connect(self.conninfo, autocommit=True)
+            answered = api.complete_tasks(
+                self._conn, [TaskAnswer.for_task(task, output) for task, output, _ in batch]
+            )
+            if len(answered) == len(batch):
+                results = list(answered)
+        except Exception as e:
+            # Each completion is sent again alone by its thread, which reports its own error.
+            log.log(
+                logging.DEBUG if output_refused(e) else logging.WARNING,
+                "complete_tasks of %d completion(s) failed (%s); completing them one by one",
+                len(batch),
+                e,
+            )
+            if self._conn is not None and (
+                self._conn.closed or isinstance(e, psycopg.OperationalError)
+            ):
+                self._conn.close()
+                self._conn = None
+        finally:
+            for (_, _, future), result in zip(batch, results):
+                future.set_result(result)
 
 
 def _cancel(conn: psycopg.Connection[Any]) -> None:
