@@ -177,6 +177,8 @@ CREATE TABLE runs (
 CREATE INDEX runs_workflow_status_idx ON runs (workflow_slug, status);
 -- prune_runs finds ended runs by when they ended
 CREATE INDEX runs_ended_at_idx ON runs ((coalesce(completed_at, failed_at))) WHERE status IN ('completed', 'failed');
+-- run_list, newest first
+CREATE INDEX runs_started_at_idx ON runs (started_at);
 -- cancel_run finds a run's child runs
 CREATE INDEX runs_parent_idx ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
 
@@ -230,6 +232,8 @@ CREATE TABLE step_tasks (
     child_run_id   uuid,
     -- attempts made before retry_run started the task again: max_attempts counts from here
     attempts_base  int NOT NULL DEFAULT 0 CHECK (attempts_base >= 0),
+    -- when error_message was last set (an attempt failed or timed out)
+    last_error_at  timestamptz,
     PRIMARY KEY (run_id, step_slug, task_index),
     CHECK (status = 'queued' OR attempts_count >= 1)
 ) WITH (fillfactor = 70);
@@ -297,10 +301,76 @@ SELECT ss.run_id, ss.step_slug, ws.step_index, ws.step_type,
             THEN (SELECT coalesce(sum(sh.tasks_completed), 0)::int FROM step_task_shards sh
                   WHERE sh.run_id = ss.run_id AND sh.step_slug = ss.step_slug)
             ELSE ss.tasks_completed END AS tasks_completed,
-       ss.output, ss.error_message, ss.started_at, ss.completed_at, ss.failed_at
+       ss.output,
+       -- a step whose task is being retried shows that task's last error meanwhile
+       coalesce(ss.error_message,
+                CASE WHEN ss.status = 'started' AND r.status IN ('started', 'paused') THEN
+                  (SELECT t.error_message FROM step_tasks t
+                   WHERE t.run_id = ss.run_id AND t.step_slug = ss.step_slug
+                     AND t.status IN ('queued', 'started') AND t.error_message IS NOT NULL
+                   ORDER BY t.last_error_at DESC NULLS LAST LIMIT 1) END) AS error_message,
+       ss.started_at, ss.completed_at, ss.failed_at
 FROM step_states ss
 JOIN runs r ON r.run_id = ss.run_id
 JOIN workflow_steps ws ON ws.workflow_slug = ss.workflow_slug AND ws.step_slug = ss.step_slug;
+
+-- One row per run, for dashboards and alerts: status, progress and times. `steps_done` counts
+-- completed and skipped steps; task counts add up the steps' (a map step's, once known).
+CREATE VIEW run_list AS
+SELECT r.run_id, r.workflow_slug, r.status, r.parent_run_id,
+       r.started_at, r.start_at, r.deadline, r.completed_at, r.failed_at,
+       coalesce(r.completed_at, r.failed_at, clock_timestamp()) - r.started_at AS duration,
+       r.error_message,
+       p.steps_total, p.steps_done, p.steps_started, p.tasks_total, p.tasks_completed
+FROM runs r,
+LATERAL (SELECT count(*) AS steps_total,
+                count(*) FILTER (WHERE sp.status IN ('completed', 'skipped')) AS steps_done,
+                count(*) FILTER (WHERE sp.status = 'started') AS steps_started,
+                coalesce(sum(sp.tasks_total), 0) AS tasks_total,
+                coalesce(sum(sp.tasks_completed), 0) AS tasks_completed
+         FROM step_progress sp WHERE sp.run_id = r.run_id) p;
+
+-- Per workflow, for dashboards and alerts: runs by status; tasks of live (started or paused)
+-- runs that are queued or claimed, and tasks failed for good in any run kept; how long the
+-- oldest queued task of a live run has been ready (seconds); tasks completed in the last
+-- minute.
+CREATE VIEW workflow_stats AS
+SELECT w.workflow_slug,
+       coalesce(rs.started, 0) AS runs_started, coalesce(rs.paused, 0) AS runs_paused,
+       coalesce(rs.completed, 0) AS runs_completed, coalesce(rs.failed, 0) AS runs_failed,
+       coalesce(ts.queued, 0) AS tasks_queued, coalesce(ts.started, 0) AS tasks_started,
+       coalesce(tf.failed, 0) AS tasks_failed,
+       ts.oldest_queued_seconds,
+       coalesce(tc.completed, 0) AS completed_last_minute
+FROM workflows w
+LEFT JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE r.status = 'started') AS started,
+           count(*) FILTER (WHERE r.status = 'paused') AS paused,
+           count(*) FILTER (WHERE r.status = 'completed') AS completed,
+           count(*) FILTER (WHERE r.status = 'failed') AS failed
+    FROM runs r WHERE r.workflow_slug = w.workflow_slug) rs ON true
+LEFT JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE t.status = 'queued') AS queued,
+           count(*) FILTER (WHERE t.status = 'started') AS started,
+           extract(epoch FROM clock_timestamp() - min(ss.started_at) FILTER (WHERE t.status = 'queued'))::float8
+               AS oldest_queued_seconds
+    FROM runs r
+    JOIN step_tasks t ON t.run_id = r.run_id
+    JOIN step_states ss ON ss.run_id = t.run_id AND ss.step_slug = t.step_slug
+    WHERE r.workflow_slug = w.workflow_slug AND r.status IN ('started', 'paused')
+      AND t.status IN ('queued', 'started')) ts ON true
+LEFT JOIN LATERAL (
+    SELECT count(*) AS failed FROM runs r JOIN step_tasks t ON t.run_id = r.run_id
+    WHERE r.workflow_slug = w.workflow_slug AND r.status = 'failed' AND t.status = 'failed') tf ON true
+LEFT JOIN LATERAL (
+    SELECT count(*) AS completed FROM runs r JOIN step_tasks t ON t.run_id = r.run_id
+    WHERE r.workflow_slug = w.workflow_slug
+      AND (r.status IN ('started', 'paused')
+           OR coalesce(r.completed_at, r.failed_at) > clock_timestamp() - interval '1 minute')
+      AND t.completed_at > clock_timestamp() - interval '1 minute') tc ON true;
+
+COMMENT ON VIEW run_list IS 'quantum_flow runs with status, progress and times (granted to quantum_flow_client)';
+COMMENT ON VIEW workflow_stats IS 'quantum_flow runs and tasks per workflow (granted to quantum_flow_client)';
 
 ------------------------------------------------------------------------------------------------
 -- Backups: pg_dump dumps the rows of these tables (their definitions come from CREATE

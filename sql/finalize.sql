@@ -10,7 +10,7 @@ REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA quantum_flow FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     start_flow(text, jsonb, uuid, timestamptz),
     start_flows(text, jsonb[], uuid[]),
-    get_run(uuid),
+    get_run(uuid, boolean),
     cancel_run(uuid, text),
     pause_run(uuid),
     resume_run(uuid),
@@ -22,8 +22,11 @@ GRANT EXECUTE ON FUNCTION
     export_flow(text),
     validate_flow(jsonb),
     flow_graph(text, text, uuid),
-    flow_schema()
+    flow_schema(),
+    wait_run(uuid, integer),
+    metrics()
 TO quantum_flow_client;
+GRANT SELECT ON run_list, workflow_stats TO quantum_flow_client;
 
 -- quantum_flow_worker: claim tasks and report their outcome
 GRANT EXECUTE ON FUNCTION

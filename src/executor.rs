@@ -24,6 +24,7 @@ use crate::concurrency;
 use crate::engine::backoff::retry_delay_seconds;
 use crate::engine::slug::queue_name;
 use crate::error::{QfError, QfResult, CONDITION_UNMET, EVENT_TIMEOUT, RUN_TIMEOUT};
+use crate::events;
 use crate::jsonb::Jsonb;
 use crate::queue::{self, ClaimedTask, Exhausted, Polled, TaskKey, Timer};
 use crate::settings::{FAIR_POLLING, JSONB_MAX_BYTES, MAX_MAP_TASKS, MAX_OUTPUT_BYTES};
@@ -76,6 +77,27 @@ impl Run {
     }
 }
 
+impl Run {
+    /// Records a status change of this run's step `step` (`None`: of the run) for
+    /// `NOTIFY quantum_flow_events`.
+    fn emit(&self, step: Option<&str>, status: &str) {
+        events::emit(self.run_id, &self.workflow_slug, step, status);
+    }
+
+    /// The run ended (`completed` or `failed`): tell listeners and wake `wait_run` callers
+    /// once this transaction commits.
+    fn ended(&self, status: &str) {
+        self.emit(None, status);
+        wakeup::notify_on_commit(&run_wait_key(self.run_id));
+    }
+}
+
+/// What `wait_run` callers of `run_id` wait on (`wakeup` matches it like a workflow slug; a
+/// slug cannot contain `:`).
+fn run_wait_key(run_id: Uuid) -> String {
+    format!("run:{run_id}")
+}
+
 /// `call` for `maintain`'s sweeps.
 pub fn settle<T>(work: impl FnOnce() -> QfResult<T>) -> QfResult<T> {
     call(work)
@@ -84,8 +106,10 @@ pub fn settle<T>(work: impl FnOnce() -> QfResult<T>) -> QfResult<T> {
 /// Runs one API call's work and then settles its concurrency slots (see `concurrency`).
 fn call<T>(work: impl FnOnce() -> QfResult<T>) -> QfResult<T> {
     concurrency::begin();
+    events::begin();
     let result = work()?;
     concurrency::flush()?;
+    events::flush()?;
     Ok(result)
 }
 
@@ -173,6 +197,7 @@ impl Starter {
             )));
         };
         let run = Run::new(new.run_id, workflow_slug.to_string(), inserted.key_value);
+        run.emit(None, "started");
         if inserted.has_deadline {
             queue::start_run_timer(&run.queue, run.run_id)?;
             // pollers that sleep until the next visible message must see the deadline
@@ -243,11 +268,16 @@ fn start_step(run: &Run, step: &str) -> QfResult<Started> {
             }
             "skip_cascade" => {
                 runs::skip_step(run.run_id, step)?;
+                run.emit(Some(step), "skipped");
                 let below = runs::skip_descendants(run.run_id, &run.workflow_slug, step)?;
-                return finished(run, step, 1 + below);
+                for skipped in &below {
+                    run.emit(Some(skipped), "skipped");
+                }
+                return finished(run, step, 1 + below.len() as i32);
             }
             _ => {
                 runs::skip_step(run.run_id, step)?;
+                run.emit(Some(step), "skipped");
                 return finished(run, step, 1);
             }
         }
@@ -255,6 +285,7 @@ fn start_step(run: &Run, step: &str) -> QfResult<Started> {
     if source.step_type == "map" && source.source_skipped {
         // the array it maps over does not exist
         runs::skip_step(run.run_id, step)?;
+        run.emit(Some(step), "skipped");
         return finished(run, step, 1);
     }
     if source.step_type == "event" {
@@ -264,6 +295,7 @@ fn start_step(run: &Run, step: &str) -> QfResult<Started> {
             return finish_and_follow(run, step);
         }
         queue::start_event_step(&run.queue, run.run_id, step)?;
+        run.emit(Some(step), "started");
         return Ok(Started::Queued);
     }
     if source.step_type == "map" {
@@ -285,6 +317,7 @@ fn start_step(run: &Run, step: &str) -> QfResult<Started> {
         };
         if len == 0 {
             runs::complete_empty_map(run.run_id, step)?;
+            run.emit(Some(step), "completed");
             return finished(run, step, 1);
         }
         if len > MAX_MAP_TASKS.get() {
@@ -326,6 +359,7 @@ fn start_step(run: &Run, step: &str) -> QfResult<Started> {
         fail_run(run, step, &input_too_large(step, input_bytes).to_string())?;
         return Ok(Started::RunEnded);
     }
+    run.emit(Some(step), "started");
     Ok(Started::Queued)
 }
 
@@ -342,6 +376,7 @@ fn start_sub_flows(
 ) -> QfResult<Started> {
     let inputs = runs::sub_flow_inputs(run.run_id, &run.workflow_slug, step)?;
     let children = runs::start_flow_tasks(run.run_id, step, inputs.len() as i32, is_map)?;
+    run.emit(Some(step), "started");
     for (index, (child, input)) in children.into_iter().zip(inputs).enumerate() {
         let started = start_run(&NewRun {
             run_id: child,
@@ -372,6 +407,7 @@ fn finish_and_follow(run: &Run, step: &str) -> QfResult<Started> {
         fail_run(run, step, &message.to_string())?;
         return Ok(Started::RunEnded);
     }
+    run.emit(Some(step), "completed");
     finished(run, step, 1)
 }
 
@@ -390,6 +426,7 @@ fn after_step_finished(run: &Run, step_slug: &str, steps: i32) -> QfResult<Optio
                 ));
                 fail_run_only(run, &format!("run output: {message}"))?;
             } else {
+                run.ended("completed");
                 run_completed(run)?;
             }
             Ok(None)
@@ -451,6 +488,7 @@ fn fail_run_by_task(run: &Run, task: &TaskKey, attempt: i32, error: &str) -> QfR
 
 fn fail_run_located(run: &Run, step_slug: &str, message: &str) -> QfResult<bool> {
     runs::fail_step(run.run_id, step_slug, message)?;
+    run.emit(Some(step_slug), "failed");
     fail_run_only(run, message)
 }
 
@@ -458,6 +496,7 @@ fn fail_run_located(run: &Run, step_slug: &str, message: &str) -> QfResult<bool>
 fn fail_run_only(run: &Run, message: &str) -> QfResult<bool> {
     let failed = runs::fail_run(run.run_id, message)?;
     if failed {
+        run.ended("failed");
         run_failed(run, message, true)?;
     }
     Ok(failed)
@@ -490,6 +529,7 @@ fn end_children(run_id: Uuid) -> QfResult<()> {
             let (child, _) = Run::load(child_id)?
                 .ok_or_else(|| QfError::Internal(format!("child run {child_id} vanished")))?;
             debug_assert_eq!(child.workflow_slug, workflow_slug);
+            child.ended("failed");
             run_failed(&child, &message, false)?;
         }
     }
@@ -1124,6 +1164,7 @@ pub fn cancel_orphans(limit: i32) -> QfResult<usize> {
                 let child = Run::load(child_id)?
                     .map(|(r, _)| r)
                     .unwrap_or_else(|| Run::new(child_id, workflow_slug, None));
+                child.ended("failed");
                 run_failed(&child, &message, false)?;
                 cancelled += 1;
             }
@@ -1201,31 +1242,37 @@ pub fn send_event(run_id: Uuid, step_slug: &str, payload: Jsonb) -> QfResult<boo
 /// Pauses a started run: its tasks are not handed out until `resume_run` (claims in flight
 /// may still answer). True when this call paused it.
 pub fn pause_run(run_id: Uuid) -> QfResult<bool> {
-    let Some((run, _)) = Run::load(run_id)? else {
-        return Err(QfError::run_not_found(run_id));
-    };
-    if !runs::set_run_status(run_id, "started", "paused")? {
-        return Ok(false);
-    }
-    queue::park_run(&run.queue, run_id)?;
-    Ok(true)
+    call(|| {
+        let Some((run, _)) = Run::load(run_id)? else {
+            return Err(QfError::run_not_found(run_id));
+        };
+        if !runs::set_run_status(run_id, "started", "paused")? {
+            return Ok(false);
+        }
+        queue::park_run(&run.queue, run_id)?;
+        run.emit(None, "paused");
+        Ok(true)
+    })
 }
 
 /// Resumes a paused run: its parked tasks are visible again. True when this call resumed it.
 pub fn resume_run(run_id: Uuid) -> QfResult<bool> {
-    let Some((run, status)) = Run::load(run_id)? else {
-        return Err(QfError::run_not_found(run_id));
-    };
-    if status != "paused" {
-        return Ok(false);
-    }
-    // messages first (lock order), then the run
-    queue::unpark_run(&run.queue, run_id)?;
-    if !runs::set_run_status(run_id, "paused", "started")? {
-        return Ok(false);
-    }
-    wakeup::notify_on_commit(&run.workflow_slug);
-    Ok(true)
+    call(|| {
+        let Some((run, status)) = Run::load(run_id)? else {
+            return Err(QfError::run_not_found(run_id));
+        };
+        if status != "paused" {
+            return Ok(false);
+        }
+        // messages first (lock order), then the run
+        queue::unpark_run(&run.queue, run_id)?;
+        if !runs::set_run_status(run_id, "paused", "started")? {
+            return Ok(false);
+        }
+        run.emit(None, "started");
+        wakeup::notify_on_commit(&run.workflow_slug);
+        Ok(true)
+    })
 }
 
 /// Starts a failed (or cancelled) run again from its failed and unfinished steps, keeping
@@ -1241,6 +1288,7 @@ pub fn retry_run(run_id: Uuid) -> QfResult<bool> {
             return Ok(false);
         };
         let run = Run::new(run_id, run.workflow_slug, key_value);
+        run.emit(None, "started");
         if has_deadline {
             queue::start_run_timer(&run.queue, run_id)?;
         }
@@ -1264,8 +1312,106 @@ pub fn retry_run(run_id: Uuid) -> QfResult<bool> {
     })
 }
 
-pub fn run_document(run_id: Uuid) -> QfResult<Jsonb> {
-    runs::run_document(run_id)?.ok_or_else(|| QfError::run_not_found(run_id))
+/// `get_run`'s document; with `include_tasks`, each step lists its tasks.
+pub fn run_document(run_id: Uuid, include_tasks: bool) -> QfResult<Jsonb> {
+    let tasks = if include_tasks {
+        let Some((run, _)) = Run::load(run_id)? else {
+            return Err(QfError::run_not_found(run_id));
+        };
+        Some(runs::task_list(&queue::table_of(&run.queue), run_id)?)
+    } else {
+        None
+    };
+    runs::run_document(run_id, tasks)?.ok_or_else(|| QfError::run_not_found(run_id))
+}
+
+/// Waits until the run has ended (completed or failed), woken by the commit that ended it,
+/// or until `max_wait_ms` has passed, and returns `get_run`'s document either way.
+pub fn wait_run(run_id: Uuid, max_wait_ms: i32) -> QfResult<Jsonb> {
+    let event = wakeup::wait_event_for(&run_wait_key(run_id));
+    let deadline = Instant::now() + Duration::from_millis(max_wait_ms.max(0) as u64);
+    loop {
+        if max_wait_ms > 0 {
+            wakeup::prepare_to_wait(event);
+        }
+        let status = runs::status_of(run_id)?.map(|(status, _, _)| status);
+        let now = Instant::now();
+        match status {
+            None => {
+                wakeup::done_waiting();
+                return Err(QfError::run_not_found(run_id));
+            }
+            Some(s) if s == "completed" || s == "failed" || now >= deadline => {
+                wakeup::done_waiting();
+                return run_document(run_id, false);
+            }
+            Some(_) => wakeup::wait_for_work(event, (deadline - now).as_millis() as i64),
+        }
+    }
+}
+
+/// `metrics()`: `workflow_stats` in the Prometheus text exposition format.
+pub fn metrics() -> QfResult<String> {
+    use std::fmt::Write;
+    let stats = runs::workflow_stats()?;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP quantum_flow_runs Runs kept, by workflow and status."
+    );
+    let _ = writeln!(out, "# TYPE quantum_flow_runs gauge");
+    for w in &stats {
+        for (status, n) in w.runs {
+            let _ = writeln!(
+                out,
+                "quantum_flow_runs{{workflow=\"{}\",status=\"{status}\"}} {n}",
+                w.workflow_slug
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP quantum_flow_tasks Tasks by workflow and status: queued and started of live runs, failed of runs kept."
+    );
+    let _ = writeln!(out, "# TYPE quantum_flow_tasks gauge");
+    for w in &stats {
+        for (status, n) in w.tasks {
+            let _ = writeln!(
+                out,
+                "quantum_flow_tasks{{workflow=\"{}\",status=\"{status}\"}} {n}",
+                w.workflow_slug
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP quantum_flow_oldest_queued_task_age_seconds How long the oldest queued task of a live run has been ready (0: none)."
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE quantum_flow_oldest_queued_task_age_seconds gauge"
+    );
+    for w in &stats {
+        let age = w.oldest_queued_seconds.unwrap_or(0.0).max(0.0);
+        let _ = writeln!(
+            out,
+            "quantum_flow_oldest_queued_task_age_seconds{{workflow=\"{}\"}} {age:.3}",
+            w.workflow_slug
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP quantum_flow_tasks_completed_last_minute Tasks completed in the last minute."
+    );
+    let _ = writeln!(out, "# TYPE quantum_flow_tasks_completed_last_minute gauge");
+    for w in &stats {
+        let _ = writeln!(
+            out,
+            "quantum_flow_tasks_completed_last_minute{{workflow=\"{}\"}} {}",
+            w.workflow_slug, w.completed_last_minute
+        );
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

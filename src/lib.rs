@@ -13,6 +13,7 @@ mod ddl;
 mod definitions;
 mod engine;
 mod error;
+mod events;
 mod executor;
 mod jsonb;
 mod maintenance;

@@ -36,6 +36,11 @@ fn queue_table(queue: &str) -> String {
     pgrx::spi::quote_qualified_identifier("pgmq", &format!("q_{queue}"))
 }
 
+/// The queue's message table, quoted, for statements elsewhere that join it.
+pub fn table_of(queue: &str) -> String {
+    queue_table(queue)
+}
+
 fn archive_table(queue: &str) -> String {
     pgrx::spi::quote_qualified_identifier("pgmq", &format!("a_{queue}"))
 }
@@ -552,7 +557,8 @@ pub fn read_and_claim(
                worker_id = $6, \
                error_message = CASE WHEN i.status = 'started' \
                                     THEN format('attempt %s timed out after %ss', i.attempts_count, i.timeout) \
-                                    ELSE t.error_message END \
+                                    ELSE t.error_message END, \
+               last_error_at = CASE WHEN i.status = 'started' THEN clock_timestamp() ELSE t.last_error_at END \
            FROM info i \
            WHERE i.claimable AND t.run_id = i.run_id AND t.step_slug = i.step_slug AND t.task_index = i.task_index \
            RETURNING t.message_id, t.run_id, t.step_slug, t.task_index, t.attempts_count, i.timeout, \

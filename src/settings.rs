@@ -38,7 +38,19 @@ pub static MAX_MAP_TASKS: GucSetting<i32> = GucSetting::<i32>::new(1_000_000);
 /// messages of other runs (see `queue::read_messages`); off, it reads strictly oldest first.
 pub static FAIR_POLLING: GucSetting<bool> = GucSetting::<bool>::new(true);
 
+/// `quantum_flow.notify_events`: whether run and step status changes send
+/// `NOTIFY quantum_flow_events` (see `events`).
+pub static NOTIFY_EVENTS: GucSetting<bool> = GucSetting::<bool>::new(true);
+
 pub fn init() {
+    GucRegistry::define_bool_guc(
+        c"quantum_flow.notify_events",
+        c"Whether run and step status changes send NOTIFY quantum_flow_events.",
+        c"Each change sends {\"run_id\", \"workflow_slug\", \"step_slug\", \"status\"} after commit.",
+        &NOTIFY_EVENTS,
+        GucContext::Userset,
+        GucFlags::empty(),
+    );
     GucRegistry::define_bool_guc(
         c"quantum_flow.fair_polling",
         c"Whether poll_tasks shares each batch between the oldest work and other, newer runs.",

@@ -1,17 +1,30 @@
 //! Waiting for work without spinning.
 //!
-//! A poller with nothing to claim sleeps on its own process latch, advertising in its
-//! `PGPROC.wait_event_info` which workflow it waits for: `PG_WAIT_EXTENSION`, a marker byte,
-//! and a 16-bit hash of the workflow slug (pg_stat_activity shows it as wait event
-//! "Extension"). A transaction that makes tasks of a workflow visible (start_flow, a
+//! A poller with nothing to claim sleeps on its own process latch, and advertises which
+//! workflow it waits for. A transaction that makes tasks of a workflow visible (start_flow, a
 //! completion that readies dependents, an immediate retry) remembers the workflow, and once it
 //! has *committed* (so the tasks are visible to the woken poller's next snapshot) sets the
-//! latch of every process advertising that workflow. No shared memory is needed, so the
-//! extension works without `shared_preload_libraries`.
+//! latch of every process advertising that workflow. Nothing needs `shared_preload_libraries`.
 //!
-//! A hash collision or an unrelated latch wake-up only costs the sleeper one extra claim
-//! attempt. Sleeps are also capped (`quantum_flow.poll_recheck_ms`) and end when the queue's
-//! next delayed message (a retry after backoff, a claimed task's timeout) becomes visible.
+//! Where the advertisement lives depends on the server:
+//!
+//! * PostgreSQL 13 to 16: in the sleeper's own `PGPROC.wait_event_info`: `PG_WAIT_EXTENSION`,
+//!   a marker byte, and a 16-bit hash of the workflow slug (pg_stat_activity shows it as wait
+//!   event "Extension"). Wakers scan the PGPROC array. No shared memory of our own.
+//! * PostgreSQL 17 and later refuse wait events that were not registered by name
+//!   (`WaitEventExtensionNew`: pg_stat_activity raises "could not find custom name for wait
+//!   event information"), and a name per workflow would exhaust the server's small table of
+//!   custom wait events. So every sleeper reports the one registered event "QuantumFlowPoll"
+//!   (wait event type "Extension"), and the workflow's key (the same value as above) goes into
+//!   a slot of our own, indexed by process number, in a named dynamic shared memory segment
+//!   (`GetNamedDSMSegment`, which works without preloading). Wakers scan those slots. A slot
+//!   is set from `prepare_to_wait` to `done_waiting` (or the end of the transaction), so a
+//!   lock or I/O wait inside the claim query no longer hides the sleeper.
+//!
+//! A hash collision, a stale slot or an unrelated latch wake-up only costs the sleeper one
+//! extra claim attempt. Sleeps are also capped (`quantum_flow.poll_recheck_ms`) and end when
+//! the queue's next delayed message (a retry after backoff, a claimed task's timeout) becomes
+//! visible.
 
 use crate::settings::POLL_RECHECK_MS;
 use pgrx::pg_sys;
@@ -22,11 +35,13 @@ use std::cell::RefCell;
 const MARKER: u32 = 0x51 << 16;
 
 thread_local! {
-    /// Wait events to signal when the current transaction commits.
+    /// Wait events (workflow keys) to signal when the current transaction commits.
     static PENDING: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The wait event that identifies sleepers on `workflow_slug` (FNV-1a folded to 16 bits).
+/// The value that identifies sleepers on `workflow_slug` (FNV-1a folded to 16 bits, in the
+/// extension class, marked; never 0). Before PostgreSQL 17 it is the wait event itself; from
+/// 17 on it is the key written into the sleeper's slot (see the module documentation).
 pub fn wait_event_for(workflow_slug: &str) -> u32 {
     let mut hash: u32 = 0x811c_9dc5;
     for b in workflow_slug.bytes() {
@@ -44,6 +59,8 @@ pub fn init() {
 /// Wake the sleepers of `workflow_slug` once the current transaction commits.
 pub fn notify_on_commit(workflow_slug: &str) {
     let event = wait_event_for(workflow_slug);
+    // The slots must be mapped now: the commit callback must not allocate or fail.
+    imp::prepare_to_notify();
     PENDING.with(|p| {
         let mut p = p.borrow_mut();
         if !p.contains(&event) {
@@ -60,36 +77,17 @@ unsafe extern "C-unwind" fn on_xact_event(
     use pg_sys::XactEvent::*;
     match event {
         XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT => {
+            imp::end_of_transaction();
             let events = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
             if !events.is_empty() {
-                unsafe { wake(&events) };
+                unsafe { imp::wake(&events) };
             }
         }
         XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT | XACT_EVENT_PREPARE => {
+            imp::end_of_transaction();
             PENDING.with(|p| p.borrow_mut().clear());
         }
         _ => {}
-    }
-}
-
-/// Sets the latch of every backend whose advertised wait event is one of `events`.
-///
-/// Reading another backend's `wait_event_info` without a lock is what pg_stat_activity does
-/// too: a 4-byte aligned read, at worst stale, and a stale read only costs a wake-up.
-unsafe fn wake(events: &[u32]) {
-    unsafe {
-        let global = pg_sys::ProcGlobal;
-        if global.is_null() {
-            return;
-        }
-        let procs = (*global).allProcs;
-        for i in 0..(*global).allProcCount as usize {
-            let proc = procs.add(i);
-            let info = std::ptr::read_volatile(std::ptr::addr_of!((*proc).wait_event_info));
-            if events.contains(&info) {
-                pg_sys::SetLatch(std::ptr::addr_of_mut!((*proc).procLatch));
-            }
-        }
     }
 }
 
@@ -98,45 +96,220 @@ unsafe fn wake(events: &[u32]) {
 pub fn prepare_to_wait(event: u32) {
     unsafe {
         pg_sys::ResetLatch(pg_sys::MyLatch);
-        advertise(event);
-    }
-}
-
-unsafe fn advertise(event: u32) {
-    unsafe {
-        if !pg_sys::MyProc.is_null() {
-            std::ptr::write_volatile(
-                std::ptr::addr_of_mut!((*pg_sys::MyProc).wait_event_info),
-                event,
-            );
-        }
+        imp::advertise(event);
     }
 }
 
 /// Sleeps until woken, `timeout_ms` passes, or an interrupt arrives (a query cancel or
 /// statement_timeout raises its error here).
 ///
-/// Between `prepare_to_wait` and here, a lock or I/O wait inside the claim query may have
-/// reset the advertised event; a wake-up in exactly that window is caught by the re-check
-/// (`quantum_flow.poll_recheck_ms`).
+/// Before PostgreSQL 17, between `prepare_to_wait` and here, a lock or I/O wait inside the
+/// claim query may have reset the advertised event; a wake-up in exactly that window is caught
+/// by the re-check (`quantum_flow.poll_recheck_ms`).
 pub fn wait_for_work(event: u32, timeout_ms: i64) {
     let timeout = timeout_ms.clamp(0, i64::from(POLL_RECHECK_MS.get()));
     unsafe {
-        advertise(event);
+        imp::advertise(event);
         pg_sys::WaitLatch(
             pg_sys::MyLatch,
             (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
             timeout as std::ffi::c_long,
-            event,
+            imp::reported_wait_event(event),
         );
-        // WaitLatch clears the advertised event on return
+        // WaitLatch clears the reported wait event on return
     }
     pgrx::check_for_interrupts!();
 }
 
 /// Stop advertising (after the last claim attempt of a poll).
 pub fn done_waiting() {
-    unsafe { advertise(0) };
+    unsafe { imp::advertise(0) };
+}
+
+/// PostgreSQL 13 to 16: the advertisement is the backend's own `wait_event_info`.
+#[cfg(not(any(feature = "pg17", feature = "pg18")))]
+mod imp {
+    use pgrx::pg_sys;
+
+    pub fn prepare_to_notify() {}
+
+    /// Nothing to clear: aborting resets `wait_event_info` (pgstat_report_wait_end).
+    pub fn end_of_transaction() {}
+
+    pub fn reported_wait_event(event: u32) -> u32 {
+        event
+    }
+
+    /// Sets the latch of every backend whose advertised wait event is one of `events`.
+    ///
+    /// Reading another backend's `wait_event_info` without a lock is what pg_stat_activity
+    /// does too: a 4-byte aligned read, at worst stale, and a stale read only costs a wake-up.
+    pub unsafe fn wake(events: &[u32]) {
+        unsafe {
+            let global = pg_sys::ProcGlobal;
+            if global.is_null() {
+                return;
+            }
+            let procs = (*global).allProcs;
+            for i in 0..(*global).allProcCount as usize {
+                let proc = procs.add(i);
+                let info = std::ptr::read_volatile(std::ptr::addr_of!((*proc).wait_event_info));
+                if events.contains(&info) {
+                    pg_sys::SetLatch(std::ptr::addr_of_mut!((*proc).procLatch));
+                }
+            }
+        }
+    }
+
+    pub unsafe fn advertise(event: u32) {
+        unsafe {
+            if !pg_sys::MyProc.is_null() {
+                std::ptr::write_volatile(
+                    std::ptr::addr_of_mut!((*pg_sys::MyProc).wait_event_info),
+                    event,
+                );
+            }
+        }
+    }
+}
+
+/// PostgreSQL 17 and later: one registered wait event, and the workflow key in a slot per
+/// process in a named DSM segment (`GetNamedDSMSegment`, created by the first backend that
+/// needs it and kept until the server stops).
+#[cfg(any(feature = "pg17", feature = "pg18"))]
+mod imp {
+    use pgrx::pg_sys;
+    use std::cell::Cell;
+    use std::ffi::CStr;
+    use std::sync::atomic::{fence, AtomicU32, Ordering};
+
+    /// What pg_stat_activity shows as `wait_event` (type "Extension") while a poll sleeps.
+    const WAIT_EVENT_NAME: &CStr = c"QuantumFlowPoll";
+    /// The DSM registry's name for our slots: `[count, slot 0, .., slot count-1]`, one u32 per
+    /// PGPROC (`ProcGlobal->allProcCount`), 0 = not waiting, else the awaited workflow's key.
+    const SEGMENT_NAME: &CStr = c"quantum_flow_wakeup";
+
+    thread_local! {
+        /// The registered wait event (0: not registered by this backend yet).
+        static WAIT_EVENT: Cell<u32> = const { Cell::new(0) };
+        /// The slots, mapped for the backend's lifetime (null: not attached yet).
+        static SLOTS: Cell<(*const AtomicU32, usize)> =
+            const { Cell::new((std::ptr::null(), 0)) };
+        /// Whether this backend's slot may be set (so that clearing it costs nothing otherwise).
+        static ADVERTISED: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// The slots, attaching (or creating) the segment on first use. May raise an error (out
+    /// of shared memory), so it is called in ordinary transaction context only.
+    fn slots() -> &'static [AtomicU32] {
+        if let Some(slots) = attached() {
+            return slots;
+        }
+        unsafe {
+            let global = pg_sys::ProcGlobal;
+            assert!(!global.is_null(), "quantum_flow: ProcGlobal is not set up");
+            let count = (*global).allProcCount as usize;
+            let mut found = false;
+            let base = pg_sys::GetNamedDSMSegment(
+                SEGMENT_NAME.as_ptr(),
+                (count + 1) * std::mem::size_of::<AtomicU32>(),
+                Some(init_segment),
+                &mut found,
+            ) as *const AtomicU32;
+            let len = ((*base).load(Ordering::Relaxed) as usize).min(count);
+            SLOTS.with(|s| s.set((base.add(1), len)));
+        }
+        attached().expect("slots attached")
+    }
+
+    fn attached() -> Option<&'static [AtomicU32]> {
+        let (ptr, len) = SLOTS.with(|s| s.get());
+        // SAFETY: the mapping is pinned for the backend's lifetime (the DSM registry pins it).
+        (!ptr.is_null()).then(|| unsafe { std::slice::from_raw_parts(ptr, len) })
+    }
+
+    /// Initialises a new segment (under the DSM registry's lock): the count, all slots free.
+    #[pgrx::pg_guard]
+    unsafe extern "C-unwind" fn init_segment(ptr: *mut std::ffi::c_void) {
+        unsafe {
+            let count = (*pg_sys::ProcGlobal).allProcCount as usize;
+            let base = ptr as *mut u32;
+            base.write(count as u32);
+            std::ptr::write_bytes(base.add(1), 0, count);
+        }
+    }
+
+    /// This backend's slot index: its PGPROC's position in ProcGlobal->allProcs.
+    unsafe fn my_index() -> Option<usize> {
+        unsafe {
+            let global = pg_sys::ProcGlobal;
+            if global.is_null() || pg_sys::MyProc.is_null() {
+                return None;
+            }
+            usize::try_from(pg_sys::MyProc.offset_from((*global).allProcs)).ok()
+        }
+    }
+
+    pub fn prepare_to_notify() {
+        slots();
+    }
+
+    /// A poll never outlives its transaction: an error inside it (the claim query, a cancel
+    /// while sleeping) leaves the slot set, so it is cleared here.
+    pub fn end_of_transaction() {
+        if ADVERTISED.with(|a| a.get()) {
+            unsafe { advertise(0) };
+        }
+    }
+
+    /// The registered event, registering it on first use (WaitEventExtensionNew returns the
+    /// id already allocated for the name when another backend registered it first).
+    pub fn reported_wait_event(_event: u32) -> u32 {
+        let id = WAIT_EVENT.with(|w| w.get());
+        if id != 0 {
+            return id;
+        }
+        let id = unsafe { pg_sys::WaitEventExtensionNew(WAIT_EVENT_NAME.as_ptr()) };
+        WAIT_EVENT.with(|w| w.set(id));
+        id
+    }
+
+    /// Sets the latch of every backend whose slot holds one of `events`. Runs in the commit
+    /// callback: uses the slots mapped by `notify_on_commit`, allocates nothing.
+    pub unsafe fn wake(events: &[u32]) {
+        let Some(slots) = attached() else { return };
+        // Pairs with the fence in `advertise`: either the sleeper's next snapshot sees our
+        // commit, or we see its slot.
+        fence(Ordering::SeqCst);
+        unsafe {
+            let procs = (*pg_sys::ProcGlobal).allProcs;
+            for (i, slot) in slots.iter().enumerate() {
+                let key = slot.load(Ordering::Relaxed);
+                if key != 0 && events.contains(&key) {
+                    pg_sys::SetLatch(std::ptr::addr_of_mut!((*procs.add(i)).procLatch));
+                }
+            }
+        }
+    }
+
+    /// Writes `event` (0: none) into this backend's slot.
+    pub unsafe fn advertise(event: u32) {
+        let slots = if event == 0 {
+            match attached() {
+                Some(slots) => slots,
+                None => return,
+            }
+        } else {
+            // registered here, not in the middle of WaitLatch's arguments
+            reported_wait_event(event);
+            slots()
+        };
+        if let Some(slot) = unsafe { my_index() }.and_then(|i| slots.get(i)) {
+            slot.store(event, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            ADVERTISED.with(|a| a.set(event != 0));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -36,6 +36,7 @@ retired! {
     pg_finfo_add_step_wrapper, add_step_wrapper;
     pg_finfo_start_flow_wrapper, start_flow_wrapper;
     pg_finfo_fail_task_wrapper, fail_task_wrapper;
+    pg_finfo_get_run_wrapper, get_run_wrapper;
 }
 
 fn refuse() -> ! {

@@ -82,13 +82,51 @@ fn new_run_id() -> Result<Uuid, QfError> {
 }
 
 /// A run's state as one JSON document: status, input, output, error, timestamps, and each
-/// step's status, task counts, output and error, in step order.
-#[pg_extern(security_definer)]
+/// step's status, task counts, output and error, in step order. With `include_tasks`, each
+/// step also lists its tasks: status, attempts, last error, worker id, claim deadline and
+/// next retry time.
+#[pg_extern(security_definer, name = "get_run")]
 #[search_path(pg_catalog, pg_temp)]
-fn get_run(run_id: Option<Uuid>) -> Result<Jsonb, ErrorReport> {
+fn get_run_v2(
+    run_id: Option<Uuid>,
+    include_tasks: default!(Option<bool>, false),
+) -> Result<Jsonb, ErrorReport> {
     super::check_version()?;
     let run_id = super::required("run_id", run_id)?;
-    Ok(executor::run_document(run_id)?)
+    let include_tasks = super::required("include_tasks", include_tasks)?;
+    Ok(executor::run_document(run_id, include_tasks)?)
+}
+
+/// Waits until the run has ended (completed or failed) and returns `get_run`'s document: at
+/// once if it has, else as soon as the commit that ends it happens, or after `max_wait_ms`
+/// (at most `quantum_flow.max_wait_ms`) with the run as it is then. The wait keeps its
+/// transaction open: call it in autocommit mode.
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn wait_run(
+    run_id: Option<Uuid>,
+    max_wait_ms: default!(Option<i32>, 60000),
+) -> Result<Jsonb, ErrorReport> {
+    super::check_version()?;
+    let run_id = super::required("run_id", run_id)?;
+    let max_wait_ms = super::required("max_wait_ms", max_wait_ms)?;
+    let limit = crate::settings::MAX_WAIT_MS.get();
+    if !(0..=limit).contains(&max_wait_ms) {
+        return Err(QfError::InvalidOption(format!(
+            "max_wait_ms must be between 0 and {limit} (quantum_flow.max_wait_ms), got {max_wait_ms}"
+        ))
+        .into());
+    }
+    Ok(executor::wait_run(run_id, max_wait_ms)?)
+}
+
+/// Every workflow's runs and tasks (`workflow_stats`) in the Prometheus text exposition
+/// format, for a scraper or an exporter to serve.
+#[pg_extern(security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn metrics() -> Result<String, ErrorReport> {
+    super::check_version()?;
+    Ok(executor::metrics()?)
 }
 
 /// Cancels a started or paused run: it becomes `failed` with the error message

@@ -239,9 +239,13 @@ pub fn skip_step(run_id: Uuid, step_slug: &str) -> QfResult<()> {
 }
 
 /// Skips every step that depends on `step_slug`, directly or not, and has not started (a
-/// `skip_cascade`). Returns how many it skipped.
-pub fn skip_descendants(run_id: Uuid, workflow_slug: &str, step_slug: &str) -> QfResult<i32> {
-    Ok(execute(
+/// `skip_cascade`). Returns the steps it skipped.
+pub fn skip_descendants(
+    run_id: Uuid,
+    workflow_slug: &str,
+    step_slug: &str,
+) -> QfResult<Vec<String>> {
+    query(
         "WITH RECURSIVE below(step_slug) AS ( \
            SELECT d.step_slug FROM quantum_flow.workflow_step_dependencies_def d \
            WHERE d.workflow_slug = $2 AND d.dep_slug = $3 \
@@ -250,9 +254,10 @@ pub fn skip_descendants(run_id: Uuid, workflow_slug: &str, step_slug: &str) -> Q
              ON d.workflow_slug = $2 AND d.dep_slug = b.step_slug) \
          UPDATE quantum_flow.step_states ss SET status = 'skipped', tasks_total = 0 \
          FROM below b WHERE ss.run_id = $1 AND ss.step_slug = b.step_slug AND ss.status = 'created' \
-         RETURNING 1",
+         RETURNING ss.step_slug",
         &[run_id.into(), workflow_slug.into(), step_slug.into()],
-    )? as i32)
+        |r| req(r, 1),
+    )
 }
 
 /// A map step over an empty array: no tasks, completed at once with output `[]`.
@@ -461,7 +466,7 @@ pub fn fail_attempt(
          UPDATE quantum_flow.step_tasks t \
          SET status = CASE WHEN NOT $7 OR t.attempts_count - t.attempts_base >= coalesce(ws.max_attempts, w.max_attempts) \
                            THEN 'failed' ELSE 'queued' END, \
-             error_message = $4, \
+             error_message = $4, last_error_at = clock_timestamp(), \
              failed_at = CASE WHEN NOT $7 OR t.attempts_count - t.attempts_base >= coalesce(ws.max_attempts, w.max_attempts) \
                               THEN clock_timestamp() END \
          FROM r, quantum_flow.workflows w, quantum_flow.workflow_steps ws \
@@ -503,7 +508,8 @@ pub fn fail_timed_out_task(
     error_message: &str,
 ) -> QfResult<()> {
     execute(
-        "UPDATE quantum_flow.step_tasks SET status = 'failed', error_message = $4, failed_at = clock_timestamp() \
+        "UPDATE quantum_flow.step_tasks SET status = 'failed', error_message = $4, failed_at = clock_timestamp(), \
+                last_error_at = clock_timestamp() \
          WHERE run_id = $1 AND step_slug = $2 AND task_index = $3",
         &[run_id.into(), step_slug.into(), task_index.into(), error_message.into()],
     )?;
@@ -584,7 +590,7 @@ pub fn requeue_timed_out(tasks: &[TaskKey]) -> QfResult<usize> {
     let indexes: Vec<i32> = tasks.iter().map(|t| t.task_index).collect();
     execute(
         "UPDATE quantum_flow.step_tasks t \
-         SET status = 'queued', worker_id = NULL, \
+         SET status = 'queued', worker_id = NULL, last_error_at = clock_timestamp(), \
              error_message = format('attempt %s timed out after %ss', t.attempts_count, coalesce(ws.timeout, w.timeout)) \
          FROM unnest($1::uuid[], $2::text[], $3::int[]) AS k(run_id, step_slug, task_index), \
               quantum_flow.runs r, quantum_flow.workflows w, quantum_flow.workflow_steps ws \
@@ -603,7 +609,7 @@ pub fn requeue_timed_out(tasks: &[TaskKey]) -> QfResult<usize> {
 /// Then the step outputs are left out (each shown as null with `"output_omitted": true`), and
 /// if that is not enough the run's output too (`"output_omitted": true` on the run), rather
 /// than failing. Sizes are read from the values' headers (`jsonb_raw_size`).
-pub fn run_document(run_id: Uuid) -> QfResult<Option<Jsonb>> {
+pub fn run_document(run_id: Uuid, tasks: Option<Jsonb>) -> QfResult<Option<Jsonb>> {
     query_opt(
         "WITH r AS ( \
            SELECT r.*, \
@@ -626,6 +632,9 @@ pub fn run_document(run_id: Uuid) -> QfResult<Option<Jsonb>> {
                       'error_message', p.error_message) \
                     || CASE WHEN b.omit_steps AND p.output IS NOT NULL \
                             THEN '{\"output_omitted\": true}'::jsonb ELSE '{}'::jsonb END \
+                    || CASE WHEN $3::jsonb IS NOT NULL \
+                            THEN jsonb_build_object('tasks', coalesce($3::jsonb -> p.step_slug, '[]'::jsonb)) \
+                            ELSE '{}'::jsonb END \
                     || CASE WHEN ws.flow IS NOT NULL THEN jsonb_build_object('child_run_ids', coalesce(( \
                               SELECT jsonb_agg(t.child_run_id ORDER BY t.task_index) FROM quantum_flow.step_tasks t \
                               WHERE t.run_id = p.run_id AND t.step_slug = p.step_slug \
@@ -640,8 +649,75 @@ pub fn run_document(run_id: Uuid) -> QfResult<Option<Jsonb>> {
            || jsonb_strip_nulls(jsonb_build_object('parent_run_id', r.parent_run_id, \
                                                    'start_at', r.start_at, 'deadline', r.deadline)) \
          FROM r, budget b",
-        &[run_id.into(), (JSONB_MAX_BYTES - DOCUMENT_OVERHEAD).into()],
+        &[
+            run_id.into(),
+            (JSONB_MAX_BYTES - DOCUMENT_OVERHEAD).into(),
+            tasks.into(),
+        ],
         |r| req(r, 1),
+    )
+}
+
+/// Every task of a run, by step (`{"<step>": [{task}, ...]}`, tasks in index order), for
+/// `get_run(..., include_tasks => true)`: status, attempts, the last error, the worker that
+/// holds or held it, when its claim runs out (a claimed task: its message's visibility time)
+/// and when it is retried (a queued task waiting for its backoff). `queue_table` is the
+/// run's workflow's queue, quoted.
+pub fn task_list(queue_table: &str, run_id: Uuid) -> QfResult<Jsonb> {
+    let sql = format!(
+        "SELECT coalesce(jsonb_object_agg(s.step_slug, s.tasks), '{{}}'::jsonb) FROM ( \
+           SELECT t.step_slug, jsonb_agg(jsonb_build_object( \
+                    'task_index', t.task_index, 'status', t.status, \
+                    'attempts', t.attempts_count - t.attempts_base, 'error_message', t.error_message, \
+                    'worker_id', t.worker_id, \
+                    'claim_deadline', CASE WHEN t.status = 'started' AND q.vt < 'infinity' THEN q.vt END, \
+                    'next_retry_at', CASE WHEN t.status = 'queued' AND t.error_message IS NOT NULL \
+                                           AND q.vt > clock_timestamp() AND q.vt < 'infinity' THEN q.vt END) \
+                  || CASE WHEN t.child_run_id IS NOT NULL \
+                          THEN jsonb_build_object('child_run_id', t.child_run_id) ELSE '{{}}'::jsonb END \
+                  ORDER BY t.task_index) AS tasks \
+           FROM quantum_flow.step_tasks t LEFT JOIN {queue_table} q ON q.msg_id = t.message_id \
+           WHERE t.run_id = $1 GROUP BY t.step_slug) s"
+    );
+    let doc = crate::store::query_prepared(&sql, &[run_id.into()], |r| req::<Jsonb>(r, 1))?;
+    doc.into_iter()
+        .next()
+        .ok_or_else(|| crate::error::QfError::Internal("no task list row".into()))
+}
+
+/// The figures of `workflow_stats`, per workflow in slug order, for `metrics()`.
+pub struct WorkflowStats {
+    pub workflow_slug: String,
+    pub runs: [(&'static str, i64); 4],
+    pub tasks: [(&'static str, i64); 3],
+    pub oldest_queued_seconds: Option<f64>,
+    pub completed_last_minute: i64,
+}
+
+pub fn workflow_stats() -> QfResult<Vec<WorkflowStats>> {
+    query(
+        "SELECT workflow_slug, runs_started, runs_paused, runs_completed, runs_failed, \
+                tasks_queued, tasks_started, tasks_failed, oldest_queued_seconds, completed_last_minute \
+         FROM quantum_flow.workflow_stats ORDER BY workflow_slug",
+        &[],
+        |r| {
+            Ok(WorkflowStats {
+                workflow_slug: req(r, 1)?,
+                runs: [
+                    ("started", req(r, 2)?),
+                    ("paused", req(r, 3)?),
+                    ("completed", req(r, 4)?),
+                    ("failed", req(r, 5)?),
+                ],
+                tasks: [
+                    ("queued", req(r, 6)?),
+                    ("started", req(r, 7)?),
+                    ("failed", req(r, 8)?),
+                ],
+                oldest_queued_seconds: col(r, 9)?,
+                completed_last_minute: req(r, 10)?,
+            })
+        },
     )
 }
 
@@ -979,7 +1055,7 @@ pub fn fail_event_task(timer: &Timer, step_slug: &str) -> QfResult<Option<i32>> 
            SELECT run_id, workflow_slug FROM quantum_flow.runs WHERE run_id = $1 AND status IN ('started', 'paused')) \
          UPDATE quantum_flow.step_tasks t \
          SET status = 'failed', attempts_count = 1, failed_at = clock_timestamp(), \
-             error_message = 'no event arrived' \
+             error_message = 'no event arrived', last_error_at = clock_timestamp() \
          FROM r, quantum_flow.workflows w, quantum_flow.workflow_steps ws \
          WHERE t.run_id = r.run_id AND t.step_slug = $2 AND t.task_index = 0 AND t.status = 'queued' \
            AND t.message_id = $3 AND w.workflow_slug = r.workflow_slug \
