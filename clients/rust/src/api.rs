@@ -696,6 +696,55 @@ pub async fn get_run_document<C: GenericClient>(client: &C, run_id: Uuid) -> Res
     Ok(row.try_get(0)?)
 }
 
+/// Waits until the run has ended (completed or failed) and returns it: at once if it has,
+/// else as soon as the commit that ends it happens, or after `max_wait_ms` (at most the
+/// server's `quantum_flow.max_wait_ms`, 60 s by default) with the run as it is then. The wait
+/// runs server-side: call it outside an explicit transaction.
+pub async fn wait_run<C: GenericClient>(client: &C, run_id: Uuid, max_wait_ms: i32) -> Result<Run> {
+    let row = client
+        .query_one(
+            "SELECT quantum_flow.wait_run($1, $2)",
+            &[&run_id, &max_wait_ms],
+        )
+        .await?;
+    Ok(serde_json::from_value(row.try_get(0)?)?)
+}
+
+/// A task of [`get_run_with_tasks`]: its status, attempts (counted since the last
+/// `retry_run`), last error, worker, claim deadline and next retry time.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct TaskState {
+    pub task_index: i32,
+    pub status: String,
+    pub attempts: i32,
+    pub error_message: Option<String>,
+    pub worker_id: Option<String>,
+    pub claim_deadline: Option<DateTime<Utc>>,
+    pub next_retry_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub child_run_id: Option<Uuid>,
+}
+
+/// `get_run(run_id, include_tasks => true)`: the run, and each step's tasks by step slug.
+pub async fn get_run_with_tasks<C: GenericClient>(
+    client: &C,
+    run_id: Uuid,
+) -> Result<(Run, std::collections::BTreeMap<String, Vec<TaskState>>)> {
+    let row = client
+        .query_one(
+            "SELECT quantum_flow.get_run($1, include_tasks => true)",
+            &[&run_id],
+        )
+        .await?;
+    let doc: Value = row.try_get(0)?;
+    let mut tasks = std::collections::BTreeMap::new();
+    for step in doc["steps"].as_array().into_iter().flatten() {
+        let slug = step["step_slug"].as_str().unwrap_or_default().to_string();
+        tasks.insert(slug, serde_json::from_value(step["tasks"].clone())?);
+    }
+    Ok((serde_json::from_value(doc)?, tasks))
+}
+
 /// A run's state (`run_not_found` if there is no such run).
 pub async fn get_run<C: GenericClient>(client: &C, run_id: Uuid) -> Result<Run> {
     Ok(serde_json::from_value(

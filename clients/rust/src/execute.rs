@@ -14,7 +14,8 @@ use tokio::time::Instant;
 pub struct ExecuteOptions {
     /// How long the run may take. Default 300 s.
     pub timeout: Duration,
-    /// The worker's `poll_tasks` wait, and how often the run's status is read. Default 200 ms.
+    /// The worker's `poll_tasks` wait. Default 200 ms. (The run's end is waited for with
+    /// `wait_run`, which returns when the commit that ends it happens.)
     pub poll_wait: Duration,
     /// Tasks worked at once. Default 10.
     pub concurrency: usize,
@@ -68,12 +69,14 @@ pub async fn execute_dynamic(
     let (stop, shutdown) = shutdown_channel();
     let mut working = tokio::spawn(worker.run(shutdown));
 
+    // Wait for the run to end with wait_run (woken by the commit that ends it), in slices of
+    // at most a minute (the server's default bound), watching the worker meanwhile.
     let deadline = Instant::now() + options.timeout;
-    let check_every = options.poll_wait.max(Duration::from_millis(10));
     let outcome = loop {
-        tokio::select! {
-            _ = tokio::time::sleep(check_every) => {}
-            _ = tokio::time::sleep_until(deadline) => {}
+        let left = deadline.saturating_duration_since(Instant::now());
+        let slice = left.as_millis().clamp(0, 60_000) as i32;
+        let run = tokio::select! {
+            run = api::wait_run(&control, run_id, slice) => run?,
             // The worker stops on its own only when something broke.
             stopped = &mut working => {
                 return Err(match stopped {
@@ -82,8 +85,7 @@ pub async fn execute_dynamic(
                     Err(e) => Error::WorkerPanicked(e.to_string()),
                 });
             }
-        }
-        let run = api::get_run(&control, run_id).await?;
+        };
         match run.status {
             RunStatus::Completed => break Ok(run.output.unwrap_or(Value::Null)),
             RunStatus::Failed => {
@@ -92,10 +94,10 @@ pub async fn execute_dynamic(
                     message: run.error_message.unwrap_or_default(),
                 })
             }
+            // paused: resume_run (from elsewhere) lets it go on
             RunStatus::Started | RunStatus::Paused if Instant::now() >= deadline => {
                 break Err(Error::Timeout { run_id })
             }
-            // paused: resume_run (from elsewhere) lets it go on
             RunStatus::Started | RunStatus::Paused => {}
         }
     };

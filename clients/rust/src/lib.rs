@@ -13,6 +13,7 @@
 
 pub mod api;
 mod error;
+mod events;
 mod execute;
 mod spec;
 mod types;
@@ -21,12 +22,13 @@ mod worker;
 pub use api::{
     add_step, cancel_run, complete_task, complete_tasks, create_flow, define_flow,
     define_from_json, delete_flow, export_flow, fail_task, fail_task_with, flow_graph, flow_schema,
-    get_flow, get_flow_document, get_run, get_run_document, is_valid_slug, list_flows, pause_run,
-    poll_tasks, resume_run, retry_run, send_event, start_flow, start_flow_at, start_flows,
-    validate_flow, validate_flow_json, FlowOptions, GraphFormat, PollOptions, StepOptions,
-    TaskAnswer,
+    get_flow, get_flow_document, get_run, get_run_document, get_run_with_tasks, is_valid_slug,
+    list_flows, pause_run, poll_tasks, resume_run, retry_run, send_event, start_flow,
+    start_flow_at, start_flows, validate_flow, validate_flow_json, wait_run, FlowOptions,
+    GraphFormat, PollOptions, StepOptions, TaskAnswer, TaskState,
 };
 pub use error::{Error, ErrorCode, Result};
+pub use events::{events, RunEvent};
 pub use execute::{execute_dynamic, ExecuteOptions};
 pub use spec::{FlowSpec, StepSpec};
 pub use types::{
