@@ -8,7 +8,8 @@
 #   make test           install, then every test tier on the throwaway cluster (scripts/test.sh)
 #   make test-unit | test-regress | test-isolation | test-privileges | test-e2e |
 #        test-clients | test-upgrade | test-ops                    one tier
-#   make bench          the benchmark harness, on a throwaway cluster of its own (scripts/bench.sh)
+#   make bench          the benchmark harness, on a throwaway cluster of its own (scripts/bench.sh);
+#                       options go in ARGS, e.g. make bench ARGS="--duration 60"
 #   make cluster-start | cluster-stop | cluster-status           the throwaway cluster by hand;
 #                       eval "$(scripts/cluster.sh env)" points psql at it
 #   make clean-cluster  stop the throwaway clusters and delete their state (.qf)
@@ -49,7 +50,7 @@ test-regress test-isolation test-privileges test-e2e test-clients test-upgrade t
 	scripts/test.sh $(patsubst test-%,%,$@)
 
 bench: setup
-	@if [ -x scripts/bench.sh ]; then scripts/bench.sh; else echo "make bench: scripts/bench.sh does not exist yet"; fi
+	scripts/bench.sh $(ARGS)
 
 cluster-start:
 	scripts/cluster.sh start

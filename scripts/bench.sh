@@ -4,6 +4,7 @@
 # (bench/, see bench/README.md), stop the cluster.
 #
 #   scripts/bench.sh [bench options]      e.g. scripts/bench.sh --waits
+#   make bench ARGS="--duration 60"        the same through make
 #
 # Environment: QF_STATE_DIR (default <repo>/.qf/bench), QF_PORT (default 54339), PG_CONFIG
 # (default /usr/lib/postgresql/15/bin/pg_config). The cluster is managed by
@@ -31,8 +32,10 @@ fi
 say "installing quantum_flow (release) into $("$PG_CONFIG" --pkglibdir)"
 cargo pgrx install --release --pg-config "$PG_CONFIG" "${sudo_flag[@]}" >&2
 
-# 2. The bench binary, built before the cluster starts.
+# 2. The bench binary, built before the cluster starts, and the Python client's virtualenv for
+#    phase (p) (scripts/python-venv.sh; about a second when it is up to date).
 cargo build --release -p quantum_flow_bench
+scripts/python-venv.sh >&2
 
 # 3. The bench's own cluster, stopped whatever happens next.
 say "starting the bench cluster (state $QF_STATE_DIR, port $QF_PORT)"

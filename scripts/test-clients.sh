@@ -11,11 +11,9 @@
 # Every part runs even when an earlier one failed; the script fails if any did. (The parts
 # run as `if` conditions, where bash ignores `set -e`: they check every step themselves.)
 #
-# Python: a virtualenv in .qf/venv (created when missing) with ./clients/python and pytest
-# installed; reinstalled only when clients/python's pyproject.toml or sources changed (their
-# hash is kept in the venv). PYTHON picks the interpreter (default python3). When the
-# interpreter cannot create venvs (Debian without python3-venv), python3-venv is installed
-# (as root, or through sudo) and the venv is created with /usr/bin/python3.
+# Python: the virtualenv .qf/venv with ./clients/python and pytest installed
+# (scripts/python-venv.sh: created when missing, reinstalled when the client's sources changed),
+# then pytest in clients/python.
 # Node: `npm ci` in clients/node when node_modules is missing or package-lock.json changed,
 # then `npm test`. Needs node (>= 18) and npm on PATH.
 set -euo pipefail
@@ -30,66 +28,9 @@ say() { echo "test-clients: $*"; }
 warn() { echo "test-clients: $*" >&2; }
 
 venv="$repo/.qf/venv"
-python="${PYTHON:-python3}"
-
-# Hash of everything that goes into the installed Python package, and of the test tools.
-python_sources_hash() {
-    {
-        echo "pytest jsonschema"
-        (cd clients/python &&
-            find pyproject.toml src -name '*.egg-info' -prune -o -type f ! -name '*.pyc' -print |
-            LC_ALL=C sort | xargs sha256sum)
-    } | sha256sum | cut -d' ' -f1
-}
-
-create_venv() {
-    mkdir -p "$(dirname "$venv")"
-    if "$python" -m venv "$venv" >/dev/null 2>&1; then
-        return 0
-    fi
-    rm -rf "$venv"
-    # Debian's python3 lacks ensurepip until python3-venv is installed.
-    if [ -x /usr/bin/apt-get ] && [ -x /usr/bin/python3 ]; then
-        say "$python cannot create a venv; installing python3-venv"
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
-        if /usr/bin/python3 -m venv "$venv"; then
-            return 0
-        fi
-        rm -rf "$venv"
-    fi
-    warn "cannot create a Python virtualenv with $python (python3 -m venv failed)"
-    return 1
-}
 
 part_python() {
-    command -v "$python" >/dev/null 2>&1 || {
-        warn "$python is not installed"
-        return 1
-    }
-    if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c '' 2>/dev/null; then
-        say "creating the virtualenv $venv"
-        rm -rf "$venv"
-        create_venv || return 1
-    fi
-    local want have=""
-    want="$(python_sources_hash)"
-    [ -f "$venv/.quantum_flow-install-hash" ] && have="$(cat "$venv/.quantum_flow-install-hash")"
-    if [ "$want" != "$have" ]; then
-        say "installing clients/python and pytest into $venv"
-        rm -f "$venv/.quantum_flow-install-hash"
-        # setuptools builds in the source tree: a stale build/ would ship deleted modules.
-        rm -rf clients/python/build
-        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-            ./clients/python pytest jsonschema || return 1
-        # Same version number, new sources: make pip replace the installed copy.
-        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-            --force-reinstall --no-deps ./clients/python || return 1
-        rm -rf clients/python/build
-        echo "$want" >"$venv/.quantum_flow-install-hash"
-    else
-        say "clients/python unchanged since it was installed into $venv"
-    fi
+    scripts/python-venv.sh || return 1
     (cd clients/python && "$venv/bin/python" -m pytest -q -p no:cacheprovider)
 }
 

@@ -2,14 +2,23 @@
 //!
 //! Usage: quantum_flow_bench [options] <connection string or URL>
 //!
-//! Runs five measurements in one process against one database that has quantum_flow
-//! installed: (a) a 10,000-task map run, (b) 1,000 runs of a 3-step chain, (c) the latency
-//! from complete_task to a waiting poller receiving the next step, (d) the same worker loop on
-//! plain pgmq, the floor (a) is compared with, (e) how long a run queued behind a
-//! 100,000-task map waits for its first claim, with fair polling off and on. Prints the
-//! machine, a table, and one line per figure.
+//! Runs its measurements in one process against one database that has quantum_flow
+//! installed, each phase one function: map throughput (a dependent map per task, a root map
+//! per task, a dependent map completed in batches, the same three driven by the Python
+//! client's Worker), the pgmq floor they are compared with (measured before and after them),
+//! chain throughput (runs started one start_flow at a time, then with start_flows), handoff
+//! and idle pickup latency, the time until the first task of a 100,000-element map can be
+//! claimed, a run queued behind a big map (fair polling off and on), and the cost per task of
+//! a 1,000-task map against a 1,000,000-task one. Prints the machine, a table, one line per
+//! figure, the issue's targets table, and details. With `--duration N` it runs a steady mixed
+//! load for N seconds instead (see `steady`).
 
+mod bigmap;
+mod latency;
 mod machine;
+mod python;
+mod report;
+mod steady;
 mod waits;
 mod workers;
 
@@ -25,20 +34,32 @@ use workers::{connect, ClaimedFn, LoopStats, OutputFn, PgmqLoop, Progress, QfLoo
 
 pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
+/// `fetch` -> `items` (a map over fetch's output): (a), (g).
 const MAP_FLOW: &str = "bench_map";
+/// `items`, a map over the flow input: (f), and (j)'s root half.
+const ROOT_FLOW: &str = "bench_root";
 const CHAIN_FLOW: &str = "bench_chain";
 const LATENCY_FLOW: &str = "bench_latency";
+/// One step `only`: (i).
+const PICKUP_FLOW: &str = "bench_pickup";
 const FLOOR_QUEUE: &str = "bench_floor";
 const FAIR_FLOW: &str = "bench_fair";
+/// `list` -> `m` (a map over list's output), driven by hand: (j)'s fan-out half, (k).
+const FANOUT_FLOW: &str = "bench_fanout";
+/// The Python client's workflows, of the same shapes as bench_root and bench_map: (p).
+const PY_ROOT_FLOW: &str = "bench_py_root";
+const PY_MAP_FLOW: &str = "bench_py_map";
 /// (e) gives up waiting for the small run's first claim after this long.
 const FAIR_LIMIT: Duration = Duration::from_secs(60);
-/// A phase that has not finished after this long has gone wrong (the whole bench is meant to
-/// take well under 3 minutes).
+/// A phase that has not finished after this long has gone wrong.
 const PHASE_LIMIT: Duration = Duration::from_secs(150);
 /// No completion for this long while a phase still has tasks means a task was lost.
 const STALL_LIMIT: Duration = Duration::from_secs(20);
 
-struct Options {
+/// Every phase letter, in the order `--phases` documents them.
+const PHASES: &str = "abcdefghijkp";
+
+pub struct Options {
     url: String,
     workers: usize,
     batch_size: i32,
@@ -48,15 +69,35 @@ struct Options {
     latency_runs: usize,
     floor_msgs: usize,
     fair_tasks: usize,
+    first_claim_tasks: usize,
+    small_map: usize,
+    big_map: usize,
+    cost_tasks: usize,
+    python: Option<String>,
+    py_workers: usize,
+    py_concurrency: usize,
+    duration: Option<u64>,
+    rate: f64,
+    mix_items: usize,
     waits: bool,
-    /// which figures to measure, a subset of "abcde"
+    /// which figures to measure, a subset of PHASES
     phases: String,
 }
 
-const USAGE: &str = "usage: quantum_flow_bench [--workers N] [--batch-size N] [--max-wait-ms N] \
-[--map-tasks N] [--chain-runs N] [--latency-runs N] [--floor-msgs N] [--fair-tasks N] \
-[--phases abcde] [--waits] \
-<connection string>";
+const USAGE: &str = "usage: quantum_flow_bench [options] <connection string>
+  --workers N (4) --batch-size N (50) --max-wait-ms N (100)
+  --map-tasks N (10000)        (a), (f), (g), (p): tasks of each map run
+  --chain-runs N (1000)        (b), (h)
+  --latency-runs N (200)       (c), (i)
+  --floor-msgs N (10000)       (d), each of its two rounds
+  --fair-tasks N (100000)      (e)
+  --first-claim-tasks N (100000)  (j)
+  --small-map N (1000) --big-map N (1000000) --cost-tasks N (10000)   (k)
+  --python PATH --py-workers N (4) --py-concurrency N (8)             (p)
+  --phases LETTERS (abcdefghijkp: all)  --waits
+  --duration SECONDS [--rate RUNS_PER_S (60)] [--mix-items N (10)]
+                               the steady mixed load instead of the figures
+Options also take the form --name=value.";
 
 fn options() -> Result<Options> {
     let mut o = Options {
@@ -69,33 +110,71 @@ fn options() -> Result<Options> {
         latency_runs: 200,
         floor_msgs: 10_000,
         fair_tasks: 100_000,
+        first_claim_tasks: 100_000,
+        small_map: 1_000,
+        big_map: 1_000_000,
+        cost_tasks: 10_000,
+        python: None,
+        py_workers: 4,
+        py_concurrency: 8,
+        duration: None,
+        rate: 60.0,
+        mix_items: 10,
         waits: false,
-        phases: "abcde".to_string(),
+        phases: PHASES.to_string(),
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || -> Result<usize> {
-            let v = args.next().ok_or(format!("{arg} needs a value\n{USAGE}"))?;
+    // --name=value is --name value
+    let mut args: std::collections::VecDeque<String> = std::env::args()
+        .skip(1)
+        .flat_map(|a| match a.split_once('=') {
+            Some((k, v)) if k.starts_with("--") => vec![k.to_string(), v.to_string()],
+            _ => vec![a],
+        })
+        .collect();
+    while let Some(arg) = args.pop_front() {
+        let mut text = || -> Result<String> {
+            Ok(args
+                .pop_front()
+                .ok_or(format!("{arg} needs a value\n{USAGE}"))?)
+        };
+        let number = |v: String| -> Result<usize> {
             Ok(v.parse().map_err(|_| format!("{arg}: not a number: {v}"))?)
         };
         match arg.as_str() {
-            "--workers" => o.workers = value()?.max(2),
-            "--batch-size" => o.batch_size = value()?.max(1) as i32,
-            "--max-wait-ms" => o.max_wait_ms = value()?.max(1) as i32,
-            "--map-tasks" => o.map_tasks = value()?.max(1),
-            "--chain-runs" => o.chain_runs = value()?.max(1),
-            "--latency-runs" => o.latency_runs = value()?.max(1),
-            "--floor-msgs" => o.floor_msgs = value()?.max(1),
-            "--fair-tasks" => o.fair_tasks = value()?.max(1),
+            "--workers" => o.workers = number(text()?)?.max(2),
+            "--batch-size" => o.batch_size = number(text()?)?.max(1) as i32,
+            "--max-wait-ms" => o.max_wait_ms = number(text()?)?.max(1) as i32,
+            "--map-tasks" => o.map_tasks = number(text()?)?.max(1),
+            "--chain-runs" => o.chain_runs = number(text()?)?.max(1),
+            "--latency-runs" => o.latency_runs = number(text()?)?.max(1),
+            "--floor-msgs" => o.floor_msgs = number(text()?)?.max(1),
+            "--fair-tasks" => o.fair_tasks = number(text()?)?.max(1),
+            "--first-claim-tasks" => o.first_claim_tasks = number(text()?)?.max(1),
+            "--small-map" => o.small_map = number(text()?)?.max(1),
+            "--big-map" => o.big_map = number(text()?)?.max(1),
+            "--cost-tasks" => o.cost_tasks = number(text()?)?.max(1),
+            "--python" => o.python = Some(text()?),
+            "--py-workers" => o.py_workers = number(text()?)?.max(1),
+            "--py-concurrency" => o.py_concurrency = number(text()?)?.max(1),
+            "--duration" => o.duration = Some(number(text()?)?.max(1) as u64),
+            "--rate" => {
+                let v = text()?;
+                o.rate = v
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|r| *r > 0.0)
+                    .ok_or(format!("--rate: not a positive number: {v}"))?;
+            }
+            "--mix-items" => o.mix_items = number(text()?)?.max(1),
             "--waits" => o.waits = true,
             "--phases" => {
-                o.phases = args
-                    .next()
-                    .ok_or(format!("--phases needs a value\n{USAGE}"))?;
-                if o.phases.is_empty() || !o.phases.chars().all(|c| "abcde".contains(c)) {
-                    return Err(
-                        format!("--phases takes letters from abcde, got {:?}", o.phases).into(),
-                    );
+                o.phases = text()?;
+                if o.phases.is_empty() || !o.phases.chars().all(|c| PHASES.contains(c)) {
+                    return Err(format!(
+                        "--phases takes letters from {PHASES}, got {:?}",
+                        o.phases
+                    )
+                    .into());
                 }
             }
             "-h" | "--help" => {
@@ -110,6 +189,7 @@ fn options() -> Result<Options> {
     if o.url.is_empty() {
         return Err(USAGE.into());
     }
+    o.cost_tasks = o.cost_tasks.min(o.big_map);
     Ok(o)
 }
 
@@ -125,6 +205,9 @@ async fn bench() -> Result<()> {
     let o = options()?;
     let control = connect(&o.url, "control").await?;
     let server = machine::server(&control).await?;
+    if let Some(seconds) = o.duration {
+        return steady::run(&o, &control, &server, seconds).await;
+    }
     setup(&control, &o).await?;
     let mut crew = Vec::new();
     for i in 0..o.workers {
@@ -133,43 +216,89 @@ async fn bench() -> Result<()> {
         ));
     }
 
+    // The floor is measured before and after the map figures it is compared with, so that a
+    // change in the machine's speed meanwhile (a shared disk) shows.
+    let has = |c: char| o.phases.contains(c);
     let mut r = Results::default();
-    if o.phases.contains('a') {
-        eprintln!("bench: (a) one run with a map of {} tasks", o.map_tasks);
-        r.map = Some(map_phase(&o, &control, &crew).await);
-    }
-    if o.phases.contains('b') {
-        eprintln!("bench: (b) {} runs of a 3-step chain", o.chain_runs);
-        r.chain = Some(chain_phase(&o, &control, &crew).await);
-    }
-    if o.phases.contains('c') {
-        eprintln!("bench: (c) {} handoffs", o.latency_runs);
-        r.latency = Some(latency_phase(&o, &control, &crew).await);
-    }
-    if o.phases.contains('d') {
-        eprintln!("bench: (d) pgmq floor, {} messages", o.floor_msgs);
+    if has('d') {
+        eprintln!(
+            "bench: (d) pgmq floor, {} messages (1st round)",
+            o.floor_msgs
+        );
         r.floor = Some(floor_phase(&o, &control, &crew).await);
     }
-    if o.phases.contains('e') {
+    if has('f') {
+        eprintln!("bench: (f) one run of a root map of {} tasks", o.map_tasks);
+        r.root = Some(map_phase(&o, &control, &crew, MapCase::Root).await);
+    }
+    if has('a') {
+        eprintln!("bench: (a) one run with a map of {} tasks", o.map_tasks);
+        r.map = Some(map_phase(&o, &control, &crew, MapCase::Dependent).await);
+    }
+    if has('g') {
+        eprintln!(
+            "bench: (g) one run with a map of {} tasks, completed in batches",
+            o.map_tasks
+        );
+        r.batched = Some(map_phase(&o, &control, &crew, MapCase::Batched).await);
+    }
+    if has('p') {
+        eprintln!(
+            "bench: (p) the same maps driven by the Python client's Worker ({} workers)",
+            o.py_workers
+        );
+        r.python = Some(python::phase(&o, &control).await);
+    }
+    if has('d') {
+        eprintln!(
+            "bench: (d) pgmq floor, {} messages (2nd round)",
+            o.floor_msgs
+        );
+        r.floor2 = Some(floor_phase(&o, &control, &crew).await);
+    }
+    if has('b') {
+        eprintln!("bench: (b) {} runs of a 3-step chain", o.chain_runs);
+        r.chain = Some(chain_phase(&o, &control, &crew, false).await);
+    }
+    if has('h') {
+        eprintln!(
+            "bench: (h) {} runs of a 3-step chain, started with start_flows",
+            o.chain_runs
+        );
+        r.chain_many = Some(chain_phase(&o, &control, &crew, true).await);
+    }
+    if has('c') {
+        eprintln!("bench: (c) {} handoffs", o.latency_runs);
+        r.latency = Some(latency::handoff_phase(&o, &control, &crew).await);
+    }
+    if has('i') {
+        eprintln!("bench: (i) {} idle pickups", o.latency_runs);
+        r.pickup = Some(latency::pickup_phase(&o, &control, &crew).await);
+    }
+    if has('j') {
+        eprintln!(
+            "bench: (j) first claim of a {}-task map, root and fan-out",
+            o.first_claim_tasks
+        );
+        r.first = Some(bigmap::first_claim_phase(&o, &control, &crew).await);
+    }
+    if has('e') {
         eprintln!(
             "bench: (e) a run queued behind a {}-task map, fair polling off, then on",
             o.fair_tasks
         );
         r.fair = Some(fair_phase(&o, &control, &crew).await);
     }
+    if has('k') {
+        eprintln!(
+            "bench: (k) cost per task, a {}-task map vs a {}-task map",
+            o.small_map, o.big_map
+        );
+        r.cost = Some(bigmap::cost_phase(&o, &control, &crew).await);
+    }
 
-    report(&o, &machine::machine(), &server, &r);
-    let failed = [
-        r.map.as_ref().map(|x| x.is_err()),
-        r.chain.as_ref().map(|x| x.is_err()),
-        r.latency.as_ref().map(|x| x.is_err()),
-        r.floor.as_ref().map(|x| x.is_err()),
-        r.fair.as_ref().map(|x| x.is_err()),
-    ]
-    .into_iter()
-    .flatten()
-    .filter(|f| *f)
-    .count();
+    report::report(&o, &machine::machine(), &server, &r);
+    let failed = r.failures();
     if failed > 0 {
         return Err(format!("{failed} figure(s) failed").into());
     }
@@ -177,28 +306,67 @@ async fn bench() -> Result<()> {
 }
 
 #[derive(Default)]
-struct Results {
-    map: Option<Result<Phase>>,
-    chain: Option<Result<(Phase, Duration)>>,
-    latency: Option<Result<Latency>>,
-    floor: Option<Result<(Phase, Duration)>>,
-    fair: Option<Result<Fairness>>,
+pub struct Results {
+    pub map: Option<Result<Phase>>,
+    pub root: Option<Result<Phase>>,
+    pub batched: Option<Result<Phase>>,
+    pub python: Option<Result<python::PyResults>>,
+    pub chain: Option<Result<Chain>>,
+    pub chain_many: Option<Result<Chain>>,
+    pub latency: Option<Result<latency::Latency>>,
+    pub pickup: Option<Result<latency::Latency>>,
+    pub floor: Option<Result<(Phase, Duration)>>,
+    pub floor2: Option<Result<(Phase, Duration)>>,
+    pub fair: Option<Result<Fairness>>,
+    pub first: Option<Result<bigmap::FirstClaim>>,
+    pub cost: Option<Result<bigmap::Cost>>,
+}
+
+impl Results {
+    fn failures(&self) -> usize {
+        fn bad<T>(x: &Option<Result<T>>) -> bool {
+            matches!(x, Some(Err(_)))
+        }
+        let python = match &self.python {
+            Some(Ok(p)) => p.cases.iter().filter(|c| c.result.is_err()).count(),
+            Some(Err(_)) => 1,
+            None => 0,
+        };
+        [
+            bad(&self.map),
+            bad(&self.root),
+            bad(&self.batched),
+            bad(&self.chain),
+            bad(&self.chain_many),
+            bad(&self.latency),
+            bad(&self.pickup),
+            bad(&self.floor),
+            bad(&self.floor2),
+            bad(&self.fair),
+            bad(&self.first),
+            bad(&self.cost),
+        ]
+        .into_iter()
+        .filter(|f| *f)
+        .count()
+            + python
+    }
 }
 
 /// (e): how long a one-task run queued behind a big map waited for its task to be claimed,
 /// with `quantum_flow.fair_polling` off (`None`: not within `FAIR_LIMIT`) and on.
-struct Fairness {
-    off: Option<Duration>,
-    on: Duration,
+pub struct Fairness {
+    pub off: Option<Duration>,
+    pub on: Duration,
     /// Tasks of the big map claimed after the small run was started and before its first
     /// task, off and on.
-    ahead_off: u64,
-    ahead_on: u64,
+    pub ahead_off: u64,
+    pub ahead_on: u64,
 }
 
 /// An error with the server's SQLSTATE and message when it has them (tokio-postgres' own
 /// Display says only "db error").
-fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
     match e
         .downcast_ref::<tokio_postgres::Error>()
         .and_then(|e| e.as_db_error())
@@ -208,14 +376,14 @@ fn describe(e: &(dyn std::error::Error + 'static)) -> String {
     }
 }
 
-/// Drops what an earlier bench left in this database, then defines the bench's workflows.
-async fn setup(control: &Client, o: &Options) -> Result<()> {
-    for slug in [MAP_FLOW, CHAIN_FLOW, LATENCY_FLOW, FAIR_FLOW] {
+/// Drops the workflows in `slugs` (and the queue `queues`) that an earlier bench left.
+pub async fn drop_leftovers(control: &Client, slugs: &[&str], queues: &[&str]) -> Result<()> {
+    for slug in slugs {
         let deleted = control
             .execute(
                 "SELECT quantum_flow.delete_flow(workflow_slug) FROM quantum_flow.list_flows() \
                  WHERE workflow_slug = $1",
-                &[&slug],
+                &[slug],
             )
             .await;
         if let Err(e) = deleted {
@@ -227,21 +395,46 @@ async fn setup(control: &Client, o: &Options) -> Result<()> {
             .into());
         }
     }
-    control
-        .execute(
-            "SELECT pgmq.drop_queue(queue_name) FROM pgmq.list_queues() WHERE queue_name = $1",
-            &[&FLOOR_QUEUE],
-        )
-        .await?;
-    // The map step maps over a step's output, as in the guide's fetch_data -> process_batch.
-    // (A root map step would map over the flow input, and every task's input carries the flow
-    // input under "run": with a 10,000-element input that is 10,000 copies of it.)
+    for queue in queues {
+        control
+            .execute(
+                "SELECT pgmq.drop_queue(queue_name) FROM pgmq.list_queues() WHERE queue_name = $1",
+                &[queue],
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Drops what an earlier bench left in this database, then defines the bench's workflows.
+async fn setup(control: &Client, o: &Options) -> Result<()> {
+    drop_leftovers(
+        control,
+        &[
+            MAP_FLOW,
+            ROOT_FLOW,
+            CHAIN_FLOW,
+            LATENCY_FLOW,
+            PICKUP_FLOW,
+            FAIR_FLOW,
+            FANOUT_FLOW,
+            PY_ROOT_FLOW,
+            PY_MAP_FLOW,
+        ],
+        &[FLOOR_QUEUE],
+    )
+    .await?;
+    // Long timeouts where a run is cancelled with most of its map unclaimed, or where a
+    // claimed task may wait behind a 1,000,000-task fan-out.
     control
         .batch_execute(&format!(
             "SELECT quantum_flow.create_flow('{MAP_FLOW}');
              SELECT quantum_flow.add_step('{MAP_FLOW}', 'fetch');
              SELECT quantum_flow.add_step('{MAP_FLOW}', 'items', ARRAY['fetch'],
-                                          step_type => 'map', initial_tasks => {});
+                                          step_type => 'map', initial_tasks => {n});
+             SELECT quantum_flow.create_flow('{ROOT_FLOW}', timeout => 600);
+             SELECT quantum_flow.add_step('{ROOT_FLOW}', 'items', step_type => 'map',
+                                          initial_tasks => {n});
              SELECT quantum_flow.create_flow('{CHAIN_FLOW}');
              SELECT quantum_flow.add_step('{CHAIN_FLOW}', 'a');
              SELECT quantum_flow.add_step('{CHAIN_FLOW}', 'b', ARRAY['a']);
@@ -249,24 +442,36 @@ async fn setup(control: &Client, o: &Options) -> Result<()> {
              SELECT quantum_flow.create_flow('{LATENCY_FLOW}');
              SELECT quantum_flow.add_step('{LATENCY_FLOW}', 's1');
              SELECT quantum_flow.add_step('{LATENCY_FLOW}', 's2', ARRAY['s1']);
+             SELECT quantum_flow.create_flow('{PICKUP_FLOW}');
+             SELECT quantum_flow.add_step('{PICKUP_FLOW}', 'only');
              SELECT pgmq.create('{FLOOR_QUEUE}');
              SELECT quantum_flow.create_flow('{FAIR_FLOW}', timeout => 600);
              SELECT quantum_flow.add_step('{FAIR_FLOW}', 'list');
-             SELECT quantum_flow.add_step('{FAIR_FLOW}', 'm', ARRAY['list'], step_type => 'map');",
-            o.map_tasks
+             SELECT quantum_flow.add_step('{FAIR_FLOW}', 'm', ARRAY['list'], step_type => 'map');
+             SELECT quantum_flow.create_flow('{FANOUT_FLOW}', timeout => 600);
+             SELECT quantum_flow.add_step('{FANOUT_FLOW}', 'list');
+             SELECT quantum_flow.add_step('{FANOUT_FLOW}', 'm', ARRAY['list'], step_type => 'map');
+             SELECT quantum_flow.create_flow('{PY_ROOT_FLOW}');
+             SELECT quantum_flow.add_step('{PY_ROOT_FLOW}', 'items', step_type => 'map',
+                                          initial_tasks => {n});
+             SELECT quantum_flow.create_flow('{PY_MAP_FLOW}');
+             SELECT quantum_flow.add_step('{PY_MAP_FLOW}', 'fetch');
+             SELECT quantum_flow.add_step('{PY_MAP_FLOW}', 'items', ARRAY['fetch'],
+                                          step_type => 'map', initial_tasks => {n});",
+            n = o.map_tasks
         ))
         .await?;
     Ok(())
 }
 
 /// Worker loops running for one phase.
-struct Running {
+pub struct Running {
     stop: Arc<AtomicBool>,
     handles: Vec<JoinHandle<Result<LoopStats>>>,
 }
 
 impl Running {
-    fn qf(crew: &[Arc<Worker>], job: QfLoop) -> Running {
+    pub fn qf(crew: &[Arc<Worker>], job: QfLoop) -> Running {
         let stop = job.stop.clone();
         let job = Arc::new(job);
         let handles = crew
@@ -287,16 +492,21 @@ impl Running {
         Running { stop, handles }
     }
 
+    /// Whether a worker loop has ended (only an error ends one before `finish`).
+    pub fn died(&self) -> bool {
+        self.handles.iter().any(|h| h.is_finished())
+    }
+
     /// Waits for the phase's last completion; fails if a worker died, if completions stopped
     /// coming (a lost task: the error says where the queue's messages went), or time ran out.
-    async fn wait_for(&self, progress: &Progress, control: &Client, queue: &str) -> Result<()> {
+    pub async fn wait_for(&self, progress: &Progress, control: &Client, queue: &str) -> Result<()> {
         let deadline = Instant::now() + PHASE_LIMIT;
         let (mut seen, mut since) = (progress.done(), Instant::now());
         loop {
             tokio::select! {
                 _ = progress.reached.notified() => return Ok(()),
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {
-                    if self.handles.iter().any(|h| h.is_finished()) {
+                    if self.died() {
                         return Err("a worker stopped early (its error follows)".into());
                     }
                     let done = progress.done();
@@ -313,14 +523,31 @@ impl Running {
         }
     }
 
-    /// Stops the loops (each ends after its current call) and sums their stats.
-    async fn finish(mut self) -> Result<LoopStats> {
+    /// Stops the loops (each ends after its current call) and sums their stats; the first
+    /// error a loop stopped with, if any.
+    pub async fn finish(mut self) -> Result<LoopStats> {
         self.stop.store(true, Ordering::SeqCst);
         let mut total = LoopStats::default();
         for h in std::mem::take(&mut self.handles) {
             total.add(&h.await??);
         }
         Ok(total)
+    }
+
+    /// `wait_for`, and on failure the loops' own error when one died (it says more).
+    pub async fn wait_or_finish(
+        self,
+        progress: &Progress,
+        control: &Client,
+        queue: &str,
+    ) -> Result<Running> {
+        match self.wait_for(progress, control, queue).await {
+            Ok(()) => Ok(self),
+            Err(e) => {
+                self.finish().await?;
+                Err(e)
+            }
+        }
     }
 }
 
@@ -357,11 +584,11 @@ impl Drop for Running {
 
 /// Waits for the workers to sit in their first poll, so a phase's clock starts with idle
 /// workers rather than connections still warming up.
-async fn settle() {
+pub async fn settle() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 }
 
-async fn get_run(control: &Client, run_id: Uuid) -> Result<Value> {
+pub async fn get_run(control: &Client, run_id: Uuid) -> Result<Value> {
     Ok(control
         .query_one("SELECT quantum_flow.get_run($1)", &[&run_id])
         .await?
@@ -369,7 +596,7 @@ async fn get_run(control: &Client, run_id: Uuid) -> Result<Value> {
 }
 
 /// Polls get_run until the run says completed (a failed run is an error).
-async fn until_completed(control: &Client, run_id: Uuid) -> Result<Value> {
+pub async fn until_completed(control: &Client, run_id: Uuid) -> Result<Value> {
     loop {
         let doc = get_run(control, run_id).await?;
         match doc["status"].as_str() {
@@ -380,7 +607,7 @@ async fn until_completed(control: &Client, run_id: Uuid) -> Result<Value> {
     }
 }
 
-async fn prepare_start_flow(control: &Client) -> Result<tokio_postgres::Statement> {
+pub async fn prepare_start_flow(control: &Client) -> Result<tokio_postgres::Statement> {
     Ok(control
         .prepare_typed(
             "SELECT quantum_flow.start_flow($1, $2)",
@@ -389,13 +616,41 @@ async fn prepare_start_flow(control: &Client) -> Result<tokio_postgres::Statemen
         .await?)
 }
 
-struct Phase {
-    elapsed: Duration,
-    stats: LoopStats,
-    waits: Option<waits::Samples>,
+/// `cancel_run(run_id, 'bench')`; how long it took.
+pub async fn cancel(control: &Client, run_id: Uuid) -> Result<Duration> {
+    let t = Instant::now();
+    control
+        .execute("SELECT quantum_flow.cancel_run($1, 'bench')", &[&run_id])
+        .await?;
+    Ok(t.elapsed())
 }
 
-async fn sampler(o: &Options) -> Result<Option<waits::Sampler>> {
+/// A JSON array of the numbers 0..n.
+pub fn numbers(n: usize) -> Value {
+    Value::Array((0..n).map(|i| json!(i)).collect())
+}
+
+/// Checks that a map step's output is 0..n in order (each task answered its item).
+pub fn check_identity_output(doc: &Value, step: &str, n: usize) -> Result<()> {
+    let Some(items) = doc["output"][step].as_array() else {
+        return Err(format!("the run's output has no array under {step:?}").into());
+    };
+    if items.len() != n {
+        return Err(format!("map output has {} items, expected {n}", items.len()).into());
+    }
+    if let Some(i) = (0..n).find(|&i| items[i].as_u64() != Some(i as u64)) {
+        return Err(format!("map output item {i} is {}, expected {i}", items[i]).into());
+    }
+    Ok(())
+}
+
+pub struct Phase {
+    pub elapsed: Duration,
+    pub stats: LoopStats,
+    pub waits: Option<waits::Samples>,
+}
+
+pub async fn sampler(o: &Options) -> Result<Option<waits::Sampler>> {
     Ok(if o.waits {
         Some(waits::Sampler::start(&o.url).await?)
     } else {
@@ -403,31 +658,52 @@ async fn sampler(o: &Options) -> Result<Option<waits::Sampler>> {
     })
 }
 
-async fn finish_sampler(s: Option<waits::Sampler>) -> Result<Option<waits::Samples>> {
+pub async fn finish_sampler(s: Option<waits::Sampler>) -> Result<Option<waits::Samples>> {
     Ok(match s {
         Some(s) => Some(s.finish().await?),
         None => None,
     })
 }
 
-/// (a) One run: `fetch` outputs an array of `map_tasks` numbers, the map step `items` gets one
-/// task per element and each outputs its element. Clock: start_flow until get_run says
-/// completed.
-async fn map_phase(o: &Options, control: &Client, crew: &[Arc<Worker>]) -> Result<Phase> {
+/// The three map workloads the Rust workers measure: one run each, `map_tasks` tasks.
+#[derive(Clone, Copy, PartialEq)]
+enum MapCase {
+    /// (a) bench_map: `fetch` answers 0..n, `items` maps over it; one complete_task per task.
+    Dependent,
+    /// (f) bench_root: `items` maps over the flow input 0..n; one complete_task per task.
+    Root,
+    /// (g) bench_map as (a), each polled batch completed with one complete_tasks call.
+    Batched,
+}
+
+/// (a), (f), (g) One run whose map step has `map_tasks` tasks, each answering its item.
+/// Clock: start_flow sent (workers already waiting in poll_tasks) until get_run says
+/// completed; the map's output is checked to be 0..n afterwards.
+async fn map_phase(
+    o: &Options,
+    control: &Client,
+    crew: &[Arc<Worker>],
+    case: MapCase,
+) -> Result<Phase> {
     let n = o.map_tasks;
+    let (workflow, input, tasks) = match case {
+        MapCase::Root => (ROOT_FLOW, numbers(n), n as u64),
+        MapCase::Dependent | MapCase::Batched => (MAP_FLOW, json!({}), n as u64 + 1),
+    };
     let output: OutputFn = Arc::new(move |t: &Task| match t.step_slug.as_str() {
-        "fetch" => Value::Array((0..n).map(|i| json!(i)).collect()),
+        "fetch" => numbers(n),
         _ => t.input["item"].clone(),
     });
-    let progress = Progress::new(n as u64 + 1);
+    let progress = Progress::new(tasks);
     let running = Running::qf(
         crew,
         QfLoop {
-            workflow: MAP_FLOW.into(),
+            workflow: workflow.into(),
             batch_size: o.batch_size,
             max_wait_ms: o.max_wait_ms,
             output,
             claimed: None,
+            batched: case == MapCase::Batched,
             progress: progress.clone(),
             stop: Arc::new(AtomicBool::new(false)),
         },
@@ -438,27 +714,18 @@ async fn map_phase(o: &Options, control: &Client, crew: &[Arc<Worker>]) -> Resul
 
     let t0 = Instant::now();
     let run_id: Uuid = control
-        .query_one(&start_flow, &[&MAP_FLOW, &json!({})])
+        .query_one(&start_flow, &[&workflow, &input])
         .await?
         .get(0);
-    let waited = running
-        .wait_for(&progress, control, &format!("qf_{MAP_FLOW}"))
-        .await;
-    let doc = match waited {
-        Ok(()) => until_completed(control, run_id).await?,
-        Err(e) => {
-            running.finish().await?;
-            return Err(e);
-        }
-    };
+    let running = running
+        .wait_or_finish(&progress, control, &format!("qf_{workflow}"))
+        .await?;
+    let doc = until_completed(control, run_id).await?;
     let elapsed = t0.elapsed();
 
     let waits = finish_sampler(sampler).await?;
     let stats = running.finish().await?;
-    let outputs = doc["output"]["items"].as_array().map(Vec::len);
-    if outputs != Some(n) {
-        return Err(format!("map run output has {outputs:?} items, expected {n}").into());
-    }
+    check_identity_output(&doc, "items", n)?;
     Ok(Phase {
         elapsed,
         stats,
@@ -466,14 +733,26 @@ async fn map_phase(o: &Options, control: &Client, crew: &[Arc<Worker>]) -> Resul
     })
 }
 
-/// (b) `chain_runs` runs of a -> b -> c, started one by one by the control connection while
-/// the workers process them. Clock: first start_flow until get_run of the last run to
-/// complete says completed; every run is checked afterwards.
+/// (b), (h): a chain phase and how its runs were started.
+pub struct Chain {
+    pub phase: Phase,
+    /// first start call sent until the last start call returned
+    pub starting: Duration,
+    /// start_flow or start_flows calls made
+    pub start_calls: usize,
+}
+
+/// (b) `chain_runs` runs of a -> b -> c, started one start_flow at a time by the control
+/// connection while the workers process them; (h) the same runs started with start_flows,
+/// `quantum_flow.max_batch_size` runs per call (one call for 1,000). Clock: first start call
+/// sent until get_run of the last run to complete says completed; every run is checked
+/// afterwards.
 async fn chain_phase(
     o: &Options,
     control: &Client,
     crew: &[Arc<Worker>],
-) -> Result<(Phase, Duration)> {
+    many: bool,
+) -> Result<Chain> {
     let runs = o.chain_runs;
     let output: OutputFn = Arc::new(|t: &Task| t.input["run"].clone());
     let progress = Progress::new(3 * runs as u64);
@@ -485,31 +764,55 @@ async fn chain_phase(
             max_wait_ms: o.max_wait_ms,
             output,
             claimed: None,
+            batched: false,
             progress: progress.clone(),
             stop: Arc::new(AtomicBool::new(false)),
         },
     );
     let start_flow = prepare_start_flow(control).await?;
+    let start_flows = control
+        .prepare_typed(
+            "SELECT quantum_flow.start_flows($1, $2)",
+            &[Type::TEXT, Type::JSONB_ARRAY],
+        )
+        .await?;
+    let max_batch: usize = control
+        .query_one(
+            "SELECT current_setting('quantum_flow.max_batch_size')::int",
+            &[],
+        )
+        .await?
+        .get::<_, i32>(0) as usize;
+    let inputs: Vec<Value> = (0..runs).map(|i| json!({ "i": i })).collect();
     settle().await;
     let sampler = sampler(o).await?;
 
     let t0 = Instant::now();
     let mut run_ids = Vec::with_capacity(runs);
-    for i in 0..runs {
-        let id: Uuid = control
-            .query_one(&start_flow, &[&CHAIN_FLOW, &json!({ "i": i })])
-            .await?
-            .get(0);
-        run_ids.push(id);
+    let mut start_calls = 0;
+    if many {
+        for chunk in inputs.chunks(max_batch.max(1)) {
+            let ids: Vec<Uuid> = control
+                .query_one(&start_flows, &[&CHAIN_FLOW, &chunk])
+                .await?
+                .get(0);
+            run_ids.extend(ids);
+            start_calls += 1;
+        }
+    } else {
+        for input in &inputs {
+            let id: Uuid = control
+                .query_one(&start_flow, &[&CHAIN_FLOW, input])
+                .await?
+                .get(0);
+            run_ids.push(id);
+            start_calls += 1;
+        }
     }
-    let started = t0.elapsed();
-    if let Err(e) = running
-        .wait_for(&progress, control, &format!("qf_{CHAIN_FLOW}"))
-        .await
-    {
-        running.finish().await?;
-        return Err(e);
-    }
+    let starting = t0.elapsed();
+    let running = running
+        .wait_or_finish(&progress, control, &format!("qf_{CHAIN_FLOW}"))
+        .await?;
     let last = progress.last_run().ok_or("no last run recorded")?;
     until_completed(control, last).await?;
     let elapsed = t0.elapsed();
@@ -527,91 +830,15 @@ async fn chain_phase(
     if completed != runs as i64 {
         return Err(format!("{completed} of {runs} chain runs completed").into());
     }
-    Ok((
-        Phase {
+    Ok(Chain {
+        phase: Phase {
             elapsed,
             stats,
             waits,
         },
-        started,
-    ))
-}
-
-struct Latency {
-    /// complete_task sent -> the waiting poller has the next step's task
-    handoff: Vec<Duration>,
-    /// complete_task sent -> complete_task returned
-    call: Vec<Duration>,
-}
-
-/// (c) `latency_runs` runs of s1 -> s2. Per run: one connection claims s1; another connection
-/// blocks in poll_tasks(max_wait_ms => 5000) (checked in pg_stat_activity); the first records
-/// t0 and sends complete_task(s1) (autocommit); the second records t1 when poll_tasks returns
-/// s2. Handoff latency = t1 - t0, one process, monotonic clock.
-async fn latency_phase(o: &Options, control: &Client, crew: &[Arc<Worker>]) -> Result<Latency> {
-    let completer = crew[0].clone();
-    let waiter = crew[1].clone();
-    let start_flow = prepare_start_flow(control).await?;
-    let waiting = control
-        .prepare_typed(
-            "SELECT state = 'active' AND wait_event_type = 'Extension' \
-             FROM pg_stat_activity WHERE pid = $1",
-            &[Type::INT4],
-        )
-        .await?;
-    let mut lat = Latency {
-        handoff: Vec::with_capacity(o.latency_runs),
-        call: Vec::with_capacity(o.latency_runs),
-    };
-    for i in 0..o.latency_runs {
-        let run_id: Uuid = control
-            .query_one(&start_flow, &[&LATENCY_FLOW, &json!({ "i": i })])
-            .await?
-            .get(0);
-        let s1 = completer.poll(LATENCY_FLOW, 1, 1000, "completer").await?;
-        let s1 = match s1.as_slice() {
-            [t] if t.run_id == run_id && t.step_slug == "s1" => t,
-            _ => return Err(format!("run {run_id}: expected to claim its s1 task").into()),
-        };
-
-        let w = waiter.clone();
-        let poll = tokio::spawn(async move {
-            let tasks = w.poll(LATENCY_FLOW, 1, 5000, "waiter").await;
-            (Instant::now(), tasks)
-        });
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let row = control.query_opt(&waiting, &[&waiter.pid]).await?;
-            if row.is_some_and(|r| r.get::<_, Option<bool>>(0) == Some(true)) {
-                break;
-            }
-            if Instant::now() > deadline {
-                return Err("the waiting poller never showed up in pg_stat_activity".into());
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        // The event is advertised just before poll_tasks' first claim query: give that query
-        // time to find nothing, so the poller is asleep on its latch.
-        tokio::time::sleep(Duration::from_millis(5)).await;
-
-        let t0 = Instant::now();
-        if !completer.complete(s1, &json!({ "i": i })).await? {
-            return Err(format!("run {run_id}: complete_task(s1) returned false").into());
-        }
-        let returned = t0.elapsed();
-        let (t1, s2) = poll.await?;
-        let s2 = s2?;
-        let s2 = match s2.as_slice() {
-            [t] if t.run_id == run_id && t.step_slug == "s2" => t,
-            _ => return Err(format!("run {run_id}: the waiter did not receive s2").into()),
-        };
-        lat.handoff.push(t1.duration_since(t0));
-        lat.call.push(returned);
-        if !waiter.complete(s2, &json!(null)).await? {
-            return Err(format!("run {run_id}: complete_task(s2) returned false").into());
-        }
-    }
-    Ok(lat)
+        starting,
+        start_calls,
+    })
 }
 
 /// (d) The floor: `floor_msgs` messages put in a plain pgmq queue with one send_batch (timed
@@ -649,10 +876,9 @@ async fn floor_phase(
             stop: Arc::new(AtomicBool::new(false)),
         },
     );
-    if let Err(e) = running.wait_for(&progress, control, FLOOR_QUEUE).await {
-        running.finish().await?;
-        return Err(e);
-    }
+    let running = running
+        .wait_or_finish(&progress, control, FLOOR_QUEUE)
+        .await?;
     let elapsed = t0.elapsed();
 
     let waits = finish_sampler(sampler).await?;
@@ -695,11 +921,7 @@ async fn fair_round(
     let ahead = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let started = Arc::new(AtomicBool::new(false));
     let output: OutputFn = Arc::new(|t: &Task| match t.step_slug.as_str() {
-        "list" => Value::Array(
-            (0..t.input["run"]["n"].as_u64().unwrap_or(0))
-                .map(|i| json!(i))
-                .collect(),
-        ),
+        "list" => numbers(t.input["run"]["n"].as_u64().unwrap_or(0) as usize),
         _ => t.input["item"].clone(),
     });
     let on_claim: ClaimedFn = {
@@ -732,6 +954,7 @@ async fn fair_round(
             max_wait_ms: o.max_wait_ms,
             output,
             claimed: Some(on_claim),
+            batched: false,
             progress: progress.clone(),
             stop: Arc::new(AtomicBool::new(false)),
         },
@@ -759,18 +982,15 @@ async fn fair_round(
         if t0.elapsed() > FAIR_LIMIT {
             break None;
         }
-        if running.handles.iter().any(|h| h.is_finished()) {
+        if running.died() {
+            running.finish().await?;
             return Err("a worker stopped early".into());
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     };
     running.finish().await?;
-    control
-        .execute("SELECT quantum_flow.cancel_run($1, 'bench')", &[&big])
-        .await?;
-    control
-        .execute("SELECT quantum_flow.cancel_run($1, 'bench')", &[&small])
-        .await?;
+    cancel(control, big).await?;
+    cancel(control, small).await?;
     Ok((waited, ahead.load(Ordering::SeqCst)))
 }
 
@@ -791,272 +1011,15 @@ async fn fair_phase(o: &Options, control: &Client, crew: &[Arc<Worker>]) -> Resu
     })
 }
 
-fn ms(d: Duration) -> f64 {
+pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
 /// Nearest-rank percentile of sorted samples.
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn mean_ms(total: Duration, n: u64) -> f64 {
-    if n == 0 {
-        0.0
-    } else {
-        ms(total) / n as f64
-    }
-}
-
-fn calls(s: &LoopStats, poll: &str, complete: &str) -> String {
-    let mut line = format!(
-        "{poll} {} calls ({} empty), mean {:.2} ms; {complete} {} calls, mean {:.2} ms",
-        s.polls,
-        s.empty_polls,
-        mean_ms(s.poll_time, s.polls),
-        s.completions + s.refused,
-        mean_ms(s.complete_time, s.completions + s.refused),
-    );
-    if s.refused > 0 {
-        line.push_str(&format!(", {} returned false", s.refused));
-    }
-    line
-}
-
-fn report(o: &Options, m: &machine::Machine, server: &machine::Server, r: &Results) {
-    let settings: Vec<String> = server
-        .settings
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    println!(
-        "machine:  nproc {}, {}, {:.1} GiB RAM",
-        m.nproc, m.cpu_model, m.ram_gib
-    );
-    println!("server:   {}, {}", server.version, settings.join(", "));
-    println!(
-        "workers:  {} (one connection each, prepared statements), batch_size {}, max_wait_ms {}; \
-         client and server on the same machine",
-        o.workers, o.batch_size, o.max_wait_ms
-    );
-    println!();
-
-    let secs = |d: Duration| d.as_secs_f64();
-    let rate = |n: usize, d: Duration| n as f64 / secs(d);
-    let map_rate = match &r.map {
-        Some(Ok(p)) => Some(rate(o.map_tasks, p.elapsed)),
-        _ => None,
-    };
-    let floor_rate = match &r.floor {
-        Some(Ok((p, _))) => Some(rate(o.floor_msgs, p.elapsed)),
-        _ => None,
-    };
-    let handoff = match &r.latency {
-        Some(Ok(l)) => {
-            let mut h = l.handoff.clone();
-            h.sort();
-            let mut c = l.call.clone();
-            c.sort();
-            Some((h, c))
-        }
-        _ => None,
-    };
-
-    // The table, then one line per figure.
-    let mut rows: Vec<(String, String, String)> =
-        vec![("figure".into(), "workload".into(), "result".into())];
-    let mut lines: Vec<String> = Vec::new();
-    let mut errors: Vec<String> = Vec::new();
-    let mut failed = |name: &str, e: &(dyn std::error::Error + Send + Sync + 'static)| {
-        errors.push(format!("{name}: {}", describe(e)));
-        "FAILED (see below)".to_string()
-    };
-    if let Some(res) = &r.map {
-        let result = match res {
-            Ok(p) => {
-                let v = map_rate.unwrap_or(0.0);
-                lines.push(format!("quantum_flow map throughput    = {v:.0} tasks/s"));
-                format!("{v:.0} tasks/s ({:.2} s)", secs(p.elapsed))
-            }
-            Err(e) => failed("(a)", e.as_ref()),
-        };
-        rows.push((
-            "(a) map throughput".into(),
-            format!(
-                "1 run: fetch -> map of {} tasks, {} workers",
-                o.map_tasks, o.workers
-            ),
-            result,
-        ));
-    }
-    if let Some(res) = &r.chain {
-        let result = match res {
-            Ok((p, _)) => {
-                let v = rate(o.chain_runs, p.elapsed);
-                lines.push(format!(
-                    "quantum_flow chain throughput  = {v:.0} runs/s ({:.0} tasks/s)",
-                    v * 3.0
-                ));
-                format!("{v:.0} runs/s ({:.2} s)", secs(p.elapsed))
-            }
-            Err(e) => failed("(b)", e.as_ref()),
-        };
-        rows.push((
-            "(b) chain throughput".into(),
-            format!(
-                "{} runs of a -> b -> c, {} workers",
-                o.chain_runs, o.workers
-            ),
-            result,
-        ));
-    }
-    if let Some(res) = &r.latency {
-        let result = match (res, &handoff) {
-            (Ok(_), Some((h, _))) => {
-                let (p50, p95) = (ms(percentile(h, 50.0)), ms(percentile(h, 95.0)));
-                lines.push(format!(
-                    "quantum_flow handoff latency   = median {p50:.2} ms, p95 {p95:.2} ms"
-                ));
-                format!("median {p50:.2} ms, p95 {p95:.2} ms")
-            }
-            (Err(e), _) => failed("(c)", e.as_ref()),
-            _ => unreachable!("latency samples exist when the phase succeeded"),
-        };
-        rows.push((
-            "(c) handoff latency".into(),
-            format!("{} runs of s1 -> s2, next poller waiting", o.latency_runs),
-            result,
-        ));
-    }
-    if let Some(res) = &r.floor {
-        let result = match res {
-            Ok((p, _)) => {
-                let v = floor_rate.unwrap_or(0.0);
-                lines.push(format!("pgmq floor                     = {v:.0} msgs/s"));
-                format!("{v:.0} msgs/s ({:.2} s)", secs(p.elapsed))
-            }
-            Err(e) => failed("(d)", e.as_ref()),
-        };
-        rows.push((
-            "(d) pgmq floor".into(),
-            format!(
-                "{} msgs, pgmq.read + pgmq.delete, {} workers",
-                o.floor_msgs, o.workers
-            ),
-            result,
-        ));
-    }
-    if let Some(res) = &r.fair {
-        let result = match res {
-            Ok(f) => {
-                let off = match f.off {
-                    Some(d) => format!("{:.2} s", secs(d)),
-                    None => format!("> {} s", FAIR_LIMIT.as_secs()),
-                };
-                lines.push(format!(
-                    "quantum_flow time to first claim behind a {}-task map = {:.1} ms fair, {off} \
-                     oldest first",
-                    o.fair_tasks,
-                    ms(f.on)
-                ));
-                format!("{:.1} ms (fair_polling off: {off})", ms(f.on))
-            }
-            Err(e) => failed("(e)", e.as_ref()),
-        };
-        rows.push((
-            "(e) first claim behind a map".into(),
-            format!(
-                "1 task started behind a {}-task map being drained, {} workers",
-                o.fair_tasks, o.workers
-            ),
-            result,
-        ));
-    }
-    if let (Some(a), Some(d)) = (map_rate, floor_rate) {
-        lines.push(format!(
-            "quantum_flow map throughput    = {:.2} x pgmq floor",
-            a / d
-        ));
-    }
-    let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
-    let w1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
-    let w2 = rows.iter().map(|r| r.2.len()).max().unwrap_or(0);
-    for (i, (a, b, c)) in rows.iter().enumerate() {
-        println!("{a:<w0$}  {b:<w1$}  {c}");
-        if i == 0 {
-            println!("{}  {}  {}", "-".repeat(w0), "-".repeat(w1), "-".repeat(w2));
-        }
-    }
-    println!();
-    for l in &lines {
-        println!("{l}");
-    }
-    println!();
-
-    println!("details:");
-    if let Some(Ok(p)) = &r.map {
-        println!("  (a) {}", calls(&p.stats, "poll_tasks", "complete_task"));
-        println!(
-            "      slowest complete_task {:.1} ms (the fetch completion, which fans out the {} tasks)",
-            ms(p.stats.complete_max),
-            o.map_tasks
-        );
-    }
-    if let Some(Ok(f)) = &r.fair {
-        println!(
-            "  (e) tasks of the big map claimed after the second run started, before its first: \
-             {} with fair polling, {} strictly oldest first",
-            f.ahead_on, f.ahead_off
-        );
-    }
-    if let Some(Ok((p, started))) = &r.chain {
-        println!("  (b) {}", calls(&p.stats, "poll_tasks", "complete_task"));
-        println!(
-            "      the {} start_flow calls took {:.2} s ({:.0}/s) of the {:.2} s",
-            o.chain_runs,
-            secs(*started),
-            rate(o.chain_runs, *started),
-            secs(p.elapsed)
-        );
-    }
-    if let Some((h, c)) = &handoff {
-        println!(
-            "  (c) complete_task(s1) call itself: median {:.2} ms, p95 {:.2} ms; handoff max {:.2} ms",
-            ms(percentile(c, 50.0)),
-            ms(percentile(c, 95.0)),
-            ms(*h.last().unwrap_or(&Duration::ZERO))
-        );
-    }
-    if let Some(Ok((p, send_time))) = &r.floor {
-        println!("  (d) {}", calls(&p.stats, "pgmq.read", "pgmq.delete"));
-        println!(
-            "      setup: one pgmq.send_batch of {} msgs took {:.2} s (not in the figure)",
-            o.floor_msgs,
-            secs(*send_time)
-        );
-    }
-    let phases = [
-        ("(a)", r.map.as_ref().and_then(|x| x.as_ref().ok())),
-        (
-            "(b)",
-            r.chain.as_ref().and_then(|x| x.as_ref().ok()).map(|x| &x.0),
-        ),
-        (
-            "(d)",
-            r.floor.as_ref().and_then(|x| x.as_ref().ok()).map(|x| &x.0),
-        ),
-    ];
-    for (name, phase) in phases {
-        if let Some(w) = phase.and_then(|p| p.waits.as_ref()) {
-            println!("  {name} backends: {}", w.summary());
-        }
-    }
-    if !errors.is_empty() {
-        println!();
-        println!("errors:");
-        for e in &errors {
-            println!("  {e}");
-        }
-    }
 }

@@ -1,6 +1,7 @@
 //! The worker connections and their loops: a no-op quantum_flow worker (poll_tasks, then one
-//! complete_task per task) and the same loop on plain pgmq (pgmq.read, then one pgmq.delete
-//! per message), so both make the same number of round trips per task.
+//! complete_task per task, or one complete_tasks per polled batch) and the same loop on plain
+//! pgmq (pgmq.read, then one pgmq.delete per message), so the per-task loop and the floor make
+//! the same number of round trips per task.
 
 use crate::Result;
 use serde_json::Value;
@@ -32,6 +33,8 @@ pub struct Worker {
     pub pid: i32,
     poll: Statement,
     complete: Statement,
+    complete_many: Statement,
+    fail: Statement,
     read: Statement,
     delete: Statement,
 }
@@ -45,7 +48,7 @@ impl Worker {
             .get(0);
         let poll = client
             .prepare_typed(
-                "SELECT run_id, step_slug, task_index, input \
+                "SELECT run_id, step_slug, task_index, attempt, input \
                  FROM quantum_flow.poll_tasks($1, $2, $3, $4)",
                 &[Type::TEXT, Type::INT4, Type::INT4, Type::TEXT],
             )
@@ -54,6 +57,23 @@ impl Worker {
             .prepare_typed(
                 "SELECT quantum_flow.complete_task($1, $2, $3, $4)",
                 &[Type::UUID, Type::TEXT, Type::INT4, Type::JSONB],
+            )
+            .await?;
+        let complete_many = client
+            .prepare_typed(
+                "SELECT quantum_flow.complete_tasks($1, $2, $3, $4)",
+                &[
+                    Type::UUID_ARRAY,
+                    Type::TEXT_ARRAY,
+                    Type::INT4_ARRAY,
+                    Type::JSONB_ARRAY,
+                ],
+            )
+            .await?;
+        let fail = client
+            .prepare_typed(
+                "SELECT quantum_flow.fail_task($1, $2, $3, $4, $5)",
+                &[Type::UUID, Type::TEXT, Type::INT4, Type::TEXT, Type::INT4],
             )
             .await?;
         let read = client
@@ -70,6 +90,8 @@ impl Worker {
             pid,
             poll,
             complete,
+            complete_many,
+            fail,
             read,
             delete,
         })
@@ -96,7 +118,8 @@ impl Worker {
                 run_id: r.get(0),
                 step_slug: r.get(1),
                 task_index: r.get(2),
-                input: r.get(3),
+                attempt: r.get(3),
+                input: r.get(4),
             })
             .collect())
     }
@@ -112,12 +135,54 @@ impl Worker {
             .await?
             .get(0))
     }
+
+    /// One `complete_tasks(run_ids, step_slugs, task_indexes, outputs)` for `tasks` (one
+    /// commit): whether each element completed its task.
+    pub async fn complete_all(&self, tasks: &[Task], outputs: &[Value]) -> Result<Vec<bool>> {
+        let run_ids: Vec<Uuid> = tasks.iter().map(|t| t.run_id).collect();
+        let slugs: Vec<&str> = tasks.iter().map(|t| t.step_slug.as_str()).collect();
+        let indexes: Vec<i32> = tasks.iter().map(|t| t.task_index).collect();
+        let done: Vec<bool> = self
+            .client
+            .query_one(&self.complete_many, &[&run_ids, &slugs, &indexes, &outputs])
+            .await?
+            .get(0);
+        if done.len() != tasks.len() {
+            return Err(format!(
+                "complete_tasks returned {} results for {} tasks",
+                done.len(),
+                tasks.len()
+            )
+            .into());
+        }
+        Ok(done)
+    }
+
+    /// `fail_task(run_id, step_slug, task_index, error_message, attempt)`: the task's status
+    /// after the call (`queued`: retried, `failed`, `ignored`).
+    pub async fn fail(&self, task: &Task, message: &str) -> Result<String> {
+        Ok(self
+            .client
+            .query_one(
+                &self.fail,
+                &[
+                    &task.run_id,
+                    &task.step_slug,
+                    &task.task_index,
+                    &message,
+                    &task.attempt,
+                ],
+            )
+            .await?
+            .get(0))
+    }
 }
 
 pub struct Task {
     pub run_id: Uuid,
     pub step_slug: String,
     pub task_index: i32,
+    pub attempt: i32,
     pub input: Value,
 }
 
@@ -173,7 +238,9 @@ pub struct LoopStats {
     pub empty_polls: u64,
     pub poll_time: Duration,
     pub completions: u64,
-    /// complete_task / pgmq.delete calls that returned false (should be none).
+    /// complete_task / complete_tasks / pgmq.delete calls made.
+    pub complete_calls: u64,
+    /// completions (tasks or messages) refused: false returned (should be none).
     pub refused: u64,
     pub complete_time: Duration,
     pub complete_max: Duration,
@@ -185,6 +252,7 @@ impl LoopStats {
         self.empty_polls += o.empty_polls;
         self.poll_time += o.poll_time;
         self.completions += o.completions;
+        self.complete_calls += o.complete_calls;
         self.refused += o.refused;
         self.complete_time += o.complete_time;
         self.complete_max = self.complete_max.max(o.complete_max);
@@ -197,12 +265,15 @@ pub struct QfLoop {
     pub max_wait_ms: i32,
     pub output: OutputFn,
     pub claimed: Option<ClaimedFn>,
+    /// Complete each polled batch with one complete_tasks call instead of one complete_task
+    /// per task.
+    pub batched: bool,
     pub progress: Arc<Progress>,
     pub stop: Arc<AtomicBool>,
 }
 
 /// The no-op quantum_flow worker: poll (waiting up to max_wait_ms when idle, so it never
-/// spins), complete each claimed task, until told to stop.
+/// spins), complete each claimed task (or the whole batch at once), until told to stop.
 pub async fn qf_loop(worker: Arc<Worker>, id: String, job: Arc<QfLoop>) -> Result<LoopStats> {
     let mut s = LoopStats::default();
     while !job.stop.load(Ordering::SeqCst) {
@@ -218,6 +289,27 @@ pub async fn qf_loop(worker: Arc<Worker>, id: String, job: Arc<QfLoop>) -> Resul
         if let Some(claimed) = &job.claimed {
             claimed(&tasks);
         }
+        if job.batched {
+            if tasks.is_empty() {
+                continue;
+            }
+            let outputs: Vec<Value> = tasks.iter().map(|t| (job.output)(t)).collect();
+            let t = Instant::now();
+            let done = worker.complete_all(&tasks, &outputs).await?;
+            let took = t.elapsed();
+            s.complete_time += took;
+            s.complete_max = s.complete_max.max(took);
+            s.complete_calls += 1;
+            for (task, completed) in tasks.iter().zip(done) {
+                if completed {
+                    s.completions += 1;
+                    job.progress.record(task.run_id);
+                } else {
+                    s.refused += 1;
+                }
+            }
+            continue;
+        }
         for task in &tasks {
             let output = (job.output)(task);
             let t = Instant::now();
@@ -225,6 +317,7 @@ pub async fn qf_loop(worker: Arc<Worker>, id: String, job: Arc<QfLoop>) -> Resul
             let took = t.elapsed();
             s.complete_time += took;
             s.complete_max = s.complete_max.max(took);
+            s.complete_calls += 1;
             if completed {
                 s.completions += 1;
                 job.progress.record(task.run_id);
@@ -270,6 +363,7 @@ pub async fn pgmq_loop(worker: Arc<Worker>, job: Arc<PgmqLoop>) -> Result<LoopSt
             let took = t.elapsed();
             s.complete_time += took;
             s.complete_max = s.complete_max.max(took);
+            s.complete_calls += 1;
             if deleted {
                 s.completions += 1;
                 job.progress.record(Uuid::nil());
