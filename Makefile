@@ -7,7 +7,9 @@
 #   make demo           install, then the demo on the throwaway cluster
 #   make test           install, then every test tier on the throwaway cluster (scripts/test.sh)
 #   make test-unit | test-regress | test-isolation | test-privileges | test-e2e |
-#        test-clients | test-upgrade | test-ops                    one tier
+#        test-clients | test-upgrade | test-ops | test-package     one tier
+#   make package        setup, then the .deb files of quantum_flow and pgmq in target/package/
+#                       (scripts/package.sh; apt install ./target/package/*.deb)
 #   make bench          the benchmark harness, on a throwaway cluster of its own (scripts/bench.sh);
 #                       options go in ARGS, e.g. make bench ARGS="--duration 60"
 #   make cluster-start | cluster-stop | cluster-status           the throwaway cluster by hand;
@@ -23,9 +25,9 @@ SHELL := bash
 PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 export PG_CONFIG
 
-TIERS := unit regress isolation privileges e2e clients upgrade ops
+TIERS := unit regress isolation privileges e2e clients upgrade ops package
 
-.PHONY: help setup install demo test $(addprefix test-,$(TIERS)) bench \
+.PHONY: help setup install demo test $(addprefix test-,$(TIERS)) bench package \
 	cluster-start cluster-stop cluster-status clean-cluster
 
 help:
@@ -46,8 +48,11 @@ test: install
 test-unit:
 	scripts/test.sh unit
 
-test-regress test-isolation test-privileges test-e2e test-clients test-upgrade test-ops: install
+test-regress test-isolation test-privileges test-e2e test-clients test-upgrade test-ops test-package: install
 	scripts/test.sh $(patsubst test-%,%,$@)
+
+package: setup
+	scripts/package.sh
 
 bench: setup
 	scripts/bench.sh $(ARGS)

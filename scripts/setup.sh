@@ -5,7 +5,8 @@
 #
 #   1. Debian packages: PostgreSQL 15, its server headers, clang (bindgen), sudo, pkg-config,
 #      python3-venv (the Python client's tests), pg_cron (the ops tier), chromium and graphviz
-#      (the graph tests render flow_graph's Mermaid and DOT), pg_cron (the ops tier schedules maintain())
+#      (the graph tests render flow_graph's Mermaid and DOT), pg_cron (the ops tier schedules maintain()),
+#      dpkg-dev and binutils (make package: dpkg-deb, dpkg-shlibdeps, strip)
 #   2. cargo-pgrx 0.18.0 (cargo install, about 4 minutes on 2 cores)
 #   3. pgrx initialised against the system PostgreSQL (cargo pgrx init --pg15 $PG_CONFIG)
 #   4. pgmq's extension files, taken from the pgmq crate that cargo fetches for the workspace
@@ -21,7 +22,7 @@ cd "$repo"
 PGRX_VERSION=0.18.0
 PG_MAJOR=15
 packages=(postgresql-15 postgresql-server-dev-15 clang libclang-dev sudo pkg-config python3-venv
-    postgresql-15-cron chromium graphviz)
+    postgresql-15-cron chromium graphviz dpkg-dev binutils)
 
 die() {
     echo "setup: error: $*" >&2

@@ -14,6 +14,8 @@
 #   upgrade     scripts/test-upgrade.sh     0.1.0 -> current on a cluster of its own (tests/upgrade)
 #   ops         scripts/test-ops.sh         background worker, pg_cron, crash safety on a
 #                                           cluster of its own (tests/ops)
+#   package     scripts/test-package.sh     the .deb files: contents, metadata, dpkg into a clean
+#                                           root, a private server loading them (tests/package)
 #
 # `scripts/test.sh regress isolation` runs only the tiers named.
 set -euo pipefail
@@ -22,7 +24,7 @@ set -euo pipefail
 cd "$repo"
 
 if [ $# -gt 0 ]; then tiers=("$@"); else
-    tiers=(unit regress isolation privileges e2e clients upgrade ops)
+    tiers=(unit regress isolation privileges e2e clients upgrade ops package)
 fi
 
 trap 'exit 130' INT
