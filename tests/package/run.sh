@@ -147,14 +147,15 @@ expect "only the packages' files were installed" \
     "$(cd "$root" && find . -path ./var -prune -o -type f -print | sort | paste -sd' ')"
 # Byte for byte: the SQL and control files are what cargo pgrx package wrote; the .so is the
 # built library stripped as package.sh says (so the same code, not a rebuild).
+same=yes
 for f in $(cd "$pgrx_out" && find . -type f ! -name '*.so'); do
-    cmp -s "$pgrx_out/$f" "$root/$f" || fail "$f differs from cargo pgrx package's"
+    cmp -s "$pgrx_out/$f" "$root/$f" || { fail "$f differs from cargo pgrx package's"; same=no; }
 done
+[ "$same" = no ] || ok "SQL and control files byte for byte as cargo pgrx package wrote them"
 strip --strip-unneeded --remove-section=.comment --remove-section=.note \
     -o "$tmp/stripped.so" "$pgrx_out$pkglibdir/quantum_flow.so"
 cmp -s "$tmp/stripped.so" "$root$pkglibdir/quantum_flow.so" && ok "quantum_flow.so = cargo pgrx package's, stripped" ||
     fail "quantum_flow.so is not cargo pgrx package's library stripped"
-ok "SQL and control files byte for byte as cargo pgrx package wrote them"
 # And against what `make install` put into the system (the library the other tiers tested):
 # reported, not required, since make test-package can run after a source change without install.
 sys_ext="$(PG_CONFIG="$PG_CONFIG" "$PG_CONFIG" --sharedir)/extension"
@@ -214,6 +215,14 @@ cp -rs "/usr/share/postgresql/$pg_major" "$pgroot/usr/share/postgresql/"
 find "$pgroot" \( -name 'quantum_flow*' -o -name 'pgmq*' \) -exec rm -f {} +
 dpkg -x "$pgmq_deb" "$pgroot"
 dpkg -x "$qf_deb" "$pgroot"
+# Every quantum_flow and pgmq file the private server can see is a regular file from a package.
+expect "the private server's quantum_flow and pgmq files are exactly the packages'" \
+    "$( (dpkg-deb -c "$qf_deb"; dpkg-deb -c "$pgmq_deb") | awk '$1 ~ /^-/ { print $6 }' |
+        grep -E '/(quantum_flow|pgmq)[^/]*$' | sed 's|^\.||' | sort | paste -sd' ')" \
+    "$(cd "$pgroot" && find . \( -name 'quantum_flow*' -o -name 'pgmq*' \) -type f ! -path './usr/share/doc/*' |
+        sed 's|^\.||' | sort | paste -sd' ')"
+[ -z "$(find "$pgroot" \( -name 'quantum_flow*' -o -name 'pgmq*' \) -type l)" ] ||
+    fail "a quantum_flow or pgmq symlink to the system's files is left in the private server's tree"
 expect "the private server's library directory (relocated)" "$pgroot$pkglibdir" "$("$pg_bin/pg_config" --pkglibdir)"
 expect "the private server's share directory (relocated)" "$pgroot/usr/share/postgresql/$pg_major" "$("$pg_bin/pg_config" --sharedir)"
 is_root && chown -R postgres: "$tmp" && chown -R root: "$root" "$pgroot"
