@@ -1,4 +1,4 @@
-//! `make demo`: the seed guide's workflows, run end to end by separate worker processes.
+//! `make demo`: the README's reference workflows, run end to end by separate worker processes.
 //!
 //! ```text
 //! quantum_flow_demo <database-url> [--fresh-database NAME] [--workers N]
@@ -7,8 +7,8 @@
 //!
 //! The main process works in the URL's database (`make demo` gives it a fresh one; with
 //! `--fresh-database NAME` it drops and creates database NAME on that cluster itself),
-//! installs the extension if missing, defines three workflows (the seed's Quick Start, the
-//! seed's ETL over `demo/data/customers.csv`, and the workflow an LLM wrote: the
+//! installs the extension if missing, defines three workflows (the README's Quick Start, its
+//! ETL over `demo/data/customers.csv`, and the workflow an LLM wrote: the
 //! `definition` of `demo/data/llm_workflow.json`, defined with `define_flow`), starts worker
 //! processes (this binary in `worker` mode), starts one run of each workflow and shows their
 //! progress until they end. Workers stop when their stdin closes and print their stats as
@@ -148,7 +148,7 @@ fn parse_demo_options(args: &[String]) -> Result<DemoOptions, BoxError> {
 
 async fn demo_main(url: &str, args: &[String]) -> Result<ExitCode, BoxError> {
     let options = parse_demo_options(args)?;
-    println!("quantum_flow demo: the seed's workflows, worked by separate worker processes\n");
+    println!("quantum_flow demo: the README's workflows, worked by separate worker processes\n");
 
     // 1. A database with the extension and the demo's own tables.
     let db_url = match &options.database {

@@ -3,7 +3,7 @@
 # every Mermaid text with the Mermaid CLI (mmdc, @mermaid-js/mermaid-cli in headless Chromium)
 # and every DOT text with Graphviz (dot -Tsvg).
 #
-# In a fresh database it defines the seed guide's three workflows (ai_data_pipeline,
+# In a fresh database it defines the three reference workflows (ai_data_pipeline,
 # my_workflow, claude_etl: the create_flow / add_step calls of
 # tests/pg_regress/sql/seed_guide.sql, run as they are written there) and the demo's LLM
 # workflow (support_ticket_triage: demo/data/llm_workflow.json through define_flow), drives
@@ -17,7 +17,7 @@
 # It also checks that the README's rendered Quick Start (the ```mermaid block after
 # "`flow_graph('ai_data_pipeline')`, the Quick Start's workflow, renders like this") is
 # exactly flow_graph('ai_data_pipeline') of tests/documents/cases/valid_quick_start.json
-# (which define_flow must find identical to the seed's Quick Start).
+# (which define_flow must find identical to the Quick Start of seed_guide.sql).
 #
 # All Mermaid texts are rendered by one mmdc run (a Markdown file with one ```mermaid block
 # per graph; mmdc starts a browser per run), plus one for the PNG. Only when that run fails
@@ -120,7 +120,7 @@ find "$out" -mindepth 1 -delete
     -c "CREATE EXTENSION quantum_flow CASCADE" >/dev/null ||
     die "cannot create extension quantum_flow in $db (is it installed?)"
 
-# The seed's definitions, as seed_guide.sql writes them: its \set lines for the column lists
+# The reference definitions, as seed_guide.sql writes them: its \set lines for the column lists
 # and every create_flow / add_step statement (up to the line that ends it with ";").
 awk '
     /^\\set (flow_cols|step_cols) / { print; next }
@@ -146,11 +146,11 @@ SQL
 [ "$llm_slug" = support_ticket_triage ] ||
     die "${llm_doc#"$repo"/} defines '$llm_slug', expected support_ticket_triage"
 
-# The Quick Start document of the README: define_flow must find it identical to the seed's.
+# The Quick Start document of the README: define_flow must find it identical to seed_guide.sql's.
 psql_at -v doc="$(cat "$quick_start_doc")" >/dev/null <<'SQL' ||
 SELECT quantum_flow.define_flow(:'doc'::jsonb) ->> 'workflow_slug';
 SQL
-    die "define_flow of ${quick_start_doc#"$repo"/} failed (above): it is not the seed's Quick Start"
+    die "define_flow of ${quick_start_doc#"$repo"/} failed (above): it is not seed_guide.sql's Quick Start"
 
 # 3. Runs, driven part way. Fixed run ids, so that the artefacts are the same every time.
 r_qs=6a4f0000-0000-0000-0000-000000000001      # ai_data_pipeline: completed, started, created

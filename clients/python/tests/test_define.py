@@ -22,7 +22,7 @@ from quantum_flow import FlowProblem, FlowStep, FlowValidation
 ETL_DOC = json.dumps(
     {
         "workflow_slug": "claude_etl",
-        "description": "the seed's ETL",
+        "description": "the reference ETL",
         "steps": [
             {"slug": "load_db", "depends_on": ["validate_rows"], "type": "single"},
             {"slug": "extract_csv", "depends_on": [], "type": "single"},
@@ -51,7 +51,7 @@ def test_defines_the_workflow_dependencies_first(conn: psycopg.Connection[Any]) 
         30,
         1,
     )
-    assert flow.description == "the seed's ETL"
+    assert flow.description == "the reference ETL"
     assert flow.steps == [
         FlowStep("extract_csv", "single", 0, [], None, None, None, None),
         FlowStep(
@@ -65,7 +65,7 @@ def test_defines_the_workflow_dependencies_first(conn: psycopg.Connection[Any]) 
     assert qf.define_flow(conn, ETL_DOC.encode("utf-8")) == flow
     # list_flows shows the description too.
     (row,) = [w for w in qf.list_flows(conn) if w.workflow_slug == "claude_etl"]
-    assert row.description == "the seed's ETL"
+    assert row.description == "the reference ETL"
 
 
 def test_the_defined_workflow_runs(conninfo: str, conn: psycopg.Connection[Any]) -> None:

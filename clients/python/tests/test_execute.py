@@ -22,7 +22,7 @@ def define_quick_start(conn: psycopg.Connection[Any], slug: str) -> None:
     qf.add_step(conn, slug, "save_results", ["process_batch"])
 
 
-def test_seed_quick_start(conninfo: str, conn: psycopg.Connection[Any]) -> None:
+def test_readme_quick_start(conninfo: str, conn: psycopg.Connection[Any]) -> None:
     define_quick_start(conn, "ai_data_pipeline")
     seen: Dict[str, Any] = {}
 

@@ -21,7 +21,7 @@ fn quick(timeout_s: u64) -> ExecuteOptions {
     }
 }
 
-/// The seed guide's Quick Start, verbatim in shape: 100 items fanned out and back in order.
+/// The README's Quick Start, in shape: 100 items fanned out and back in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn quick_start_returns_the_exact_output() {
     let url = database(DB).await;

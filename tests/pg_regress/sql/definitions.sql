@@ -32,7 +32,7 @@ SELECT count(*) AS workflows FROM quantum_flow.list_flows();
 SELECT :flow_cols FROM quantum_flow.create_flow('defs_defaults');
 -- every option positionally
 SELECT :flow_cols FROM quantum_flow.create_flow('defs_positional', 5, 60, 2);
--- named options, as in the seed; the others keep their defaults
+-- named options, as the README shows them; the others keep their defaults
 SELECT :flow_cols FROM quantum_flow.create_flow('defs_named', max_attempts => 5, timeout => 60);
 -- every argument named, in another order; the smallest valid options (base_delay 0 is valid)
 SELECT :flow_cols FROM quantum_flow.create_flow(base_delay => 0, timeout => 1, max_attempts => 1,

@@ -1,9 +1,9 @@
 --
--- seed_guide: the workflows of the seed guide (dynamic-workflows-guide.md) written in SQL with
--- named arguments, as the SQL API contract shows them: Quick Start (ai_data_pipeline),
+-- seed_guide: the three reference workflows of the README and docs, written in SQL with
+-- named arguments as the README shows them: the Quick Start (ai_data_pipeline), the
 -- Migration Path (my_workflow) and the Claude-generated ETL pipeline (claude_etl). Each is
--- defined, inspected with get_flow, listed with list_flows, and run once with the guide's
--- step functions played by SQL. Every workflow is deleted at the end.
+-- defined, inspected with get_flow, listed with list_flows, and run once with its step
+-- functions played by SQL. Every workflow is deleted at the end.
 --
 \set VERBOSITY terse
 \pset null '(null)'
@@ -39,7 +39,7 @@ SELECT jsonb_pretty(quantum_flow.get_flow('claude_etl') - 'created_at');
 
 -- the three workflows, ordered by workflow_slug
 SELECT :flow_cols FROM quantum_flow.list_flows();
--- the guide's "Sanitize slugs" advice: is_valid_slug on its names
+-- checking names before using them: is_valid_slug on its names
 SELECT slug, quantum_flow.is_valid_slug(slug)
 FROM unnest(ARRAY['ai_data_pipeline', 'my_workflow', 'claude_etl', 'fetch_data', 'process_batch',
                   'save_results', 'step1', 'extract_csv', 'validate_rows', 'load_db']) WITH ORDINALITY AS t(slug, n)

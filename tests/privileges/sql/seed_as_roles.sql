@@ -1,5 +1,5 @@
 --
--- seed_as_roles: the seed guide's workflows run end to end by LOGIN roles that each hold
+-- seed_as_roles: the reference workflows (seed_guide.sql) run end to end by LOGIN roles that each hold
 -- exactly one of the extension's roles, switching connections with \c (trust over TCP):
 --   qf_app_admin  (quantum_flow_admin)   defines the Quick Start's ai_data_pipeline and the
 --                                        Claude ETL flow, later runs maintain, prune_runs and
@@ -86,7 +86,7 @@ FROM quantum_flow.add_step('claude_etl', 'validate_rows', ARRAY['extract_csv'],
                            step_type => 'map', initial_tasks => 50);
 SELECT step_slug, step_type, step_index, deps_count, initial_tasks
 FROM quantum_flow.add_step('claude_etl', 'load_db', ARRAY['validate_rows']);
--- the guide's "Sanitize slugs" advice, and the client's read functions, through membership
+-- is_valid_slug (checking names first), and the client's read functions, through membership
 SELECT quantum_flow.is_valid_slug('ai_data_pipeline') AS valid, quantum_flow.is_valid_slug('9lives') AS invalid;
 SELECT workflow_slug FROM quantum_flow.list_flows();
 
@@ -113,7 +113,7 @@ FROM unnest(ARRAY[:'ai_run', :'etl_run', :'bad_etl_run']::uuid[]) WITH ORDINALIT
 ORDER BY n;
 
 --
--- The worker plays the guide's step functions
+-- The worker plays the workflows' step functions
 --
 \c - qf_app_worker
 SELECT current_user;

@@ -1,6 +1,6 @@
 --
 -- populate: run by the PREVIOUS release (0.1.0) in database qf_upgrade, before the upgrade.
--- Defines the seed guide's workflows and three of this test's own, and leaves runs in every
+-- Defines the reference workflows and three of this test's own, and leaves runs in every
 -- state: completed, failed (attempts exhausted), cancelled, and in flight (a map step partly
 -- completed, tasks claimed and never answered, tasks queued, tasks waiting for a retry).
 -- Schema upgrade_check (not part of the extension) holds the worker's step functions, the
@@ -88,7 +88,7 @@ LANGUAGE sql AS $$
 $$;
 
 --
--- The seed guide's workflows (as tests/pg_regress/sql/seed_guide.sql defines them)
+-- The reference workflows (as tests/pg_regress/sql/seed_guide.sql defines them)
 --
 SELECT :flow_cols FROM quantum_flow.create_flow('ai_data_pipeline', max_attempts => 5, timeout => 60);
 SELECT :step_cols FROM quantum_flow.add_step('ai_data_pipeline', 'fetch_data');
