@@ -7,7 +7,9 @@
 #   make demo           install, then the demo on the throwaway cluster
 #   make test           install, then every test tier on the throwaway cluster (scripts/test.sh)
 #   make test-unit | test-regress | test-isolation | test-privileges | test-e2e |
-#        test-clients | test-upgrade | test-ops | test-package     one tier
+#        test-clients | test-upgrade | test-ops | test-package | test-pg18     one tier
+#                       (test-pg18: regress and isolation on a private PostgreSQL 18,
+#                       scripts/test-pg18.sh)
 #   make package        setup, then the .deb files of quantum_flow and pgmq in target/package/
 #                       (scripts/package.sh; apt install ./target/package/*.deb)
 #   make bench          the benchmark harness, on a throwaway cluster of its own (scripts/bench.sh);
@@ -25,7 +27,7 @@ SHELL := bash
 PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 export PG_CONFIG
 
-TIERS := unit regress isolation privileges e2e clients upgrade ops package
+TIERS := unit regress isolation privileges e2e clients upgrade ops package pg18
 
 .PHONY: help setup install demo test $(addprefix test-,$(TIERS)) bench package \
 	cluster-start cluster-stop cluster-status clean-cluster
@@ -47,6 +49,10 @@ test: install
 
 test-unit:
 	scripts/test.sh unit
+
+# Builds and installs for its own private PostgreSQL 18 (scripts/pg18.sh), not the system's.
+test-pg18: setup
+	scripts/test.sh pg18
 
 test-regress test-isolation test-privileges test-e2e test-clients test-upgrade test-ops test-package: install
 	scripts/test.sh $(patsubst test-%,%,$@)

