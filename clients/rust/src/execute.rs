@@ -1,5 +1,5 @@
 //! `execute_dynamic`: start a run of a workflow and work it to the end in this process, as
-//! the seed's `Executor.execute_dynamic`.
+//! a script does that defines its handlers and waits for the answer.
 
 use crate::api;
 use crate::error::{Error, Result};

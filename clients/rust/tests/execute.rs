@@ -1,4 +1,4 @@
-//! execute_dynamic against a real cluster: the seed Quick Start, missing handlers, retries,
+//! execute_dynamic against a real cluster: the README's Quick Start, missing handlers, retries,
 //! handler errors and panics, timeouts.
 
 mod common;
