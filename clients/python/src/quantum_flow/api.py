@@ -8,8 +8,10 @@ Errors of the extension are raised as :class:`~quantum_flow.QuantumFlowError`.
 
 from __future__ import annotations
 
+import json
+import time
 from datetime import datetime
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 from uuid import UUID
 
 import psycopg
@@ -23,12 +25,16 @@ from .types import (
     FlowValidation,
     GraphFormat,
     Run,
+    RunEvent,
+    RunStatus,
+    RunSummary,
     Step,
     StepType,
     Task,
     TaskAnswer,
     WhenUnmet,
     Workflow,
+    WorkflowStats,
 )
 
 Connection = psycopg.Connection[Any]
@@ -507,10 +513,146 @@ def send_event(conn: Connection, run_id: RunId, step_slug: str, payload: Any = N
     )
 
 
-def get_run(conn: Connection, run_id: RunId) -> Run:
-    """A run's state (``run_not_found`` if there is none)."""
-    doc = _scalar(conn, "SELECT quantum_flow.get_run(%s::uuid)", [_uuid_param(run_id)])
+def get_run(conn: Connection, run_id: RunId, *, include_tasks: bool = False) -> Run:
+    """A run's state (``run_not_found`` if there is none).
+
+    With ``include_tasks=True`` each step's ``tasks`` lists its tasks (:class:`TaskState`:
+    status, attempts, last error, worker, claim deadline, next retry time), in index order;
+    without, ``tasks`` is None.
+    """
+    if include_tasks:
+        doc = _scalar(
+            conn,
+            "SELECT quantum_flow.get_run(%s::uuid, include_tasks => true)",
+            [_uuid_param(run_id)],
+        )
+    else:
+        doc = _scalar(conn, "SELECT quantum_flow.get_run(%s::uuid)", [_uuid_param(run_id)])
     return Run.from_json(doc)
+
+
+def wait_run(conn: Connection, run_id: RunId, max_wait_ms: int = 60000) -> Run:
+    """Waits until the run has ended (``completed`` or ``failed``) and returns it as
+    :func:`get_run` does: at once if it has ended, else as soon as the commit that ends it
+    happens, or after ``max_wait_ms`` with the run as it is then (check ``status``: a
+    ``started`` or ``paused`` run has not ended).
+
+    The wait runs in the server and holds its transaction open: use an autocommit connection.
+    ``max_wait_ms`` is from 0 to ``quantum_flow.max_wait_ms`` (60000 by default;
+    ``invalid_option`` beyond); ``run_not_found`` for an unknown run.
+    """
+    doc = _scalar(
+        conn,
+        "SELECT quantum_flow.wait_run(%s::uuid, %s::int)",
+        [_uuid_param(run_id), max_wait_ms],
+    )
+    return Run.from_json(doc)
+
+
+#: The channel of ``NOTIFY`` status changes.
+EVENTS_CHANNEL = "quantum_flow_events"
+
+
+def events(
+    conn: Connection,
+    *,
+    run_id: Optional[RunId] = None,
+    timeout: Optional[float] = None,
+) -> Iterator[RunEvent]:
+    """Status changes of runs and their steps as they commit: runs ``LISTEN
+    quantum_flow_events`` on ``conn`` (before it returns: changes committed from then on are
+    seen) and returns an iterator of :class:`RunEvent`, one per notification, in commit order.
+
+    ``conn`` must be in autocommit mode (notifications arrive between transactions) and is
+    given over to listening while the iterator is used. Only ``run_id``'s events with
+    ``run_id``; the iterator ends ``timeout`` seconds after this call (None: never; stop it
+    with ``break``). Changes committed before the ``LISTEN`` are not replayed: read
+    :func:`get_run` after this call to know where a run stands. Nothing is sent while the
+    server's ``quantum_flow.notify_events`` is off.
+    """
+    if not conn.autocommit:
+        raise ValueError("events() needs a connection in autocommit mode")
+    want = None if run_id is None else UUID(str(run_id))
+    with translate_errors():
+        conn.execute("LISTEN " + EVENTS_CHANNEL)
+    return _events(conn, want, None if timeout is None else time.monotonic() + timeout)
+
+
+def _events(conn: Connection, want: Optional[UUID], deadline: Optional[float]) -> Iterator[RunEvent]:
+    while True:
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            return
+        # Drained into a list before yielding: psycopg's notifies() holds the connection's
+        # lock while it is suspended, and the caller may use (or close) the connection after
+        # leaving the loop. stop_after=1 returns what one read brought, however many.
+        received = list(conn.notifies(timeout=remaining, stop_after=1))
+        for notify in received:
+            if notify.channel != EVENTS_CHANNEL:
+                continue
+            try:
+                event = RunEvent.from_json(json.loads(notify.payload))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                # Any role may NOTIFY on the channel: what is not an event is not ours.
+                continue
+            if want is None or event.run_id == want:
+                yield event
+
+
+# ---------------------------------------------------------------------------------------------
+# Watching: the status views and metrics
+
+_RUN_LIST_COLUMNS = (
+    "run_id, workflow_slug, status, parent_run_id, started_at, start_at, deadline, "
+    "completed_at, failed_at, duration, error_message, steps_total, steps_done, "
+    "steps_started, tasks_total, tasks_completed"
+)
+_WORKFLOW_STATS_COLUMNS = (
+    "workflow_slug, runs_started, runs_paused, runs_completed, runs_failed, tasks_queued, "
+    "tasks_started, tasks_failed, oldest_queued_seconds, completed_last_minute"
+)
+
+
+def run_list(
+    conn: Connection,
+    workflow_slug: Optional[str] = None,
+    *,
+    status: Optional[RunStatus] = None,
+    limit: Optional[int] = 100,
+) -> List[RunSummary]:
+    """Rows of the view ``quantum_flow.run_list`` (one per run: status, progress, times),
+    newest first, of one workflow or of all (``workflow_slug=None``), of one status or of
+    all, at most ``limit`` (None: every run)."""
+    rows = _rows(
+        conn,
+        f"SELECT {_RUN_LIST_COLUMNS} FROM quantum_flow.run_list "
+        "WHERE (%s::text IS NULL OR workflow_slug = %s::text) "
+        "AND (%s::text IS NULL OR status = %s::text) "
+        "ORDER BY started_at DESC, run_id LIMIT %s::bigint",
+        [workflow_slug, workflow_slug, status, status, limit],
+    )
+    return [RunSummary(**row) for row in rows]
+
+
+def workflow_stats(conn: Connection, workflow_slug: Optional[str] = None) -> List[WorkflowStats]:
+    """Rows of the view ``quantum_flow.workflow_stats`` (per workflow: runs by status, tasks
+    queued, claimed and failed, the oldest queued task's age, completions in the last minute),
+    ordered by slug; one workflow's row only with ``workflow_slug`` (``[]`` if it does not
+    exist)."""
+    rows = _rows(
+        conn,
+        f"SELECT {_WORKFLOW_STATS_COLUMNS} FROM quantum_flow.workflow_stats "
+        "WHERE %s::text IS NULL OR workflow_slug = %s::text ORDER BY workflow_slug",
+        [workflow_slug, workflow_slug],
+    )
+    return [WorkflowStats(**row) for row in rows]
+
+
+def metrics(conn: Connection) -> str:
+    """The figures of ``workflow_stats`` in the Prometheus text exposition format (for an
+    exporter or a scrape endpoint to serve as it is)."""
+    text: str = _scalar(conn, "SELECT quantum_flow.metrics()")
+    return text
 
 
 def _uuid_param(run_id: Optional[RunId]) -> Optional[str]:

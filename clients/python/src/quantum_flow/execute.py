@@ -15,6 +15,9 @@ from .worker import StepFunction, Worker, missing_step_functions
 
 log = logging.getLogger("quantum_flow.execute")
 
+#: Longest single wait_run, in seconds: how soon a worker that stopped is noticed.
+_WAIT_SLICE = 1.0
+
 
 def execute_dynamic(
     conninfo: str,
@@ -33,8 +36,9 @@ def execute_dynamic(
 
     Before starting anything it raises ``QuantumFlowError('workflow_not_found')`` when the
     workflow does not exist and :class:`MissingStepFunctions` naming every step that has no
-    function. Then it starts the run and works it with a :class:`Worker` (``poll_wait_ms``
-    is the worker's ``poll_tasks`` wait and how often the run's status is read). Raises
+    function. Then it starts the run, works it with a :class:`Worker` (``poll_wait_ms`` is
+    the worker's ``poll_tasks`` wait) and waits for its end with ``wait_run``, which the
+    commit that ends the run wakes (no polling of ``get_run``). Raises
     :class:`RunFailed` with the run's error message (which says where it failed: ``"step a,
     task 0, attempt 1: ..."``) when the run fails and :class:`RunTimeout` (a
     ``TimeoutError``) when it has not ended after ``timeout`` seconds; the run is then left
@@ -62,11 +66,14 @@ def execute_dynamic(
         )
         run_id = api.start_flow(control, workflow_slug, input, run_id)
         deadline = time.monotonic() + timeout
-        check_every = max(poll_wait_ms, 10) / 1000.0
         worker.start()
         try:
+            remaining = timeout
             while True:
-                run = api.get_run(control, run_id)
+                # wait_run returns as soon as the commit that ends the run happens; the wait
+                # is cut into slices so that a worker that died is noticed within one.
+                wait_ms = int(min(max(remaining, 0.0), _WAIT_SLICE) * 1000)
+                run = api.wait_run(control, run_id, max_wait_ms=wait_ms)
                 if run.status == "completed":
                     return run.output
                 if run.status == "failed":
@@ -79,7 +86,6 @@ def execute_dynamic(
                     # The worker stopped on its own: stop() re-raises why.
                     worker.stop(timeout=shutdown_grace)
                     raise RuntimeError("the worker stopped unexpectedly")
-                time.sleep(min(check_every, remaining))
         finally:
             try:
                 worker.stop(timeout=shutdown_grace)

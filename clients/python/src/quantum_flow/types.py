@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, List, Literal, Mapping, Optional, Union
 from uuid import UUID
 
@@ -12,6 +12,7 @@ from uuid import UUID
 StepType = Literal["single", "map", "event"]
 RunStatus = Literal["started", "paused", "completed", "failed"]
 StepStatus = Literal["created", "started", "completed", "failed", "cancelled", "skipped"]
+TaskStatus = Literal["queued", "started", "completed", "failed"]
 #: What a step does when its input does not meet its ``if_matches`` / ``if_not_matches``:
 #: it is skipped, it and every step below it are skipped, or the run fails.
 WhenUnmet = Literal["skip", "skip_cascade", "fail"]
@@ -206,6 +207,37 @@ class TaskAnswer:
 
 
 @dataclass(frozen=True)
+class TaskState:
+    """A task of a run's step, as ``get_run(..., include_tasks=True)`` reports it."""
+
+    task_index: int
+    status: TaskStatus
+    #: Attempts made so far, the current one included once claimed (counted since the last
+    #: ``retry_run``).
+    attempts: int
+    #: The last failed attempt's error (kept while the task is retried).
+    error_message: Optional[str]
+    #: The worker that holds or last held it (``poll_tasks(worker_id=...)``).
+    worker_id: Optional[str]
+    #: When a claimed (``started``) task's claim runs out and it is handed to another poller.
+    claim_deadline: Optional[datetime]
+    #: When a ``queued`` task waiting for its retry backoff becomes visible again.
+    next_retry_at: Optional[datetime]
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> TaskState:
+        return cls(
+            task_index=doc["task_index"],
+            status=doc["status"],
+            attempts=doc["attempts"],
+            error_message=doc.get("error_message"),
+            worker_id=doc.get("worker_id"),
+            claim_deadline=_optional_timestamp(doc.get("claim_deadline")),
+            next_retry_at=_optional_timestamp(doc.get("next_retry_at")),
+        )
+
+
+@dataclass(frozen=True)
 class StepState:
     """A step of a run, as ``get_run`` reports it."""
 
@@ -217,6 +249,9 @@ class StepState:
     error_message: Optional[str]
     #: A sub-flow step's child runs, in task order (None for other steps).
     child_run_ids: Optional[List[UUID]] = None
+    #: The step's tasks in index order, with ``get_run(..., include_tasks=True)`` (else None;
+    #: ``[]`` for a step without tasks yet).
+    tasks: Optional[List[TaskState]] = None
 
 
 @dataclass(frozen=True)
@@ -268,6 +303,9 @@ class Run:
                     output=s.get("output"),
                     error_message=s.get("error_message"),
                     child_run_ids=_optional_uuids(s.get("child_run_ids")),
+                    tasks=None
+                    if s.get("tasks") is None
+                    else [TaskState.from_json(t) for t in s["tasks"]],
                 )
                 for s in doc["steps"]
             ],
@@ -275,6 +313,78 @@ class Run:
             start_at=_optional_timestamp(doc.get("start_at")),
             deadline=_optional_timestamp(doc.get("deadline")),
         )
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    """A status change, as ``NOTIFY quantum_flow_events`` sends it after its commit: of the
+    run itself (``step_slug`` None) or of one of its steps."""
+
+    run_id: UUID
+    workflow_slug: str
+    #: The step whose status changed; None for the run's own status.
+    step_slug: Optional[str]
+    #: The new status: a run's (``started``, ``paused``, ``completed``, ``failed``) or a
+    #: step's (``started``, ``completed``, ``failed``, ``skipped``).
+    status: str
+
+    @property
+    def ends_run(self) -> bool:
+        """Whether this is the run's own ``completed`` or ``failed``."""
+        return self.step_slug is None and self.status in ("completed", "failed")
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> RunEvent:
+        return cls(
+            run_id=UUID(doc["run_id"]),
+            workflow_slug=doc["workflow_slug"],
+            step_slug=doc.get("step_slug"),
+            status=doc["status"],
+        )
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """A row of the view ``quantum_flow.run_list``: a run's status, progress and times."""
+
+    run_id: UUID
+    workflow_slug: str
+    status: RunStatus
+    parent_run_id: Optional[UUID]
+    started_at: datetime
+    start_at: Optional[datetime]
+    deadline: Optional[datetime]
+    completed_at: Optional[datetime]
+    failed_at: Optional[datetime]
+    #: From its start to its end, or to now for a run not ended.
+    duration: timedelta
+    error_message: Optional[str]
+    steps_total: int
+    #: Steps completed or skipped.
+    steps_done: int
+    steps_started: int
+    tasks_total: int
+    tasks_completed: int
+
+
+@dataclass(frozen=True)
+class WorkflowStats:
+    """A row of the view ``quantum_flow.workflow_stats``: a workflow's runs and tasks."""
+
+    workflow_slug: str
+    runs_started: int
+    runs_paused: int
+    runs_completed: int
+    runs_failed: int
+    #: Tasks of live (started or paused) runs that are queued / claimed.
+    tasks_queued: int
+    tasks_started: int
+    #: Tasks failed for good, in the failed runs kept.
+    tasks_failed: int
+    #: Seconds since the oldest queued task of a live run became ready (None: none queued).
+    oldest_queued_seconds: Optional[float]
+    #: Tasks completed in the last minute.
+    completed_last_minute: int
 
 
 @dataclass(frozen=True)
