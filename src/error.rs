@@ -232,4 +232,23 @@ mod readme_tests {
         actual.sort();
         assert_eq!(documented, actual);
     }
+
+    /// docs/troubleshooting.md has a section per code, headed by the code and its SQLSTATE,
+    /// and no section for a code that does not exist.
+    #[test]
+    fn troubleshooting_page_covers_every_code() {
+        let page = include_str!("../docs/troubleshooting.md");
+        let mut documented: Vec<String> = page
+            .lines()
+            .filter_map(|line| line.strip_prefix("### `"))
+            .map(|rest| rest.replace("` (", " ").trim_end_matches(')').to_string())
+            .collect();
+        documented.sort();
+        let mut actual: Vec<String> = QfError::catalogue()
+            .into_iter()
+            .map(|(c, s)| format!("{c} {s}"))
+            .collect();
+        actual.sort();
+        assert_eq!(documented, actual);
+    }
 }
