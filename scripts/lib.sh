@@ -83,3 +83,38 @@ run_golden_suite() {
         return 1
     fi
 }
+
+# pgmq's extension files (SQL only: the control and script files that ship inside the pgmq
+# crate cargo fetches for the workspace member tools/pgmq-files) installed into
+# $($1 --sharedir)/extension unless the same files are there already; through as_root when that
+# directory is not writable, refused with message $2 (if given) then. Callers define die.
+qf_install_pgmq_files() {
+    local pg_config="$1" cannot_write="${2:-}" metadata pgmq_dir pgmq_version ext_dir
+    metadata="$(cargo metadata --format-version 1 --manifest-path "$repo/Cargo.toml")" ||
+        die "cargo metadata failed (see above); it is how the pgmq crate is located"
+    pgmq_dir="$(python3 -c '
+import json, os, sys
+for p in json.load(sys.stdin)["packages"]:
+    if p["name"] == "pgmq":
+        print(os.path.join(os.path.dirname(p["manifest_path"]), "src", "install", "embedded"))
+        break
+' <<<"$metadata")"
+    [ -n "$pgmq_dir" ] && [ -f "$pgmq_dir/pgmq.control" ] && [ -f "$pgmq_dir/sql/pgmq.sql" ] ||
+        die "the pgmq crate's embedded extension files were not found (is tools/pgmq-files a workspace member?)"
+    pgmq_version="$(sed -n "s/^default_version *= *'\(.*\)'.*/\1/p" "$pgmq_dir/pgmq.control")"
+    [ -n "$pgmq_version" ] || die "no default_version in $pgmq_dir/pgmq.control"
+    ext_dir="$("$pg_config" --sharedir)/extension"
+    if cmp -s "$pgmq_dir/pgmq.control" "$ext_dir/pgmq.control" &&
+        cmp -s "$pgmq_dir/sql/pgmq.sql" "$ext_dir/pgmq--$pgmq_version.sql"; then
+        echo "ok: pgmq $pgmq_version extension files in $ext_dir"
+        return 0
+    fi
+    echo "installing: pgmq $pgmq_version extension files into $ext_dir"
+    local run=()
+    if [ ! -w "$ext_dir" ]; then
+        [ -z "$cannot_write" ] || die "$cannot_write"
+        run=(as_root)
+    fi
+    "${run[@]}" install -m 644 "$pgmq_dir/pgmq.control" "$ext_dir/pgmq.control"
+    "${run[@]}" install -m 644 "$pgmq_dir/sql/pgmq.sql" "$ext_dir/pgmq--$pgmq_version.sql"
+}

@@ -170,29 +170,7 @@ setup() {
     done
 
     # 4. pgmq's extension files, from the pgmq crate (as scripts/setup.sh does for 15)
-    local metadata pgmq_dir pgmq_version ext_dir
-    metadata="$(cargo metadata --format-version 1 --manifest-path "$repo/Cargo.toml")" ||
-        die "cargo metadata failed (see above); it is how the pgmq crate is located"
-    pgmq_dir="$(python3 -c '
-import json, os, sys
-for p in json.load(sys.stdin)["packages"]:
-    if p["name"] == "pgmq":
-        print(os.path.join(os.path.dirname(p["manifest_path"]), "src", "install", "embedded"))
-        break
-' <<<"$metadata")"
-    [ -n "$pgmq_dir" ] && [ -f "$pgmq_dir/pgmq.control" ] && [ -f "$pgmq_dir/sql/pgmq.sql" ] ||
-        die "the pgmq crate's embedded extension files were not found"
-    pgmq_version="$(sed -n "s/^default_version *= *'\(.*\)'.*/\1/p" "$pgmq_dir/pgmq.control")"
-    [ -n "$pgmq_version" ] || die "no default_version in $pgmq_dir/pgmq.control"
-    ext_dir="$("$pg18_config" --sharedir)/extension"
-    if cmp -s "$pgmq_dir/pgmq.control" "$ext_dir/pgmq.control" &&
-        cmp -s "$pgmq_dir/sql/pgmq.sql" "$ext_dir/pgmq--$pgmq_version.sql"; then
-        echo "ok: pgmq $pgmq_version extension files in $ext_dir"
-    else
-        echo "installing: pgmq $pgmq_version extension files into $ext_dir"
-        install -m 644 "$pgmq_dir/pgmq.control" "$ext_dir/pgmq.control"
-        install -m 644 "$pgmq_dir/sql/pgmq.sql" "$ext_dir/pgmq--$pgmq_version.sql"
-    fi
+    qf_install_pgmq_files "$pg18_config"
 }
 
 install_extension() {

@@ -80,29 +80,4 @@ else
 fi
 
 # 4. pgmq: SQL-only, its control and script files ship inside the pgmq crate
-if ! metadata="$(cargo metadata --format-version 1 --manifest-path "$repo/Cargo.toml")"; then
-    die "cargo metadata failed (see above); it is how the pgmq crate is located"
-fi
-pgmq_dir="$(python3 -c '
-import json, os, sys
-for p in json.load(sys.stdin)["packages"]:
-    if p["name"] == "pgmq":
-        print(os.path.join(os.path.dirname(p["manifest_path"]), "src", "install", "embedded"))
-        break
-' <<<"$metadata")"
-if [ -z "$pgmq_dir" ] || [ ! -f "$pgmq_dir/pgmq.control" ] || [ ! -f "$pgmq_dir/sql/pgmq.sql" ]; then
-    die "the pgmq crate's embedded extension files were not found (is tools/pgmq-files a workspace member?)"
-fi
-pgmq_version="$(sed -n "s/^default_version *= *'\(.*\)'.*/\1/p" "$pgmq_dir/pgmq.control")"
-[ -n "$pgmq_version" ] || die "no default_version in $pgmq_dir/pgmq.control"
-ext_dir="$("$PG_CONFIG" --sharedir)/extension"
-if cmp -s "$pgmq_dir/pgmq.control" "$ext_dir/pgmq.control" &&
-    cmp -s "$pgmq_dir/sql/pgmq.sql" "$ext_dir/pgmq--$pgmq_version.sql"; then
-    echo "ok: pgmq $pgmq_version extension files in $ext_dir"
-else
-    echo "installing: pgmq $pgmq_version extension files into $ext_dir"
-    if [ ! -w "$ext_dir" ]; then [ -z "$root_hint" ] || die "$root_hint"; fi
-    if [ -w "$ext_dir" ]; then sudo_=(); else sudo_=(as_root); fi
-    "${sudo_[@]}" install -m 644 "$pgmq_dir/pgmq.control" "$ext_dir/pgmq.control"
-    "${sudo_[@]}" install -m 644 "$pgmq_dir/sql/pgmq.sql" "$ext_dir/pgmq--$pgmq_version.sql"
-fi
+qf_install_pgmq_files "$PG_CONFIG" "$root_hint"
