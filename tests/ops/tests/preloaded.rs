@@ -406,7 +406,11 @@ async fn delayed_work_and_timers_survive_a_restart() {
          SELECT quantum_flow.add_step('deadline', 'a');",
     )
     .await;
+    // The server sets each due time from its clock during the call: no earlier than what the
+    // test's clock reads just before the call, plus the delay.
+    let sleepy_due = Instant::now() + DELAY;
     let delayed = start_flow(&c, "sleepy", &json!({})).await;
+    let sched_due = Instant::now() + DELAY;
     let scheduled: Uuid = c
         .query_one(
             "SELECT quantum_flow.start_flow('sched', '{}', start_at => clock_timestamp() + interval '8 seconds')",
@@ -440,11 +444,17 @@ async fn delayed_work_and_timers_survive_a_restart() {
         vec![],
         "claimable before its start_at"
     );
-    for (flow, run) in [("sleepy", delayed), ("sched", scheduled)] {
+    for (flow, run, flow_due) in [
+        ("sleepy", delayed, sleepy_due),
+        ("sched", scheduled, sched_due),
+    ] {
         let tasks = poll(&c, flow, 10, 20_000).await.unwrap();
         assert_eq!(tasks.len(), 1, "{flow}: the waiting poll returned nothing");
         assert_eq!(tasks[0].run_id, run);
-        assert!(Instant::now() >= due, "{flow}: claimed before it was due");
+        assert!(
+            Instant::now() >= flow_due,
+            "{flow}: claimed before it was due"
+        );
     }
     // The run's deadline passed meanwhile: the first poll of its workflow (or maintain())
     // reads the timer and fails the run. (The maintenance worker may be off by now: another
