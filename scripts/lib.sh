@@ -3,7 +3,7 @@
 #   repo        absolute path of the repository
 #   PG_CONFIG   the pg_config of the PostgreSQL we build for and run (exported;
 #               default /usr/lib/postgresql/15/bin/pg_config)
-#   is_root, as_root, qf_state_dir, banner
+#   is_root, as_root, qf_state_dir, banner, run_golden_suite, qf_install_pgmq_files, qf_npm_ci
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PG_CONFIG="${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}"
 export PG_CONFIG
@@ -117,4 +117,21 @@ for p in json.load(sys.stdin)["packages"]:
     fi
     "${run[@]}" install -m 644 "$pgmq_dir/pgmq.control" "$ext_dir/pgmq.control"
     "${run[@]}" install -m 644 "$pgmq_dir/sql/pgmq.sql" "$ext_dir/pgmq--$pgmq_version.sql"
+}
+
+# npm ci in DIR (which has package.json and package-lock.json) when its node_modules is
+# missing or was installed from other versions of those two files (their hash is kept in
+# node_modules/.quantum_flow-install-hash); otherwise nothing. Needs node and npm.
+qf_npm_ci() {
+    local dir="$1" want have="" t0=$SECONDS
+    want="$(cd "$dir" && sha256sum package.json package-lock.json | sha256sum | cut -d' ' -f1)" || return 1
+    [ -f "$dir/node_modules/.quantum_flow-install-hash" ] &&
+        have="$(cat "$dir/node_modules/.quantum_flow-install-hash")"
+    if [ -d "$dir/node_modules" ] && [ "$want" = "$have" ]; then
+        return 0
+    fi
+    echo "npm ci in ${dir#"$repo"/}"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) || return 1
+    echo "$want" >"$dir/node_modules/.quantum_flow-install-hash"
+    echo "npm ci in ${dir#"$repo"/} took $((SECONDS - t0)) s"
 }

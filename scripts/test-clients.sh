@@ -49,22 +49,9 @@ part_node() {
         warn "node $(node --version) is too old: clients/node needs Node.js 18 or newer"
         return 1
     fi
+    qf_npm_ci "$repo/clients/node" || return 1
     (
         cd clients/node
-        local want have=""
-        want="$(sha256sum package.json package-lock.json 2>/dev/null | sha256sum | cut -d' ' -f1)"
-        [ -f node_modules/.quantum_flow-install-hash ] &&
-            have="$(cat node_modules/.quantum_flow-install-hash)"
-        if [ ! -d node_modules ] || [ "$want" != "$have" ]; then
-            if [ -f package-lock.json ]; then
-                say "npm ci in clients/node"
-                npm ci --no-audit --no-fund --loglevel=error || exit 1
-            else
-                say "npm install in clients/node (no package-lock.json)"
-                npm install --no-audit --no-fund --loglevel=error || exit 1
-            fi
-            echo "$want" >node_modules/.quantum_flow-install-hash
-        fi
         npm test --silent
     )
 }

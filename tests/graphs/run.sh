@@ -42,6 +42,8 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
+# shellcheck source=scripts/lib.sh
+. "$repo/scripts/lib.sh"
 db="${QF_GRAPHS_DB:-qf_graphs}"
 out="${QF_GRAPHS_OUT:-$repo/.qf/graphs}"
 readme="$repo/README.md"
@@ -90,21 +92,9 @@ psql_=(psql -X -q -v ON_ERROR_STOP=1)
 # One value per line, unaligned, no headers: for reading query results into the script.
 psql_at() { "${psql_[@]}" -At "${graphs_conn[@]}" "$@"; }
 
-# 1. The Mermaid CLI, installed as scripts/test-clients.sh installs clients/node.
+# 1. The Mermaid CLI (qf_npm_ci: npm ci when node_modules is missing or stale).
 mmdc="$here/node_modules/.bin/mmdc"
-(
-    cd "$here"
-    want="$(sha256sum package.json package-lock.json | sha256sum | cut -d' ' -f1)"
-    have=""
-    [ -f node_modules/.quantum_flow-install-hash ] && have="$(cat node_modules/.quantum_flow-install-hash)"
-    if [ ! -d node_modules ] || [ "$want" != "$have" ]; then
-        say "npm ci in tests/graphs (the Mermaid CLI)"
-        t0="$(date +%s)"
-        npm ci --no-audit --no-fund --loglevel=error || exit 1
-        echo "$want" >node_modules/.quantum_flow-install-hash
-        say "npm ci took $(($(date +%s) - t0)) s"
-    fi
-) || die "npm ci in tests/graphs failed"
+qf_npm_ci "$here" || die "npm ci in tests/graphs (the Mermaid CLI) failed"
 [ -x "$mmdc" ] || die "no mmdc in tests/graphs/node_modules (npm ci did not install @mermaid-js/mermaid-cli)"
 
 work="$(mktemp -d)"
