@@ -193,7 +193,7 @@ pub enum Error {
         detail: Option<String>,
     },
     /// Any other database or connection error.
-    #[error("database error: {0}")]
+    #[error("database error: {}", describe_db_error(.0))]
     Db(#[source] tokio_postgres::Error),
     /// `execute_dynamic` / `Worker::connect`: steps of the workflow that have no handler, in
     /// step order.
@@ -218,6 +218,16 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A tokio-postgres error as a person needs to read it: the server's own message and
+/// SQLSTATE for an error the server raised (tokio-postgres' `Display` says only "db
+/// error" then), else tokio-postgres' text (connection errors name their cause).
+pub fn describe_db_error(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}
 
 impl Error {
     /// The API error code, when this is an [`Error::Api`].
