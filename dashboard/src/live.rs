@@ -1,0 +1,117 @@
+//! Live updates: one connection of the server LISTENs on `quantum_flow_events` (through the
+//! client crate's event stream) and fans each event out to the browsers' server-sent event
+//! streams. The connection is re-opened when it drops; the pages are then told to `resync`,
+//! since changes may have been missed in between.
+
+use axum::response::sse::Event;
+use futures::{Stream, StreamExt};
+use quantum_flow_client::RunEvent;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::BroadcastStream;
+use uuid::Uuid;
+
+/// How many events a slow browser may fall behind before it is told to `resync`.
+const BACKLOG: usize = 1024;
+
+#[derive(Debug, Clone)]
+enum Message {
+    Change(RunEvent),
+    Resync,
+}
+
+/// Which events a page wants: one run's, one workflow's, or (both `None`) all.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub run_id: Option<Uuid>,
+    pub workflow: Option<String>,
+}
+
+impl Filter {
+    fn wants(&self, event: &RunEvent) -> bool {
+        self.run_id.is_none_or(|id| id == event.run_id)
+            && self
+                .workflow
+                .as_deref()
+                .is_none_or(|w| w == event.workflow_slug)
+    }
+}
+
+pub struct Live {
+    sender: broadcast::Sender<Message>,
+    connected: Arc<AtomicBool>,
+}
+
+impl Live {
+    /// Starts the listening task; it runs as long as the process.
+    pub fn start(database_url: String) -> Live {
+        let (sender, _) = broadcast::channel(BACKLOG);
+        let connected = Arc::new(AtomicBool::new(false));
+        tokio::spawn(listen(database_url, sender.clone(), connected.clone()));
+        Live { sender, connected }
+    }
+
+    /// Whether the LISTEN connection is up (the pages say so).
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// A browser's event stream: `change` events (the event's JSON) that pass `filter`, and
+    /// `resync` events.
+    pub fn subscribe(&self, filter: Filter) -> impl Stream<Item = Result<Event, Infallible>> {
+        BroadcastStream::new(self.sender.subscribe()).filter_map(move |message| {
+            let event = match message {
+                Ok(Message::Change(event)) if filter.wants(&event) => Some(
+                    Event::default().event("change").data(
+                        serde_json::json!({
+                            "run_id": event.run_id,
+                            "workflow_slug": event.workflow_slug,
+                            "step_slug": event.step_slug,
+                            "status": event.status,
+                        })
+                        .to_string(),
+                    ),
+                ),
+                Ok(Message::Change(_)) => None,
+                Ok(Message::Resync) | Err(BroadcastStreamRecvError::Lagged(_)) => {
+                    Some(Event::default().event("resync").data("{}"))
+                }
+            };
+            futures::future::ready(event.map(Ok))
+        })
+    }
+}
+
+async fn listen(database_url: String, sender: broadcast::Sender<Message>, up: Arc<AtomicBool>) {
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match quantum_flow_client::events(&database_url).await {
+            Ok(stream) => {
+                tracing::info!("listening on quantum_flow_events");
+                up.store(true, Ordering::Relaxed);
+                delay = Duration::from_millis(250);
+                // whatever happened while the connection was down is unknown to the pages
+                let _ = sender.send(Message::Resync);
+                let mut stream = std::pin::pin!(stream);
+                while let Some(item) = stream.next().await {
+                    match item {
+                        // no receiver is fine: nobody is watching
+                        Ok(event) => drop(sender.send(Message::Change(event))),
+                        Err(e) => {
+                            tracing::warn!("quantum_flow_events: {e}");
+                            break;
+                        }
+                    }
+                }
+                up.store(false, Ordering::Relaxed);
+            }
+            Err(e) => tracing::warn!("cannot LISTEN on quantum_flow_events: {e}"),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
+}
