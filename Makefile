@@ -4,10 +4,12 @@
 #                       pgmq's extension files (scripts/setup.sh; about a second when all is there)
 #   make install        setup, then build quantum_flow (release) and install it into the
 #                       PostgreSQL of PG_CONFIG (default: the system PostgreSQL 15)
-#   make demo           install, then the demo on the throwaway cluster
+#   make demo           install, then the demo on the throwaway cluster, watched by the web
+#                       dashboard (its address is printed; dashboard/)
 #   make test           install, then every test tier on the throwaway cluster (scripts/test.sh)
 #   make test-unit | test-regress | test-isolation | test-privileges | test-e2e |
-#        test-clients | test-upgrade | test-ops | test-package | test-pg18     one tier
+#        test-clients | test-dashboard | test-upgrade | test-ops | test-package |
+#        test-pg18      one tier
 #                       (test-pg18: regress and isolation on a private PostgreSQL 18,
 #                       scripts/test-pg18.sh)
 #   make package        setup, then the .deb files of quantum_flow and pgmq in target/package/
@@ -27,7 +29,7 @@ SHELL := bash
 PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 export PG_CONFIG
 
-TIERS := unit regress isolation privileges e2e clients upgrade ops package pg18
+TIERS := unit regress isolation privileges e2e clients dashboard upgrade ops package pg18
 
 .PHONY: help setup install demo test $(addprefix test-,$(TIERS)) bench package \
 	cluster-start cluster-stop cluster-status clean-cluster
@@ -54,7 +56,7 @@ test-unit:
 test-pg18: setup
 	scripts/test.sh pg18
 
-test-regress test-isolation test-privileges test-e2e test-clients test-upgrade test-ops test-package: install
+test-regress test-isolation test-privileges test-e2e test-clients test-dashboard test-upgrade test-ops test-package: install
 	scripts/test.sh $(patsubst test-%,%,$@)
 
 package: setup

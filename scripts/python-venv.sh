@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The virtualenv .qf/venv with ./clients/python, pytest and jsonschema installed, used by the
-# clients tier (scripts/test-clients.sh: the Python client's tests) and by make bench (phase
-# (p): the Python client's Worker). Created when missing; the package is reinstalled only when
+# The virtualenv .qf/venv with ./clients/python, pytest, jsonschema and playwright installed,
+# used by the clients tier (scripts/test-clients.sh: the Python client's tests), the dashboard
+# tier (scripts/test-dashboard.sh: Playwright driving the system Chromium) and by make bench
+# (phase (p): the Python client's Worker). Created when missing; the package is reinstalled only when
 # clients/python's pyproject.toml or sources changed (their hash is kept in the venv), so a
 # second call takes well under a second. PYTHON picks the interpreter (default python3). When
 # the interpreter cannot create venvs (Debian without python3-venv), python3-venv is installed
@@ -15,12 +16,15 @@ say() { echo "python-venv: $*"; }
 warn() { echo "python-venv: $*" >&2; }
 
 venv="$repo/.qf/venv"
+# Playwright's Python package only: it drives /usr/bin/chromium (Debian's), so no
+# `playwright install` browser download is needed.
+python_tools="playwright==1.65.2"
 python="${PYTHON:-python3}"
 
 # Hash of everything that goes into the installed Python package, and of the test tools.
 python_sources_hash() {
     {
-        echo "pytest jsonschema"
+        echo "pytest jsonschema $python_tools"
         (cd clients/python &&
             find pyproject.toml src -name '*.egg-info' -prune -o -type f ! -name '*.pyc' -print |
             LC_ALL=C sort | xargs sha256sum)
@@ -66,7 +70,7 @@ prepare() {
         # setuptools builds in the source tree: a stale build/ would ship deleted modules.
         rm -rf clients/python/build
         "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-            ./clients/python pytest jsonschema || return 1
+            ./clients/python pytest jsonschema $python_tools || return 1
         # Same version number, new sources: make pip replace the installed copy.
         "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
             --force-reinstall --no-deps ./clients/python || return 1

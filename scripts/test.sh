@@ -11,6 +11,7 @@
 #   privileges  scripts/test-privileges.sh  the roles, as LOGIN roles (tests/privileges)
 #   e2e         scripts/test-e2e.sh         tests/e2e and clients/rust through real connections
 #   clients     scripts/test-clients.sh     other clients' tests
+#   dashboard   scripts/test-dashboard.sh   the web dashboard in headless Chromium (Playwright)
 #   upgrade     scripts/test-upgrade.sh     0.1.0 -> current on a cluster of its own (tests/upgrade)
 #   ops         scripts/test-ops.sh         background worker, pg_cron, crash safety on a
 #                                           cluster of its own (tests/ops)
@@ -27,7 +28,7 @@ set -euo pipefail
 cd "$repo"
 
 if [ $# -gt 0 ]; then tiers=("$@"); else
-    tiers=(unit regress isolation privileges e2e clients upgrade ops package pg18)
+    tiers=(unit regress isolation privileges e2e clients dashboard upgrade ops package pg18)
 fi
 
 trap 'exit 130' INT
