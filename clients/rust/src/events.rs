@@ -19,12 +19,19 @@ pub struct RunEvent {
 }
 
 /// Opens a connection of its own, `LISTEN`s on `quantum_flow_events`, and yields each event
-/// as it arrives, until the connection ends (then the stream ends; a lost connection's error
-/// is its last item). Events of transactions that rolled back never arrive.
+/// as it arrives, until the connection ends (then the stream ends; a lost connection's
+/// error, an [`Error::Db`], is its last item). Events of transactions that rolled back never
+/// arrive. Any role may `NOTIFY` the channel: a payload that is not an event is yielded as an
+/// [`Error::Decode`] item and the stream goes on.
 pub async fn events(conn_str: &str) -> Result<impl Stream<Item = Result<RunEvent>>> {
     let mut config = Config::from_str(conn_str).map_err(Error::Db)?;
     if config.get_application_name().is_none() {
         config.application_name("quantum_flow events");
+    }
+    // An idle LISTEN connection that died half-open would otherwise go unnoticed for the
+    // default two hours of TCP keepalive.
+    if config.get_keepalives_idle() == std::time::Duration::from_secs(2 * 60 * 60) {
+        config.keepalives_idle(std::time::Duration::from_secs(30));
     }
     let (client, mut connection) = config.connect(NoTls).await?;
     let (tx, rx) = futures::channel::mpsc::unbounded();
@@ -38,7 +45,8 @@ pub async fn events(conn_str: &str) -> Result<impl Stream<Item = Result<RunEvent
                 Ok(_) => continue,
                 Err(e) => Err(Error::Db(e)),
             };
-            let stop = item.is_err();
+            // only a connection error ends the stream; a foreign payload is skipped over
+            let stop = matches!(item, Err(Error::Db(_)));
             if tx.unbounded_send(item).is_err() || stop {
                 break;
             }
