@@ -3,7 +3,7 @@
 
 use crate::{AppError, Result};
 use chrono::{DateTime, Utc};
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use quantum_flow_client::{GraphFormat, Run, TaskState};
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -13,6 +13,9 @@ use uuid::Uuid;
 /// A run with at most this many tasks has them listed on its page (`get_run(..., include_tasks
 /// => true)`); a bigger one shows per-step counts only.
 pub const TASKS_LISTED: i64 = 1000;
+
+/// The longest the dashboard waits to connect or for a pooled connection.
+const WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A row of `quantum_flow.workflow_stats`.
 #[derive(Debug, Clone)]
@@ -70,12 +73,22 @@ pub struct Db {
 impl Db {
     /// A pool of up to four connections, named `quantum_flow_dashboard` in
     /// `pg_stat_activity`; the first is opened here so a wrong address or role fails at start.
+    /// Nothing waits for long: 5 s to connect or to get a pooled connection, 10 s per
+    /// statement (a page shows the error instead of hanging).
     pub async fn connect(database_url: &str) -> std::result::Result<Db, String> {
         let mut config = tokio_postgres::Config::from_str(database_url)
             .map_err(|e| format!("bad --database-url: {e}"))?;
         if config.get_application_name().is_none() {
             config.application_name("quantum_flow_dashboard");
         }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(WAIT);
+        }
+        let options = format!(
+            "{} -c statement_timeout=10s",
+            config.get_options().unwrap_or_default()
+        );
+        config.options(options.trim_start());
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -85,6 +98,9 @@ impl Db {
         );
         let pool = Pool::builder(manager)
             .max_size(4)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(WAIT))
+            .create_timeout(Some(WAIT))
             .build()
             .map_err(|e| format!("connection pool: {e}"))?;
         let db = Db { pool };
@@ -94,11 +110,12 @@ impl Db {
         Ok(db)
     }
 
-    /// One round trip that also proves the role can read the views.
+    /// One round trip that also proves the role can read the views (the privilege is
+    /// checked; `LIMIT 0` reads nothing).
     pub async fn ping(&self) -> Result<()> {
         let client = self.pool.get().await?;
         client
-            .query_one("SELECT count(*) FROM quantum_flow.workflow_stats", &[])
+            .query("SELECT 1 FROM quantum_flow.workflow_stats LIMIT 0", &[])
             .await?;
         Ok(())
     }
@@ -151,7 +168,7 @@ impl Db {
                         steps_total::bigint, steps_done::bigint, tasks_total::bigint,
                         tasks_completed::bigint
                  FROM quantum_flow.run_list
-                 WHERE ($1::text IS NULL OR status::text = $1)
+                 WHERE ($1::text IS NULL OR status = $1)
                    AND ($2::text IS NULL OR workflow_slug = $2)
                  ORDER BY started_at DESC, run_id
                  LIMIT $3",

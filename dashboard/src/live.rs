@@ -101,6 +101,10 @@ async fn listen(database_url: String, sender: broadcast::Sender<Message>, up: Ar
                     match item {
                         // no receiver is fine: nobody is watching
                         Ok(event) => drop(sender.send(Message::Change(event))),
+                        // anyone may NOTIFY the channel: a foreign payload is skipped
+                        Err(e @ quantum_flow_client::Error::Decode(_)) => {
+                            tracing::warn!("quantum_flow_events: not an event, skipped: {e}");
+                        }
                         Err(e) => {
                             tracing::warn!("quantum_flow_events: {e}");
                             break;

@@ -20,6 +20,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use clap::Parser;
+use futures::StreamExt;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -48,6 +49,15 @@ struct Args {
     /// arrives). Task counts and retries change without a status change, which sends no event.
     #[arg(long, env = "QF_DASHBOARD_REFRESH_MS", default_value_t = 2000)]
     refresh_ms: u64,
+    /// A host name the dashboard is reached by (the Host header, port aside), besides
+    /// `localhost` and IP addresses; repeat it or separate names with commas. Other names are
+    /// refused (DNS rebinding), and so are form posts from any other origin.
+    #[arg(
+        long = "allowed-host",
+        env = "QF_DASHBOARD_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    allowed_hosts: Vec<String>,
 }
 
 /// What every handler shares.
@@ -57,6 +67,10 @@ pub struct AppState {
     /// `mermaid.min.js`, read once at start.
     mermaid: Option<Bytes>,
     refresh_ms: u64,
+    /// Lower-case host names besides `localhost` and IP addresses.
+    allowed_hosts: Vec<String>,
+    /// Turns true when the server is asked to stop: the event streams end then.
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl AppState {
@@ -114,6 +128,7 @@ type Result<T> = std::result::Result<T, AppError>;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "quantum_flow_dashboard=info".into()),
@@ -144,11 +159,19 @@ async fn serve(args: Args) -> std::result::Result<(), String> {
         }
     };
     let live = live::Live::start(args.database_url.clone());
+    let (stop, stopping) = tokio::sync::watch::channel(false);
     let state = Arc::new(AppState {
         db,
         live,
         mermaid,
         refresh_ms: args.refresh_ms,
+        allowed_hosts: args
+            .allowed_hosts
+            .iter()
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect(),
+        stopping: stopping.clone(),
     });
     let app = router(state);
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -157,12 +180,26 @@ async fn serve(args: Args) -> std::result::Result<(), String> {
     let address = listener
         .local_addr()
         .map_err(|e| format!("cannot read the listening address: {e}"))?;
-    // One line that scripts wait for (make demo, the dashboard tests).
+    // The one line on stdout (logs go to stderr): scripts wait for it (make demo, the tests).
     println!("quantum_flow_dashboard: listening on http://{address}/");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| format!("server: {e}"))
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("stopping");
+        let _ = stop.send(true);
+    });
+    let mut drained = stopping.clone();
+    let mut stopped = stopping;
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    });
+    // Requests in flight get 5 s to finish once the event streams have ended.
+    tokio::select! {
+        result = server => result.map_err(|e| format!("server: {e}")),
+        _ = async {
+            let _ = drained.wait_for(|s| *s).await;
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        } => Ok(()),
+    }
 }
 
 async fn shutdown_signal() {
@@ -192,19 +229,26 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/assets/{file}", get(asset))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            check_host,
+        ))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }
 
-/// Scripts come from this server only; Mermaid's SVGs carry inline styles.
+/// Scripts come from this server only (Mermaid's SVGs carry inline styles), forms post to it
+/// only, and no other site may frame it (a framed button can be clicked by a page on top).
 async fn security_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:",
+            "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+             frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
         ),
     );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -336,7 +380,7 @@ async fn run_action(
     Path((run_id, action)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Redirect> {
-    check_same_origin(&headers)?;
+    check_same_origin(&app, &headers)?;
     let run_id = parse_run_id(&run_id)?;
     if !pages::ACTIONS.contains(&action.as_str()) {
         return Err(AppError::NotFound(format!("no action {action:?}")));
@@ -351,25 +395,72 @@ async fn run_action(
     )))
 }
 
-fn check_same_origin(headers: &HeaderMap) -> Result<()> {
+/// A browser's form post names its page's origin: it must be this dashboard as the browser
+/// reached it (the Host header), or a host name given with --allowed-host (a proxy in front
+/// may rewrite Host).
+fn check_same_origin(app: &AppState, headers: &HeaderMap) -> Result<()> {
     let Some(origin) = headers.get(header::ORIGIN) else {
-        return Ok(()); // not a browser's cross-origin form post (curl, tests)
+        return Ok(()); // not a browser's form post (curl, scripts)
     };
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or_default();
     let origin = origin.to_str().unwrap_or_default();
-    let origin_host = origin
+    let origin_authority = origin
         .strip_prefix("http://")
         .or_else(|| origin.strip_prefix("https://"))
         .unwrap_or_default();
-    if !host.is_empty() && origin_host == host {
+    let same = !host.is_empty() && origin_authority.eq_ignore_ascii_case(host);
+    let listed = app
+        .allowed_hosts
+        .iter()
+        .any(|h| *h == host_name(origin_authority).to_ascii_lowercase());
+    if same || listed {
         Ok(())
     } else {
         Err(AppError::Forbidden(format!(
             "a form of {origin} may not act on this dashboard ({host})"
         )))
+    }
+}
+
+/// `name` of `name:port`, `[v6]` of `[v6]:port`.
+fn host_name(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return authority.split_inclusive(']').next().unwrap_or(authority);
+    }
+    authority.split(':').next().unwrap_or(authority)
+}
+
+/// Whether a Host header names this dashboard: an IP address, `localhost`, or an
+/// --allowed-host. A name an attacker controls and points at this machine (DNS rebinding) is
+/// none of these.
+fn host_allowed(allowed: &[String], host: &str) -> bool {
+    let name = host_name(host).to_ascii_lowercase();
+    let ip = name.trim_start_matches('[').trim_end_matches(']');
+    name == "localhost" || ip.parse::<std::net::IpAddr>().is_ok() || allowed.contains(&name)
+}
+
+async fn check_host(
+    State(app): Shared,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    if host_allowed(&app.allowed_hosts, &host) {
+        next.run(request).await
+    } else {
+        AppError::Forbidden(format!(
+            "this dashboard is not served as {host:?}: start it with --allowed-host {}",
+            host_name(&host)
+        ))
+        .into_response()
     }
 }
 
@@ -393,7 +484,12 @@ async fn events(State(app): Shared, Query(q): Query<EventsQuery>) -> Result<impl
         run_id,
         workflow: q.workflow.filter(|s| !s.is_empty()),
     };
-    Ok(Sse::new(app.live.subscribe(filter)).keep_alive(KeepAlive::default()))
+    // The stream ends when the server stops, so a watching browser does not hold it up.
+    let mut stopping = app.stopping.clone();
+    let stream = app.live.subscribe(filter).take_until(async move {
+        let _ = stopping.wait_for(|s| *s).await;
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
 async fn metrics(State(app): Shared) -> Result<impl IntoResponse> {
@@ -439,4 +535,35 @@ async fn asset(State(app): Shared, Path(file): Path<String>) -> Response {
         body,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_are_ip_addresses_localhost_or_listed() {
+        let listed = vec!["dash.example.com".to_string()];
+        for ok in [
+            "127.0.0.1:8080",
+            "localhost:8080",
+            "LOCALHOST",
+            "[::1]:8080",
+            "10.0.0.5",
+            "dash.example.com",
+            "Dash.Example.com:443",
+        ] {
+            assert!(host_allowed(&listed, ok), "{ok}");
+        }
+        for refused in ["evil.example:8080", "", "dash.example.com.evil.example"] {
+            assert!(!host_allowed(&listed, refused), "{refused}");
+        }
+    }
+
+    #[test]
+    fn host_names_lose_their_port() {
+        assert_eq!(host_name("a.b:80"), "a.b");
+        assert_eq!(host_name("[::1]:80"), "[::1]");
+        assert_eq!(host_name("a.b"), "a.b");
+    }
 }

@@ -13,6 +13,9 @@ use serde_json::Value;
 /// The run page's buttons, by the action's name in `/runs/{id}/{action}`.
 pub const ACTIONS: [&str; 4] = ["cancel", "pause", "resume", "retry"];
 
+/// The assets' URLs carry it, so a new version's files are not taken from a browser's cache.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 /// JSON shown on a page is cut to this many characters.
 const JSON_SHOWN: usize = 4000;
 
@@ -38,9 +41,9 @@ fn layout(title: &str, live: Live<'_>, ctx: Ctx, body: Markup) -> Html<String> {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · quantum_flow" }
-                link rel="stylesheet" href="/assets/style.css";
-                script src="/assets/mermaid.min.js" defer {}
-                script src="/assets/app.js" defer {}
+                link rel="stylesheet" href={ "/assets/style.css?v=" (VERSION) };
+                script src={ "/assets/mermaid.min.js?v=" (VERSION) } defer {}
+                script src={ "/assets/app.js?v=" (VERSION) } defer {}
             }
             body data-live=(if ctx.connected { "on" } else { "off" }) {
                 header.top {
@@ -393,14 +396,16 @@ fn step_row(step: &StepState) -> Markup {
             td { @if let Some(children) = &step.child_run_ids {
                 @for child in children { (run_link(child)) " " }
             } }
-            td { @if let Some(output) = &step.output { details { summary { "output" } (json(output)) } } }
+            td { @if let Some(output) = &step.output {
+                details data-key={ "output-" (step.step_slug) } { summary { "output" } (json(output)) }
+            } }
         }
     }
 }
 
 fn tasks_table(step_slug: &str, tasks: &[TaskState]) -> Markup {
     html! {
-        details.tasks data-tasks-of=(step_slug) open[tasks.len() <= 10] {
+        details.tasks data-tasks-of=(step_slug) data-key={ "tasks-" (step_slug) } open[tasks.len() <= 10] {
             summary { "tasks of " span.mono { (step_slug) } " (" (tasks.len()) ")" }
             table {
                 thead { tr {
@@ -480,7 +485,14 @@ pub fn run(
             @if let Some(output) = &run.output { section { h2 { "Output" } (json(output)) } }
         }
     };
-    let fragment_url = format!("/runs/{}?fragment=1", run.run_id);
+    // the refreshed part keeps the last button's notice
+    let fragment_url = match &last_action {
+        Some((action, changed)) => format!(
+            "/runs/{}?fragment=1&done={action}&changed={changed}",
+            run.run_id
+        ),
+        None => format!("/runs/{}?fragment=1", run.run_id),
+    };
     let events_url = format!("/events?run_id={}", run.run_id);
     let title = format!("run {}", short_id(&run.run_id));
     page(

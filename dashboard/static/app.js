@@ -2,7 +2,8 @@
 // The server renders every page; this file only (1) renders <pre class="mermaid"> blocks with
 // the vendored Mermaid, and (2) listens to the page's server-sent events (fed by NOTIFY
 // quantum_flow_events) and, after a change (and every data-refresh ms), fetches the page's
-// live part again and swaps it in.
+// live part again and swaps it in, keeping what the reader opened or closed and not redrawing
+// a graph whose text did not change.
 (() => {
   "use strict";
   const live = document.getElementById("live");
@@ -23,11 +24,38 @@
     }
   };
 
+  // Each graph's Mermaid text, kept before Mermaid replaces it with the drawing.
+  const keepSources = (root) => {
+    root.querySelectorAll("figure.graph pre.mermaid:not([data-source])").forEach((pre) => {
+      pre.dataset.source = pre.textContent;
+    });
+  };
+
   // How many times the live part was swapped in (the browser tests read it).
   let refreshes = 0;
   let timer = null;
   let busy = false;
   let again = false;
+
+  const swap = (html) => {
+    const open = new Map();
+    live.querySelectorAll("details[data-key]").forEach((d) => open.set(d.dataset.key, d.open));
+    const oldGraphs = Array.from(live.querySelectorAll("figure.graph"));
+    live.innerHTML = html;
+    keepSources(live);
+    live.querySelectorAll("details[data-key]").forEach((d) => {
+      if (open.has(d.dataset.key)) d.open = open.get(d.dataset.key);
+    });
+    // an unchanged graph keeps its drawing (no blink)
+    live.querySelectorAll("figure.graph").forEach((figure, i) => {
+      const old = oldGraphs[i];
+      const fresh = figure.querySelector("pre.mermaid");
+      const kept = old && old.querySelector("pre.mermaid");
+      if (fresh && kept && kept.dataset.source === fresh.dataset.source) {
+        figure.replaceWith(old);
+      }
+    });
+  };
 
   const refresh = async () => {
     if (busy) {
@@ -38,15 +66,7 @@
     try {
       const response = await fetch(live.dataset.fragment, { headers: { Accept: "text/html" } });
       if (response.ok) {
-        const html = await response.text();
-        // keep open <details> open across the swap
-        const open = new Set(
-          Array.from(live.querySelectorAll("details[open]")).map((d) => d.dataset.tasksOf || "")
-        );
-        live.innerHTML = html;
-        live.querySelectorAll("details[data-tasks-of]").forEach((d) => {
-          if (open.has(d.dataset.tasksOf)) d.open = true;
-        });
+        swap(await response.text());
         refreshes += 1;
         live.dataset.refreshes = String(refreshes);
         await renderGraphs();
@@ -62,12 +82,17 @@
     }
   };
 
-  // Events come in bursts (a run's steps change in one commit): one fetch per burst.
+  // At most one fetch per 150 ms however many events arrive (a run's steps change in one
+  // commit; a busy list page hears every run's changes).
   const schedule = () => {
-    clearTimeout(timer);
-    timer = setTimeout(refresh, 100);
+    if (timer !== null) return;
+    timer = setTimeout(() => {
+      timer = null;
+      refresh();
+    }, 150);
   };
 
+  keepSources(document);
   renderGraphs();
   if (!live || !live.dataset.events || !live.dataset.fragment) return;
   const source = new EventSource(live.dataset.events);
@@ -75,9 +100,13 @@
   source.addEventListener("resync", schedule);
   source.addEventListener("open", () => {
     document.body.dataset.live = "on";
+    document.body.dataset.sse = "open";
+    // what changed between this page's rendering (or a reconnect) and now
+    schedule();
   });
   source.addEventListener("error", () => {
     document.body.dataset.live = "off";
+    document.body.dataset.sse = "closed";
   });
   // Task counts and retries change without a status change (no event): fetch again now and
   // then while the page is visible, unless it shows a run that has ended.

@@ -56,8 +56,8 @@ def admin(urls):
         yield conn
 
 
-def _start_dashboard(url, refresh_ms):
-    """Starts the binary on a free port; returns (process, base URL, its output so far)."""
+def start_dashboard(url, refresh_ms, allowed_hosts=()):
+    """Starts the binary on a free port; returns (process, base URL, output reader, output)."""
     proc = subprocess.Popen(
         [
             os.environ["QF_DASHBOARD_BIN"],
@@ -67,24 +67,30 @@ def _start_dashboard(url, refresh_ms):
             "127.0.0.1:0",
             "--refresh-ms",
             str(refresh_ms),
-        ],
+        ]
+        + [arg for host in allowed_hosts for arg in ("--allowed-host", host)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
-    first = proc.stdout.readline()
-    match = re.search(r"listening on (http://\S+/)", first)
+    # logs (stderr, merged here) may come before the one line that gives the address
+    seen = []
+    match = None
+    for line in proc.stdout:
+        seen.append(line)
+        match = re.search(r"listening on (http://\S+/)", line)
+        if match or len(seen) > 50:
+            break
     if not match:
-        rest = proc.stdout.read() if proc.poll() is not None else ""
         proc.kill()
-        raise RuntimeError(f"the dashboard did not start: {first}{rest}")
+        raise RuntimeError("the dashboard did not start: " + "".join(seen))
     log = []
     reader = threading.Thread(target=lambda: log.extend(proc.stdout), daemon=True)
     reader.start()
     return proc, match.group(1).rstrip("/"), reader, log
 
 
-def _stop_dashboard(proc, reader, log):
+def stop_dashboard(proc, reader, log):
     proc.terminate()
     code = proc.wait(timeout=10)
     reader.join(timeout=5)
@@ -96,18 +102,18 @@ def _stop_dashboard(proc, reader, log):
 def dashboard(urls):
     """The dashboard's base URL. This one fetches a page again only when an event arrives
     (--refresh-ms 0), so what it shows live came through NOTIFY and server-sent events."""
-    proc, base, reader, log = _start_dashboard(urls["viewer"], 0)
+    proc, base, reader, log = start_dashboard(urls["viewer"], 0)
     yield base
-    _stop_dashboard(proc, reader, log)
+    stop_dashboard(proc, reader, log)
 
 
 @pytest.fixture(scope="session")
 def dashboard_refreshing(urls):
     """A second dashboard that also fetches a watched page every 300 ms: task counts and
     retries change without a status change, which sends no event."""
-    proc, base, reader, log = _start_dashboard(urls["viewer"], 300)
+    proc, base, reader, log = start_dashboard(urls["viewer"], 300)
     yield base
-    _stop_dashboard(proc, reader, log)
+    stop_dashboard(proc, reader, log)
 
 
 @pytest.fixture(scope="session")

@@ -9,12 +9,16 @@ update "live" is never reloaded: a value set in its window before the change mus
 there after it.
 """
 
+import http.client
 import json
 import os
+import signal
 import subprocess
 import time
 import uuid
+from urllib.parse import urlsplit
 
+from conftest import start_dashboard, stop_dashboard
 from playwright.sync_api import expect
 
 ETL = {
@@ -81,6 +85,14 @@ def run_status(admin, run_id):
     ).fetchone()
 
 
+def open_page(page, url):
+    """Opens a page and waits until its event stream is connected: changes from then on
+    reach it (app.js also refetches once on connecting, for what changed before)."""
+    response = page.goto(url)
+    expect(page.locator("body")).to_have_attribute("data-sse", "open")
+    return response
+
+
 def mark(page):
     """Sets a value only this page load has: a reload would lose it."""
     token = str(uuid.uuid4())
@@ -127,7 +139,7 @@ def test_run_page_follows_a_run_live(admin, dashboard_refreshing, page, shots):
     define(admin, ETL)
     run_id = start(admin, "dash_etl", {"source": "s3://bucket/people.csv"})
     made["completed"] = run_id
-    page.goto(f"{dashboard}/runs/{run_id}")
+    open_page(page, f"{dashboard}/runs/{run_id}")
     expect(page.locator(".run-head")).to_have_attribute("data-run-status", "started")
     expect(step_row(page, "fetch")).to_have_attribute("data-status", "started")
     expect(step_row(page, "rows")).to_have_attribute("data-status", "created")
@@ -136,7 +148,6 @@ def test_run_page_follows_a_run_live(admin, dashboard_refreshing, page, shots):
     expect(graph).to_have_count(1)
     expect(graph).to_contain_text("fetchstarted 0/1")
     expect(graph.locator("g.node")).to_have_count(3)
-    expect(page.locator("body")).to_have_attribute("data-live", "on")
     expect(page.locator('[data-action="pause"]')).to_be_visible()
     expect(page.locator('[data-action="cancel"]')).to_be_visible()
     expect(page.locator('[data-action="resume"]')).to_have_count(0)
@@ -213,7 +224,7 @@ def poll_nothing(admin):
 def test_cancel_and_retry_buttons(admin, dashboard, page):
     run_id = start(admin, "dash_etl", {"source": "s3://bucket/cancel-me.csv"})
     made["cancelled"] = run_id
-    page.goto(f"{dashboard}/runs/{run_id}")
+    open_page(page, f"{dashboard}/runs/{run_id}")
     page.locator('[data-action="cancel"]').click()
     expect(page.locator(".run-head")).to_have_attribute("data-run-status", "failed")
     expect(page.locator("p.run-error")).to_have_text("cancelled: from the dashboard")
@@ -244,7 +255,7 @@ def test_failed_run_shows_its_error(admin, dashboard, page, shots):
     define(admin, FRAGILE)
     run_id = start(admin, "dash_fragile", {"ticket": 7})
     made["failed"] = run_id
-    page.goto(f"{dashboard}/runs/{run_id}")
+    open_page(page, f"{dashboard}/runs/{run_id}")
     token = mark(page)
     (task,) = poll(admin, "dash_fragile", 1)
     assert fail(admin, task, "ValueError: ticket 7 has no customer") == "failed"
@@ -267,7 +278,7 @@ def stat(page, slug, col):
 
 
 def test_workflows_page_counts_and_updates(admin, dashboard, page, shots):
-    page.goto(dashboard + "/")
+    open_page(page, dashboard + "/")
     expect(page.locator("#workflows tr[data-workflow]")).to_have_count(2)
     expect(stat(page, "dash_etl", "runs_completed")).to_have_text("1")
     expect(stat(page, "dash_etl", "runs_failed")).to_have_text("1")
@@ -303,7 +314,7 @@ def test_runs_page_filters_by_status(admin, dashboard, page, shots):
     expect(page.locator('nav.filter a[data-filter="started"] .n')).to_have_text("1")
     page.goto(dashboard + "/runs?status=completed&workflow=dash_etl")
     assert run_ids(page) == [str(made["completed"])]
-    page.goto(dashboard + "/runs")
+    open_page(page, dashboard + "/runs")
     page.screenshot(path=shots / "runs.png", full_page=True)
 
     # a run that starts shows up without a reload
@@ -370,3 +381,68 @@ def test_a_role_without_quantum_flow_client_is_refused(admin, urls):
     assert out.returncode == 1
     assert "cannot use the database" in out.stderr
     assert "permission denied" in out.stderr
+
+
+def test_foreign_notifications_do_not_stop_live_updates(admin, dashboard, page):
+    """Any role may NOTIFY the channel; a payload that is not an event is skipped."""
+    run_id = start(admin, "dash_fragile", {"ticket": 9})
+    open_page(page, f"{dashboard}/runs/{run_id}")
+    token = mark(page)
+    admin.execute("NOTIFY quantum_flow_events, 'not json at all'")
+    admin.execute("""NOTIFY quantum_flow_events, '{"run_id": 42}'""")
+    admin.execute("SELECT quantum_flow.cancel_run(%s, 'after the noise')", (run_id,))
+    expect(page.locator(".run-head")).to_have_attribute("data-run-status", "failed")
+    expect(page.locator("p.run-error")).to_have_text("cancelled: after the noise")
+    assert_not_reloaded(page, token)
+
+
+def raw_get(base, path, host):
+    """A request with a Host header of our choosing (a browser sets its own)."""
+    parts = urlsplit(base)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    conn.request("GET", path, headers={"Host": host})
+    resp = conn.getresponse()
+    body = resp.read().decode()
+    conn.close()
+    return resp, body
+
+
+def test_foreign_host_names_and_frames_are_refused(dashboard):
+    # DNS rebinding: a name the attacker points at this machine
+    resp, body = raw_get(dashboard, "/", "evil.example:8080")
+    assert resp.status == 403
+    assert "start it with --allowed-host evil.example" in body
+    resp, _ = raw_get(dashboard, "/", "localhost")
+    assert resp.status == 200
+    csp = resp.getheader("Content-Security-Policy")
+    assert "frame-ancestors 'none'" in csp
+    assert csp.startswith("default-src 'self';")
+    assert resp.getheader("X-Frame-Options") == "DENY"
+
+
+def test_allowed_host_names_pass(urls, admin):
+    proc, base, reader, log = start_dashboard(urls["viewer"], 0, ["dash.example.com"])
+    try:
+        resp, _ = raw_get(base, "/", "dash.example.com")
+        assert resp.status == 200
+        resp, _ = raw_get(base, "/", "other.example.com")
+        assert resp.status == 403
+    finally:
+        stop_dashboard(proc, reader, log)
+
+
+def test_stops_promptly_with_a_page_watching(urls, browser):
+    """SIGTERM ends the event streams: an open page does not hold the server up."""
+    proc, base, reader, log = start_dashboard(urls["viewer"], 0)
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        open_page(page, base + "/runs")
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        assert time.monotonic() - t0 < 3
+    finally:
+        context.close()
+        if proc.poll() is None:
+            proc.kill()
