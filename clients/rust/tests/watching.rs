@@ -71,3 +71,36 @@ async fn wait_run_and_the_event_stream_follow_a_run() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_foreign_notification_is_an_error_item_and_the_stream_goes_on() {
+    let url = database(DB).await;
+    let c = client(&url).await;
+    create_flow(&c, "wn_flow", &FlowOptions::new())
+        .await
+        .unwrap();
+    add_step(&c, "wn_flow", "a", &StepOptions::new())
+        .await
+        .unwrap();
+    let mut stream = Box::pin(events(&url).await.unwrap());
+    // anyone may NOTIFY the channel
+    c.batch_execute("NOTIFY quantum_flow_events, 'not json'")
+        .await
+        .unwrap();
+    let run = start_flow(&c, "wn_flow", &json!({}), None).await.unwrap();
+    let mut next = async || {
+        tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .expect("an item within 5 s")
+            .expect("the stream goes on")
+    };
+    match next().await {
+        Err(Error::Decode(message)) => assert!(message.contains("expected"), "{message}"),
+        other => panic!("expected a decode error, got {other:?}"),
+    }
+    let e = next().await.unwrap();
+    assert_eq!(
+        (e.run_id, e.step_slug, e.status.as_str()),
+        (run, None, "started")
+    );
+}
