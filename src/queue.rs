@@ -758,6 +758,9 @@ pub enum Completed {
 ///
 /// Deadlock-free against concurrent overlapping batches: the tasks are locked in key order,
 /// then the shards in key order (a poll never waits for a task lock: it skips locked ones).
+/// Each shard is locked by a LATERAL lookup by key, so the plan is a nested loop over the
+/// sorted counts with index probes whatever the row estimates (with a generic plan the
+/// batch's size is unknown, and PostgreSQL 18 otherwise hashes the whole shard table).
 /// The message table is the workflow's queue, named in the statement (one prepared statement
 /// per queue).
 pub fn complete_batch(workflow_slug: &str, answers: &[Answer]) -> QfResult<Vec<Completed>> {
@@ -796,10 +799,11 @@ pub fn complete_batch(workflow_slug: &str, answers: &[Answer]) -> QfResult<Vec<C
            FROM done d WHERE d.is_map GROUP BY 1, 2, 3), \
          shards_locked AS MATERIALIZED ( \
            SELECT s.run_id, s.step_slug, s.shard, c.n \
-           FROM quantum_flow.step_task_shards s \
-           JOIN counts c ON s.run_id = c.run_id AND s.step_slug = c.step_slug AND s.shard = c.shard \
-           ORDER BY s.run_id, s.step_slug, s.shard \
-           FOR UPDATE OF s), \
+           FROM (SELECT * FROM counts ORDER BY run_id, step_slug, shard) c \
+           CROSS JOIN LATERAL ( \
+             SELECT s.run_id, s.step_slug, s.shard FROM quantum_flow.step_task_shards s \
+             WHERE s.run_id = c.run_id AND s.step_slug = c.step_slug AND s.shard = c.shard \
+             FOR UPDATE) s), \
          shards AS ( \
            UPDATE quantum_flow.step_task_shards s SET tasks_completed = s.tasks_completed + l.n \
            FROM shards_locked l \
