@@ -680,20 +680,25 @@ pub fn park(queue: &str, message_ids: Vec<i64>) -> QfResult<()> {
 
 /// `pause_run`'s part: parks the run's visible messages that no other transaction holds
 /// (a poll holding one parks it itself, or claims it if it saw the run started). Returns how
-/// many it parked.
+/// many it parked. Like `discard_run_messages`, it goes from the run's tasks to each message
+/// by key (LATERAL), never from the queue to the tasks.
 pub fn park_run(queue: &str, run_id: Uuid) -> QfResult<usize> {
     let sql = format!(
-        "WITH visible AS ( \
-           SELECT q.msg_id FROM {table} q \
-           WHERE q.msg_id IN (SELECT t.message_id FROM quantum_flow.step_tasks t \
-                              JOIN quantum_flow.step_states ss ON ss.run_id = t.run_id AND ss.step_slug = t.step_slug \
-                              JOIN quantum_flow.workflow_steps ws ON ws.workflow_slug = ss.workflow_slug \
-                                                                 AND ws.step_slug = ss.step_slug \
-                              WHERE t.run_id = $1 AND t.status IN ('queued', 'started') \
-                                AND ws.step_type <> 'event') \
-             AND q.vt <= clock_timestamp() \
-           FOR UPDATE OF q SKIP LOCKED) \
-         UPDATE {table} q SET vt = 'infinity' FROM visible v WHERE q.msg_id = v.msg_id RETURNING 1",
+        "WITH ids AS ( \
+           SELECT t.message_id AS msg_id FROM quantum_flow.step_tasks t \
+           JOIN quantum_flow.step_states ss ON ss.run_id = t.run_id AND ss.step_slug = t.step_slug \
+           JOIN quantum_flow.workflow_steps ws ON ws.workflow_slug = ss.workflow_slug \
+                                              AND ws.step_slug = ss.step_slug \
+           WHERE t.run_id = $1 AND t.status IN ('queued', 'started') \
+             AND ws.step_type <> 'event' AND t.message_id IS NOT NULL), \
+         visible AS ( \
+           SELECT l.msg_id FROM ids \
+           CROSS JOIN LATERAL ( \
+             SELECT q.msg_id FROM {table} q \
+             WHERE q.msg_id = ids.msg_id AND q.vt <= clock_timestamp() \
+             FOR UPDATE SKIP LOCKED) l) \
+         UPDATE {table} q SET vt = 'infinity' \
+         WHERE q.msg_id = ANY (ARRAY(SELECT msg_id FROM visible)) RETURNING 1",
         table = queue_table(queue)
     );
     Ok(query_prepared(&sql, &[run_id.into()], |_| Ok(()))?.len())
@@ -707,9 +712,9 @@ pub fn unpark_run(queue: &str, run_id: Uuid) -> QfResult<usize> {
     let sql = format!(
         "UPDATE {} q \
          SET vt = CASE WHEN q.vt = 'infinity' THEN clock_timestamp() ELSE q.vt END \
-         WHERE q.msg_id IN (SELECT t.message_id FROM quantum_flow.step_tasks t \
-                            WHERE t.run_id = $1 AND t.status IN ('queued', 'started') \
-                              AND t.message_id IS NOT NULL) \
+         WHERE q.msg_id = ANY (ARRAY(SELECT t.message_id FROM quantum_flow.step_tasks t \
+                                     WHERE t.run_id = $1 AND t.status IN ('queued', 'started') \
+                                       AND t.message_id IS NOT NULL)) \
          RETURNING q.vt",
         queue_table(queue)
     );
@@ -892,14 +897,22 @@ pub fn discard_run_messages(queue: &str, run_id: Uuid) -> QfResult<usize> {
     // pgmq offers no "archive unless locked", so lock what we can in the queue table first.
     // The table name comes from a validated slug and is quoted.
     let table = queue_table(queue);
+    // Driven from the run's tasks (by primary key) to each message (by primary key) through a
+    // LATERAL lookup: a nested loop whatever the estimates. Written as `msg_id IN (...)`, a
+    // generic plan could rescan the run's tasks for every queue row (minutes for a
+    // 100,000-task run).
     let sql = format!(
-        "WITH live AS ( \
-           SELECT q.msg_id FROM {table} q \
-           WHERE q.msg_id IN (SELECT t.message_id FROM quantum_flow.step_tasks t \
-                              WHERE t.run_id = $2 AND t.status IN ('queued', 'started') \
-                              UNION ALL \
-                              SELECT r.timer_message_id FROM quantum_flow.runs r WHERE r.run_id = $2) \
-           FOR UPDATE OF q SKIP LOCKED) \
+        "WITH ids AS ( \
+           SELECT t.message_id AS msg_id FROM quantum_flow.step_tasks t \
+           WHERE t.run_id = $2 AND t.status IN ('queued', 'started') AND t.message_id IS NOT NULL \
+           UNION ALL \
+           SELECT r.timer_message_id FROM quantum_flow.runs r \
+           WHERE r.run_id = $2 AND r.timer_message_id IS NOT NULL), \
+         live AS ( \
+           SELECT l.msg_id FROM ids \
+           CROSS JOIN LATERAL ( \
+             SELECT q.msg_id FROM {table} q WHERE q.msg_id = ids.msg_id \
+             FOR UPDATE SKIP LOCKED) l) \
          SELECT count(*) FROM pgmq.archive($1, ARRAY(SELECT msg_id FROM live))"
     );
     let n = query_prepared(&sql, &[queue.into(), run_id.into()], |r| req::<i64>(r, 1))?;
