@@ -93,10 +93,10 @@ pub enum AppError {
     BadRequest(String),
     #[error("{0}")]
     Forbidden(String),
+    /// Every database error, as the client crate classifies it (the extension's error code
+    /// and SQLSTATE, or a connection error).
     #[error(transparent)]
     Client(#[from] quantum_flow_client::Error),
-    #[error("database: {}", quantum_flow_client::describe_db_error(.0))]
-    Db(#[from] tokio_postgres::Error),
     #[error("no database connection: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
 }
@@ -108,18 +108,30 @@ impl IntoResponse for AppError {
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
-            AppError::Client(e) => match e.code() {
-                Some(ErrorCode::RunNotFound | ErrorCode::WorkflowNotFound) => StatusCode::NOT_FOUND,
+            AppError::Client(e) => match (e.code(), e.sqlstate()) {
+                (Some(ErrorCode::RunNotFound | ErrorCode::WorkflowNotFound), _) => {
+                    StatusCode::NOT_FOUND
+                }
                 // insufficient_privilege: the dashboard's role lacks quantum_flow_client
-                _ if e.sqlstate() == Some("42501") => StatusCode::FORBIDDEN,
+                (_, Some("42501")) => StatusCode::FORBIDDEN,
+                // no server answer (connection lost), or statement_timeout
+                (_, None | Some("57014")) => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
-            AppError::Db(_) | AppError::Pool(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Pool(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         if status.is_server_error() {
             tracing::warn!("{self}");
         }
         (status, pages::error_page(status, &self.to_string())).into_response()
+    }
+}
+
+/// The views' queries run on tokio-postgres directly: their errors are classified as the client
+/// crate's calls' are.
+impl From<tokio_postgres::Error> for AppError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        AppError::Client(e.into())
     }
 }
 
@@ -198,7 +210,10 @@ async fn serve(args: Args) -> std::result::Result<(), String> {
         _ = async {
             let _ = drained.wait_for(|s| *s).await;
             tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-        } => Ok(()),
+        } => {
+            tracing::warn!("requests still open 5 s after the stop signal: stopping anyway");
+            Ok(())
+        }
     }
 }
 

@@ -94,8 +94,10 @@ def stop_dashboard(proc, reader, log):
     proc.terminate()
     code = proc.wait(timeout=10)
     reader.join(timeout=5)
-    print("".join(log))
+    output = "".join(log)
+    print(output)
     assert code == 0, f"the dashboard exited with {code} on SIGTERM"
+    assert "requests still open" not in output, "it stopped at its drain limit, not by itself"
 
 
 @pytest.fixture(scope="session")

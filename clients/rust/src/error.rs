@@ -222,7 +222,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// A tokio-postgres error as a person needs to read it: the server's own message and
 /// SQLSTATE for an error the server raised (tokio-postgres' `Display` says only "db
 /// error" then), else tokio-postgres' text (connection errors name their cause).
-pub fn describe_db_error(e: &tokio_postgres::Error) -> String {
+fn describe_db_error(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
         None => e.to_string(),

@@ -27,7 +27,7 @@ pub use api::{
     start_flow_at, start_flows, validate_flow, validate_flow_json, wait_run, FlowOptions,
     GraphFormat, PollOptions, StepOptions, TaskAnswer, TaskState,
 };
-pub use error::{describe_db_error, Error, ErrorCode, Result};
+pub use error::{Error, ErrorCode, Result};
 pub use events::{events, RunEvent};
 pub use execute::{execute_dynamic, ExecuteOptions};
 pub use spec::{FlowSpec, StepSpec};
