@@ -48,6 +48,31 @@ GRANT EXECUTE ON FUNCTION
     maintain()
 TO quantum_flow_admin;
 
+-- The hot path's plans are fixed: generic, with index lookups and nested loops only. Its
+-- statements are prepared once per session and find every row by key, so one plan fits every
+-- call. Left to choose, PostgreSQL re-plans the larger ones (complete_task's) on every call,
+-- which costs more than running them; and a generic plan made while a table was still small
+-- (a fresh install's first runs) would scan and hash the whole table on every call until the
+-- next ANALYZE. Statements outside these functions plan as usual.
+ALTER FUNCTION poll_tasks(text, integer, integer, text)
+    SET plan_cache_mode = force_generic_plan SET enable_seqscan = off
+    SET enable_hashjoin = off SET enable_mergejoin = off;
+ALTER FUNCTION complete_task(uuid, text, integer, jsonb, integer)
+    SET plan_cache_mode = force_generic_plan SET enable_seqscan = off
+    SET enable_hashjoin = off SET enable_mergejoin = off;
+ALTER FUNCTION complete_tasks(uuid[], text[], integer[], jsonb[], integer[])
+    SET plan_cache_mode = force_generic_plan SET enable_seqscan = off
+    SET enable_hashjoin = off SET enable_mergejoin = off;
+ALTER FUNCTION fail_task(uuid, text, integer, text, integer, boolean)
+    SET plan_cache_mode = force_generic_plan SET enable_seqscan = off
+    SET enable_hashjoin = off SET enable_mergejoin = off;
+ALTER FUNCTION start_flow(text, jsonb, uuid, timestamptz)
+    SET plan_cache_mode = force_generic_plan SET enable_seqscan = off
+    SET enable_hashjoin = off SET enable_mergejoin = off;
+ALTER FUNCTION start_flows(text, jsonb[], uuid[])
+    SET plan_cache_mode = force_generic_plan SET enable_seqscan = off
+    SET enable_hashjoin = off SET enable_mergejoin = off;
+
 -- DROP EXTENSION quantum_flow drops the workflows' pgmq queues first (they are pgmq's tables,
 -- not this extension's, so nothing else would), and says that the roles stay.
 CREATE FUNCTION on_drop_extension() RETURNS event_trigger

@@ -199,8 +199,9 @@ pub fn start_map_step(
     key: Option<(&str, &str)>,
 ) -> QfResult<(i32, i64)> {
     // pgmq.send_batch inserts the messages in array order in one statement, so their msg_ids
-    // (from the queue's identity sequence) ascend in array order: ranking them by msg_id
-    // recovers each message's task index.
+    // (from the queue's identity sequence) ascend in array order: the items in task order and
+    // the msg_ids in ascending order, unnested side by side, pair each task with its message
+    // (positionally: no join, whatever plan the statement gets).
     macro_rules! fan_out {
         ($tasks:literal) => {
             concat!(
@@ -233,7 +234,7 @@ pub fn start_map_step(
         None => query_opt(
             fan_out!(
                 "sent AS MATERIALIZED ( \
-                   SELECT s.msg_id, (row_number() OVER (ORDER BY s.msg_id) - 1)::int AS task_index \
+                   SELECT s.msg_id \
                    FROM pgmq.send_batch($1, ARRAY( \
                           SELECT jsonb_build_object('run_id', $2::uuid, 'step_slug', $3::text, 'task_index', i.task_index) \
                           FROM items i ORDER BY i.task_index), \
@@ -243,7 +244,10 @@ pub fn start_map_step(
                          WHERE r.run_id = $2 AND ws.workflow_slug = r.workflow_slug AND ws.step_slug = $3)) AS s(msg_id)), \
                  tasks AS ( \
                    INSERT INTO quantum_flow.step_tasks (run_id, step_slug, task_index, item, message_id) \
-                   SELECT $2, $3, i.task_index, i.item, s.msg_id FROM items i JOIN sent s USING (task_index) \
+                   SELECT $2, $3, (z.ord - 1)::int, z.item, z.msg_id \
+                   FROM unnest(ARRAY(SELECT i.item FROM items i ORDER BY i.task_index), \
+                               ARRAY(SELECT s.msg_id FROM sent s ORDER BY s.msg_id)) \
+                        WITH ORDINALITY AS z(item, msg_id, ord) \
                    RETURNING 1)"
             ),
             &[queue.into(), run_id.into(), step_slug.into(), source_step.into(), COUNTER_SHARDS.into()],
@@ -769,6 +773,9 @@ pub enum Completed {
 /// The message table is the workflow's queue, named in the statement (one prepared statement
 /// per queue).
 pub fn complete_batch(workflow_slug: &str, answers: &[Answer]) -> QfResult<Vec<Completed>> {
+    if let [one] = answers {
+        return complete_one(workflow_slug, one);
+    }
     let table = queue_table(&crate::engine::slug::queue_name(workflow_slug));
     let sql = format!(
         "WITH k AS ( \
@@ -859,6 +866,77 @@ pub fn complete_batch(workflow_slug: &str, answers: &[Answer]) -> QfResult<Vec<C
             })
         },
     )
+}
+
+/// `complete_batch` for a batch of one answer (every `complete_task` call): the same effects
+/// in a statement whose keys are all parameters, so each row is found by its primary key with
+/// no sort, aggregate or join over the batch. Its executor setup is a third of the batch
+/// statement's, which is most of what the single-task path spends besides its commit. One
+/// row lock is taken on the task, then one on its shard: the batch statement's order.
+///
+/// The run is looked up by its key alone (`workflow_slug || ''` keeps the planner off the
+/// runs' workflow index, which a generic plan made while the table was small may prefer).
+fn complete_one(workflow_slug: &str, a: &Answer) -> QfResult<Vec<Completed>> {
+    let table = queue_table(&crate::engine::slug::queue_name(workflow_slug));
+    let sql = format!(
+        "WITH run AS MATERIALIZED ( \
+           SELECT r.concurrency_value FROM quantum_flow.runs r \
+           WHERE r.run_id = $1 AND r.status IN ('started', 'paused') AND r.workflow_slug || '' = $6), \
+         step AS MATERIALIZED ( \
+           SELECT ws.step_type = 'map' AS is_map FROM quantum_flow.workflow_steps ws \
+           WHERE ws.workflow_slug = $6 AND ws.step_slug = $2 AND ws.flow IS NULL), \
+         done AS ( \
+           UPDATE quantum_flow.step_tasks t \
+           SET status = 'completed', output = $5, completed_at = clock_timestamp() \
+           FROM run, step \
+           WHERE t.run_id = $1 AND t.step_slug = $2 AND t.task_index = $3 \
+             AND t.status = 'started' AND ($4::int IS NULL OR t.attempts_count = $4) \
+           RETURNING t.message_id, step.is_map, run.concurrency_value), \
+         gone AS ( \
+           DELETE FROM {table} q WHERE q.msg_id = (SELECT d.message_id FROM done d)), \
+         shard AS ( \
+           UPDATE quantum_flow.step_task_shards s SET tasks_completed = s.tasks_completed + 1 \
+           WHERE s.run_id = $1 AND s.step_slug = $2 AND s.shard = $3 % $7 \
+             AND (SELECT d.is_map FROM done d) \
+           RETURNING CASE WHEN s.tasks_completed = s.tasks_total THEN s.tasks_total END AS full) \
+         SELECT d.is_map, d.concurrency_value, (SELECT sh.full FROM shard sh) FROM done d"
+    );
+    let rows = query_prepared(
+        &sql,
+        &[
+            a.run_id.into(),
+            a.step_slug.as_str().into(),
+            a.task_index.into(),
+            a.attempt.into(),
+            a.output.into(),
+            workflow_slug.into(),
+            COUNTER_SHARDS.into(),
+        ],
+        |r| {
+            let is_map: bool = req(r, 1)?;
+            let key_value: Option<String> = col(r, 2)?;
+            let full: Option<i32> = col(r, 3)?;
+            Ok((is_map, key_value, full))
+        },
+    )?;
+    let mut out = Vec::with_capacity(2);
+    for (is_map, key_value, full) in rows {
+        out.push(Completed::Task(Done {
+            ord: a.ord,
+            run_id: a.run_id,
+            step_slug: a.step_slug.clone(),
+            is_map,
+            key_value,
+        }));
+        if let Some(tasks) = full {
+            out.push(Completed::ShardFull {
+                run_id: a.run_id,
+                step_slug: a.step_slug.clone(),
+                tasks,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Hides a message for `delay` seconds (a retry's backoff).
