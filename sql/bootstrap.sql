@@ -237,9 +237,10 @@ CREATE TABLE step_tasks (
     PRIMARY KEY (run_id, step_slug, task_index),
     CHECK (status = 'queued' OR attempts_count >= 1)
 ) WITH (fillfactor = 70);
--- A map step's completed-task counter, split in shards (task_index % shard count) so that
--- workers completing tasks of one step rarely wait for each other's commits; only the last
--- completer of a shard adds the shard's total to step_states.tasks_completed.
+-- A map step's completed-task counter, split in shards ((task_index / 16) % shard count) so
+-- that workers completing tasks of one step rarely wait for each other's commits, and a batch
+-- of consecutive tasks locks a few shards; only the last completer of a shard adds the
+-- shard's total to step_states.tasks_completed.
 CREATE TABLE step_task_shards (
     run_id          uuid NOT NULL,
     step_slug       text NOT NULL,

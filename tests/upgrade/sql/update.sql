@@ -28,6 +28,29 @@ SELECT extversion FROM pg_extension WHERE extname = 'quantum_flow';
 SELECT h.table_name, h.rows, h.md5 = b.md5 AS unchanged
 FROM upgrade_check.table_hashes() AS h JOIN upgrade_check.tables_before AS b USING (table_name)
 ORDER BY h.table_name;
+-- the renumbered counter shards of unfinished map steps: each task is counted on the shard
+-- (task_index / 16) % 32, each shard counts its completed tasks, and the step the tasks of its
+-- full shards
+SELECT count(*) AS unfinished_map_steps,
+       count(*) FILTER (WHERE c.expected = c.shards) AS consistent
+FROM (SELECT ss.run_id, ss.step_slug,
+             (SELECT jsonb_agg(jsonb_build_array(e.shard, e.total, e.completed) ORDER BY e.shard)
+              FROM (SELECT (t.task_index / 16) % 32 AS shard, count(*) AS total,
+                           count(*) FILTER (WHERE t.status = 'completed') AS completed
+                    FROM quantum_flow.step_tasks t
+                    WHERE t.run_id = ss.run_id AND t.step_slug = ss.step_slug GROUP BY 1) AS e)
+             || jsonb_build_array(ss.tasks_completed) AS expected,
+             (SELECT jsonb_agg(jsonb_build_array(sh.shard, sh.tasks_total, sh.tasks_completed) ORDER BY sh.shard)
+              FROM quantum_flow.step_task_shards sh
+              WHERE sh.run_id = ss.run_id AND sh.step_slug = ss.step_slug)
+             || jsonb_build_array((SELECT coalesce(sum(sh.tasks_total), 0)
+                                   FROM quantum_flow.step_task_shards sh
+                                   WHERE sh.run_id = ss.run_id AND sh.step_slug = ss.step_slug
+                                     AND sh.tasks_completed = sh.tasks_total)) AS shards
+      FROM quantum_flow.step_states ss
+      WHERE ss.status <> 'completed'
+        AND EXISTS (SELECT 1 FROM quantum_flow.step_task_shards sh
+                    WHERE sh.run_id = ss.run_id AND sh.step_slug = ss.step_slug)) AS c;
 SELECT upgrade_check.added_columns() AS added_columns,
        (SELECT count(*) FROM quantum_flow.workflows WHERE description IS NOT NULL)
      + (SELECT count(*) FROM quantum_flow.workflow_steps WHERE description IS NOT NULL) AS not_null;
