@@ -57,7 +57,7 @@ const PHASE_LIMIT: Duration = Duration::from_secs(150);
 const STALL_LIMIT: Duration = Duration::from_secs(20);
 
 /// Every phase letter, in the order `--phases` documents them.
-const PHASES: &str = "abcdefghijkp";
+const PHASES: &str = "abcdefghijklp";
 
 pub struct Options {
     url: String,
@@ -87,14 +87,14 @@ pub struct Options {
 const USAGE: &str = "usage: quantum_flow_bench [options] <connection string>
   --workers N (4) --batch-size N (50) --max-wait-ms N (100)
   --map-tasks N (10000)        (a), (f), (g), (p): tasks of each map run
-  --chain-runs N (1000)        (b), (h)
+  --chain-runs N (1000)        (b), (h), (l)
   --latency-runs N (200)       (c), (i)
   --floor-msgs N (10000)       (d), each of its two rounds
   --fair-tasks N (100000)      (e)
   --first-claim-tasks N (100000)  (j)
   --small-map N (1000) --big-map N (1000000) --cost-tasks N (10000)   (k)
   --python PATH --py-workers N (4) --py-concurrency N (8)             (p)
-  --phases LETTERS (abcdefghijkp: all)  --waits
+  --phases LETTERS (abcdefghijklp: all)  --waits
   --duration SECONDS [--rate RUNS_PER_S (60)] [--mix-items N (10)]
                                the steady mixed load instead of the figures
 Options also take the form --name=value.";
@@ -258,14 +258,21 @@ async fn bench() -> Result<()> {
     }
     if has('b') {
         eprintln!("bench: (b) {} runs of a 3-step chain", o.chain_runs);
-        r.chain = Some(chain_phase(&o, &control, &crew, false).await);
+        r.chain = Some(chain_phase(&o, &control, &crew, false, false).await);
     }
     if has('h') {
         eprintln!(
             "bench: (h) {} runs of a 3-step chain, started with start_flows",
             o.chain_runs
         );
-        r.chain_many = Some(chain_phase(&o, &control, &crew, true).await);
+        r.chain_many = Some(chain_phase(&o, &control, &crew, true, false).await);
+    }
+    if has('l') {
+        eprintln!(
+            "bench: (l) {} runs of a 3-step chain, batch calls: start_flows and complete_tasks",
+            o.chain_runs
+        );
+        r.chain_batched = Some(chain_phase(&o, &control, &crew, true, true).await);
     }
     if has('c') {
         eprintln!("bench: (c) {} handoffs", o.latency_runs);
@@ -313,6 +320,7 @@ pub struct Results {
     pub python: Option<Result<python::PyResults>>,
     pub chain: Option<Result<Chain>>,
     pub chain_many: Option<Result<Chain>>,
+    pub chain_batched: Option<Result<Chain>>,
     pub latency: Option<Result<latency::Latency>>,
     pub pickup: Option<Result<latency::Latency>>,
     pub floor: Option<Result<(Phase, Duration)>>,
@@ -338,6 +346,7 @@ impl Results {
             bad(&self.batched),
             bad(&self.chain),
             bad(&self.chain_many),
+            bad(&self.chain_batched),
             bad(&self.latency),
             bad(&self.pickup),
             bad(&self.floor),
@@ -733,7 +742,7 @@ async fn map_phase(
     })
 }
 
-/// (b), (h): a chain phase and how its runs were started.
+/// (b), (h), (l): a chain phase and how its runs were started.
 pub struct Chain {
     pub phase: Phase,
     /// first start call sent until the last start call returned
@@ -744,7 +753,8 @@ pub struct Chain {
 
 /// (b) `chain_runs` runs of a -> b -> c, started one start_flow at a time by the control
 /// connection while the workers process them; (h) the same runs started with start_flows,
-/// `quantum_flow.max_batch_size` runs per call (one call for 1,000). Clock: first start call
+/// `quantum_flow.max_batch_size` runs per call (one call for 1,000); (l) as (h), the workers
+/// completing each polled batch with one complete_tasks call (`batched`). Clock: first start call
 /// sent until get_run of the last run to complete says completed; every run is checked
 /// afterwards.
 async fn chain_phase(
@@ -752,6 +762,7 @@ async fn chain_phase(
     control: &Client,
     crew: &[Arc<Worker>],
     many: bool,
+    batched: bool,
 ) -> Result<Chain> {
     let runs = o.chain_runs;
     let output: OutputFn = Arc::new(|t: &Task| t.input["run"].clone());
@@ -764,7 +775,7 @@ async fn chain_phase(
             max_wait_ms: o.max_wait_ms,
             output,
             claimed: None,
-            batched: false,
+            batched,
             progress: progress.clone(),
             stop: Arc::new(AtomicBool::new(false)),
         },

@@ -120,6 +120,7 @@ pub fn report(o: &Options, m: &machine::Machine, server: &machine::Server, r: &R
         _ => None,
     };
     let (b_rate, h_rate) = (chain_rate(&r.chain), chain_rate(&r.chain_many));
+    let l_rate = chain_rate(&r.chain_batched);
     let handoff = r
         .latency
         .as_ref()
@@ -285,6 +286,24 @@ pub fn report(o: &Options, m: &machine::Machine, server: &machine::Server, r: &R
         out.rows.push((
             "(h) chain, start_flows".into(),
             "as (b), the runs started by start_flows (<= max_batch_size per call)".into(),
+            result,
+        ));
+    }
+    if let Some(res) = &r.chain_batched {
+        let result = match res {
+            Ok(c) => {
+                let v = l_rate.unwrap_or(0.0);
+                out.lines.push((
+                    "quantum_flow chain throughput, batch calls".to_string(),
+                    format!("{v:.0} runs/s ({:.0} tasks/s)", v * 3.0),
+                ));
+                format!("{v:.0} runs/s ({:.2} s)", secs(c.phase.elapsed))
+            }
+            Err(e) => out.failed("(l)", e.as_ref()),
+        };
+        out.rows.push((
+            "(l) chain, batch calls".into(),
+            "as (h), each polled batch completed by one complete_tasks".into(),
             result,
         ));
     }
@@ -463,6 +482,16 @@ pub fn report(o: &Options, m: &machine::Machine, server: &machine::Server, r: &R
             ),
             now: at_least(ratio(h_rate, b_rate), 3.0),
             target: ">= 3x".into(),
+        });
+    }
+    if o.phases.contains('l') && o.phases.contains('b') {
+        targets.push(Target {
+            figure: format!(
+                "{} chain runs: start_flows + complete_tasks / start_flow + complete_task",
+                o.chain_runs
+            ),
+            now: ratio(l_rate, b_rate).map(|v| (format!("{v:.2}x"), true)),
+            target: "(none)".into(),
         });
     }
     let at_most_ms =
@@ -703,6 +732,12 @@ fn details(o: &Options, r: &Results, handoff: &Sorted, pickup: &Sorted) {
             );
         }
     }
+    if let Some(Ok(c)) = &r.chain_batched {
+        println!(
+            "  (l) {}",
+            calls(&c.phase.stats, "poll_tasks", "complete_tasks")
+        );
+    }
     if let Some((s, c)) = pickup {
         println!(
             "  (i) p95 {:.2} ms, max {:.2} ms; the start_flow call itself: median {:.2} ms, p95 {:.2} ms",
@@ -775,6 +810,13 @@ fn details(o: &Options, r: &Results, handoff: &Sorted, pickup: &Sorted) {
         (
             "(h)",
             r.chain_many
+                .as_ref()
+                .and_then(|x| x.as_ref().ok())
+                .map(|x| &x.phase),
+        ),
+        (
+            "(l)",
+            r.chain_batched
                 .as_ref()
                 .and_then(|x| x.as_ref().ok())
                 .map(|x| &x.phase),
