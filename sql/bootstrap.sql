@@ -201,7 +201,11 @@ CREATE TABLE step_states (
     -- an event step's event, when it arrived before the step was ready (0.2.0)
     event_payload   jsonb,
     event_at        timestamptz,
+    -- a map step that fans out in chunks (quantum_flow.fan_out_chunk): the index of the next
+    -- task to create; NULL once every task exists (0.2.0)
+    fan_out_next    int,
     PRIMARY KEY (run_id, step_slug),
+    CONSTRAINT step_states_fan_out_next_check CHECK (fan_out_next > 0 AND fan_out_next < tasks_total),
     -- (workflow_slug, step_slug) names a workflow_steps row
     CHECK (tasks_total IS NULL OR tasks_completed <= tasks_total),
     CHECK (status IN ('created', 'skipped') OR remaining_deps = 0),
@@ -253,6 +257,9 @@ CREATE TABLE step_task_shards (
 
 -- No index mentions step_tasks.status or step_states' counters, and both tables leave room
 -- in each page, so the hot path's updates (claim, complete, count) stay HOT updates.
+
+-- The map steps whose fan-out is unfinished, by workflow: polls look here first (0.2.0).
+CREATE INDEX step_states_fan_out_idx ON step_states (workflow_slug) WHERE fan_out_next IS NOT NULL;
 
 -- Concurrency keys (0.2.0): for a workflow with a concurrency_key, at most max_concurrency
 -- tasks of runs with the same key value have a message (queued, claimed or waiting for a

@@ -120,7 +120,11 @@ ALTER TABLE step_states
     DROP CONSTRAINT step_states_check1,
     ADD CONSTRAINT step_states_check1 CHECK (status IN ('created', 'skipped') OR remaining_deps = 0),
     ADD COLUMN event_payload jsonb,
-    ADD COLUMN event_at timestamptz;
+    ADD COLUMN event_at timestamptz,
+    ADD COLUMN fan_out_next int,
+    ADD CONSTRAINT step_states_fan_out_next_check CHECK (fan_out_next > 0 AND fan_out_next < tasks_total);
+-- The map steps whose fan-out is unfinished (0.1.0 created every task at once: none are).
+CREATE INDEX step_states_fan_out_idx ON step_states (workflow_slug) WHERE fan_out_next IS NOT NULL;
 
 ALTER TABLE step_tasks
     ALTER COLUMN message_id DROP NOT NULL,

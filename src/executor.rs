@@ -985,7 +985,13 @@ fn claim_once(
     batch_size: i32,
     worker_id: Option<&str>,
 ) -> QfResult<Round> {
+    // A big map's next chunk of tasks first (usually there is none: one index probe). The
+    // round then returns even if it claims nothing, so that the chunk commits.
     let mut wrote = false;
+    if queue::continue_fan_out(queue, workflow_slug)? > 0 {
+        wrote = true;
+        wakeup::notify_on_commit(workflow_slug);
+    }
     let polled = queue::read_and_claim(
         queue,
         workflow_slug,
@@ -1306,6 +1312,7 @@ pub fn retry_run(run_id: Uuid) -> QfResult<bool> {
                 concurrency::waiting(workflow_slug, value);
             }
         }
+        runs::resume_fan_outs(run_id)?;
         start_steps(&run, runs::reopen_taskless_steps(run_id)?)?;
         wakeup::notify_on_commit(&run.workflow_slug);
         Ok(true)

@@ -29,6 +29,8 @@ pub struct Report {
     pub timers_fired: usize,
     /// Child runs cancelled because their parent run had ended.
     pub orphans_cancelled: usize,
+    /// Tasks created for big map steps, one chunk per workflow (see `queue::continue_fan_out`).
+    pub tasks_fanned_out: usize,
 }
 
 impl Report {
@@ -38,6 +40,7 @@ impl Report {
             + self.stale_archived
             + self.timers_fired
             + self.orphans_cancelled
+            + self.tasks_fanned_out
             > 0
     }
 
@@ -50,6 +53,7 @@ impl Report {
             "stale_archived": self.stale_archived,
             "timers_fired": self.timers_fired,
             "orphans_cancelled": self.orphans_cancelled,
+            "tasks_fanned_out": self.tasks_fanned_out,
         })
     }
 }
@@ -57,7 +61,8 @@ impl Report {
 /// For every workflow, in slug order: claims that outlived their step's timeout are put back
 /// in the queue as the attempt they were (or, with no attempts left, fail their task and run),
 /// messages whose run has ended are archived, due timers fail their runs (`run_timeout`,
-/// `event_timeout`), and child runs whose parent ended are cancelled. Everything is locked
+/// `event_timeout`), child runs whose parent ended are cancelled, and the next chunk of one
+/// big map step's tasks is created (`quantum_flow.fan_out_chunk`). Everything is locked
 /// with SKIP LOCKED in the engine's lock order, so concurrent `maintain()` calls and pollers
 /// never wait for each other or count anything twice.
 pub fn maintain() -> QfResult<Report> {
@@ -71,6 +76,8 @@ pub fn maintain() -> QfResult<Report> {
         for found in queue::sweep_overdue(&queue, &slug, SWEEP_LIMIT)? {
             cleanup.add(found);
         }
+        report.tasks_fanned_out +=
+            crate::executor::settle(|| queue::continue_fan_out(&queue, &slug))? as usize;
         report.workflows += 1;
         report.timeouts_retried += cleanup.timed_out.len();
         report.timeouts_failed += cleanup.exhausted.len();

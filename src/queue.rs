@@ -24,7 +24,7 @@ use crate::engine::message::{parse_task_index, parse_uuid};
 use crate::engine::COUNTER_SHARDS;
 use crate::error::QfResult;
 use crate::jsonb::Jsonb;
-use crate::settings::JSONB_MAX_BYTES;
+use crate::settings::{FAN_OUT_CHUNK, JSONB_MAX_BYTES};
 use crate::store::{col, execute, query, query_dynamic, query_opt, query_prepared, req};
 use pgrx::datum::Uuid;
 use std::cell::Cell;
@@ -202,6 +202,11 @@ pub fn start_run_timer(queue: &str, run_id: Uuid) -> QfResult<()> {
 /// element. Returns the task count and the largest task input in bytes, at most. The caller
 /// has checked that the source is a non-empty array. With a concurrency key value (`key`)
 /// the tasks wait in `waiting_tasks` instead, without messages.
+///
+/// Without a key, only the first `quantum_flow.fan_out_chunk` tasks are created here, so that
+/// the first of a big map can be claimed as soon as this transaction commits; the step's
+/// `fan_out_next` says where the rest begin, and `continue_fan_out` creates them. The task
+/// count, the counter shards and the input size check cover every element from the start.
 pub fn start_map_step(
     queue: &str,
     run_id: Uuid,
@@ -214,7 +219,7 @@ pub fn start_map_step(
     // the msg_ids in ascending order, unnested side by side, pair each task with its message
     // (positionally: no join, whatever plan the statement gets).
     macro_rules! fan_out {
-        ($tasks:literal) => {
+        ($tasks:literal, $next:literal) => {
             concat!(
                 "WITH source AS ( \
                    SELECT r.input, CASE WHEN $4::text IS NULL THEN r.input \
@@ -229,7 +234,10 @@ pub fn start_map_step(
                    INSERT INTO quantum_flow.step_task_shards (run_id, step_slug, shard, tasks_total) \
                    SELECT $2, $3, (i.task_index / 16) % $5, count(*) FROM items i GROUP BY (i.task_index / 16) % $5) \
                  UPDATE quantum_flow.step_states \
-                 SET status = 'started', tasks_total = (SELECT count(*) FROM tasks), started_at = clock_timestamp() \
+                 SET status = 'started', tasks_total = (SELECT count(*) FROM items), started_at = clock_timestamp(), \
+                     fan_out_next = ",
+                $next,
+                " \
                  WHERE run_id = $2 AND step_slug = $3 \
                  RETURNING tasks_total, \
                    (4 + 3 * 27 + CASE WHEN $4::text IS NULL THEN 0 \
@@ -248,7 +256,7 @@ pub fn start_map_step(
                    SELECT s.msg_id \
                    FROM pgmq.send_batch($1, ARRAY( \
                           SELECT jsonb_build_object('run_id', $2::uuid, 'step_slug', $3::text, 'task_index', i.task_index) \
-                          FROM items i ORDER BY i.task_index), \
+                          FROM items i WHERE i.task_index < $6 ORDER BY i.task_index), \
                         (SELECT greatest(clock_timestamp(), coalesce(r.start_at, clock_timestamp())) \
                                 + make_interval(secs => coalesce(ws.start_delay, 0)) \
                          FROM quantum_flow.runs r, quantum_flow.workflow_steps ws \
@@ -256,12 +264,20 @@ pub fn start_map_step(
                  tasks AS ( \
                    INSERT INTO quantum_flow.step_tasks (run_id, step_slug, task_index, item, message_id) \
                    SELECT $2, $3, (z.ord - 1)::int, z.item, z.msg_id \
-                   FROM unnest(ARRAY(SELECT i.item FROM items i ORDER BY i.task_index), \
+                   FROM unnest(ARRAY(SELECT i.item FROM items i WHERE i.task_index < $6 ORDER BY i.task_index), \
                                ARRAY(SELECT s.msg_id FROM sent s ORDER BY s.msg_id)) \
                         WITH ORDINALITY AS z(item, msg_id, ord) \
-                   RETURNING 1)"
+                   RETURNING 1)",
+                "CASE WHEN (SELECT count(*) FROM items) > $6 THEN $6 END"
             ),
-            &[queue.into(), run_id.into(), step_slug.into(), source_step.into(), COUNTER_SHARDS.into()],
+            &[
+                queue.into(),
+                run_id.into(),
+                step_slug.into(),
+                source_step.into(),
+                COUNTER_SHARDS.into(),
+                FAN_OUT_CHUNK.get().into(),
+            ],
             row,
         )?,
         Some((workflow_slug, value)) => query_opt(
@@ -277,7 +293,8 @@ pub fn start_map_step(
                  tasks AS ( \
                    INSERT INTO quantum_flow.step_tasks (run_id, step_slug, task_index, item) \
                    SELECT $2, $3, i.task_index, i.item FROM items i \
-                   RETURNING 1)"
+                   RETURNING 1)",
+                "NULL"
             ),
             &[
                 workflow_slug.into(),
@@ -291,6 +308,121 @@ pub fn start_map_step(
         )?,
     };
     Ok(started.unwrap_or((0, 0)))
+}
+
+/// Creates the next `quantum_flow.fan_out_chunk` tasks (and messages) of one map step of
+/// `workflow_slug` whose fan-out is unfinished (`fan_out_next` is set; see `start_map_step`),
+/// of a started run; returns how many it created (0: no such step, or other sessions hold
+/// them). Polls call it before they read, and `maintain` for every workflow.
+///
+/// The step's row is locked with SKIP LOCKED, so one session creates each chunk and others
+/// go on claiming; a chunk stays where it was when its transaction rolls back. The array is
+/// fetched once, detoasted, and passed back as a parameter, so each element is found by its
+/// position (`->`) instead of unnesting the whole array for every chunk.
+///
+/// A paused run's fan-out waits for `resume_run`. A step of a run that ended (or a step that
+/// failed) is found here too, and its `fan_out_next` cleared, so that polls stop looking at
+/// it; the paths that fail a run leave it alone, as they may hold locks in another order.
+/// `retry_run` sets it again from the tasks that exist (`runs::resume_fan_outs`).
+pub fn continue_fan_out(queue: &str, workflow_slug: &str) -> QfResult<i32> {
+    // Each stale row found is cleared and the next one looked for; a bound keeps one poll's
+    // share of that work small.
+    for _ in 0..16 {
+        let found = query_opt(
+            "SELECT ss.run_id, ss.step_slug, ss.fan_out_next, ss.tasks_total, \
+                    r.status = 'started' AND ss.status = 'started', \
+                    CASE WHEN r.status = 'started' AND ss.status = 'started' THEN \
+                      CASE WHEN d.dep_slug IS NULL THEN r.input \
+                           ELSE (SELECT ds.output FROM quantum_flow.step_states ds \
+                                 WHERE ds.run_id = ss.run_id AND ds.step_slug = d.dep_slug) END END, \
+                    greatest(clock_timestamp(), \
+                             greatest(ss.started_at, coalesce(r.start_at, ss.started_at)) \
+                               + make_interval(secs => coalesce(ws.start_delay, 0))) \
+             FROM quantum_flow.step_states ss \
+             JOIN quantum_flow.runs r ON r.run_id = ss.run_id \
+             JOIN quantum_flow.workflow_steps ws ON ws.workflow_slug = ss.workflow_slug AND ws.step_slug = ss.step_slug \
+             LEFT JOIN quantum_flow.workflow_step_dependencies_def d \
+                    ON d.workflow_slug = ss.workflow_slug AND d.step_slug = ss.step_slug \
+             WHERE ss.workflow_slug = $1 AND ss.fan_out_next IS NOT NULL AND r.status <> 'paused' \
+             LIMIT 1 FOR UPDATE OF ss SKIP LOCKED",
+            &[workflow_slug.into()],
+            |r| {
+                Ok((
+                    req::<Uuid>(r, 1)?,
+                    req::<String>(r, 2)?,
+                    req::<i32>(r, 3)?,
+                    req::<i32>(r, 4)?,
+                    req::<bool>(r, 5)?,
+                    col::<Jsonb>(r, 6)?,
+                    req::<pgrx::datum::TimestampWithTimeZone>(r, 7)?,
+                ))
+            },
+        )?;
+        let Some((run_id, step_slug, from, total, live, array, visible_at)) = found else {
+            return Ok(0);
+        };
+        match (live, array) {
+            (true, Some(array)) => {
+                return chunk(queue, run_id, &step_slug, from, total, array, visible_at)
+            }
+            _ => {
+                execute(
+                    "UPDATE quantum_flow.step_states SET fan_out_next = NULL \
+                     WHERE run_id = $1 AND step_slug = $2 RETURNING 1",
+                    &[run_id.into(), step_slug.as_str().into()],
+                )?;
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// `continue_fan_out`'s chunk: tasks `from..` of the step, at most `quantum_flow.fan_out_chunk`.
+fn chunk(
+    queue: &str,
+    run_id: Uuid,
+    step_slug: &str,
+    from: i32,
+    total: i32,
+    array: Jsonb,
+    visible_at: pgrx::datum::TimestampWithTimeZone,
+) -> QfResult<i32> {
+    let to = from.saturating_add(FAN_OUT_CHUNK.get()).min(total);
+    // As in `start_map_step`: the messages' msg_ids ascend in task order, paired positionally.
+    query_prepared(
+        &format!(
+            "WITH items AS MATERIALIZED ( \
+               SELECT g.i AS task_index, $4::jsonb -> g.i AS item \
+               FROM generate_series($5::int, $6::int - 1) AS g(i)), \
+             sent AS MATERIALIZED ( \
+               INSERT INTO {table} (vt, message) \
+               SELECT $7::timestamptz, \
+                      jsonb_build_object('run_id', $2::uuid, 'step_slug', $3::text, 'task_index', i.task_index) \
+               FROM items i ORDER BY i.task_index \
+               RETURNING msg_id), \
+             tasks AS ( \
+               INSERT INTO quantum_flow.step_tasks (run_id, step_slug, task_index, item, message_id) \
+               SELECT $2, $3, $5 + (z.ord - 1)::int, z.item, z.msg_id \
+               FROM unnest(ARRAY(SELECT i.item FROM items i ORDER BY i.task_index), \
+                           ARRAY(SELECT s.msg_id FROM sent s ORDER BY s.msg_id)) \
+                    WITH ORDINALITY AS z(item, msg_id, ord)) \
+             UPDATE quantum_flow.step_states SET fan_out_next = CASE WHEN $6 < tasks_total THEN $6 END \
+             WHERE run_id = $2 AND step_slug = $3 \
+             RETURNING 1",
+            table = queue_table(queue)
+        ),
+        &[
+            queue.into(),
+            run_id.into(),
+            step_slug.into(),
+            array.into(),
+            from.into(),
+            to.into(),
+            visible_at.into(),
+        ],
+        |_| Ok(()),
+    )?;
+    Ok(to - from)
 }
 
 /// Whether a value of `bytes` bytes (as the size estimates above give them) fits in a jsonb.

@@ -34,6 +34,11 @@ pub static MAX_STEPS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 /// `quantum_flow.max_map_tasks`: the most tasks one map step may fan out to.
 pub static MAX_MAP_TASKS: GucSetting<i32> = GucSetting::<i32>::new(1_000_000);
 
+/// `quantum_flow.fan_out_chunk`: how many tasks of a map step are created at once. A map
+/// step with more tasks creates its first chunk when it starts; polls (and `maintain`) create
+/// the rest, one chunk at a time (see `queue::continue_fan_out`).
+pub static FAN_OUT_CHUNK: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+
 /// `quantum_flow.fair_polling`: whether `poll_tasks` takes part of each batch from the newest
 /// messages of other runs (see `queue::read_messages`); off, it reads strictly oldest first.
 pub static FAIR_POLLING: GucSetting<bool> = GucSetting::<bool>::new(true);
@@ -121,6 +126,17 @@ pub fn init() {
         1,
         i32::MAX,
         GucContext::Suset,
+        GucFlags::empty(),
+    );
+    GucRegistry::define_int_guc(
+        c"quantum_flow.fan_out_chunk",
+        c"How many tasks of a map step are created at once.",
+        c"A map step with more tasks queues its first chunk when it starts, so its first task \
+          can be claimed at once; polls and maintain() create the rest, a chunk at a time.",
+        &FAN_OUT_CHUNK,
+        1,
+        i32::MAX,
+        GucContext::Userset,
         GucFlags::empty(),
     );
     GucRegistry::define_int_guc(

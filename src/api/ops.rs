@@ -11,9 +11,10 @@ use pgrx::search_path;
 /// Does for every workflow what pollers do in passing: claims that outlived their step's
 /// timeout are put back in the queue (or, with no attempts left, fail their task and run), and
 /// messages whose run has ended are archived, due timers fail their runs (`run_timeout`,
-/// `event_timeout`), and child runs whose parent ended are cancelled. Returns what it did:
-/// `{"workflows", "timeouts_retried", "timeouts_failed", "runs_failed", "stale_archived",
-/// "timers_fired", "orphans_cancelled"}`.
+/// `event_timeout`), child runs whose parent ended are cancelled, and the next chunk of a big
+/// map step's tasks is created. Returns what it did: `{"workflows", "timeouts_retried",
+/// "timeouts_failed", "runs_failed", "stale_archived", "timers_fired", "orphans_cancelled",
+/// "tasks_fanned_out"}`.
 /// Safe to call concurrently and from pg_cron; the background worker calls it every
 /// `quantum_flow.maintenance_interval` when the library is preloaded.
 #[pg_extern(security_definer)]

@@ -1153,6 +1153,21 @@ pub fn reopen_tasks(run_id: Uuid) -> QfResult<Vec<(TaskKey, String)>> {
     Ok(tasks)
 }
 
+/// `retry_run`: a started map step whose fan-out had not finished when the run failed goes on
+/// from its next task (tasks are created in index order, so that is how many it has); polls
+/// clear `fan_out_next` of ended runs (see `queue::continue_fan_out`).
+pub fn resume_fan_outs(run_id: Uuid) -> QfResult<usize> {
+    execute(
+        "UPDATE quantum_flow.step_states ss SET fan_out_next = c.n \
+         FROM (SELECT t.step_slug, count(*)::int AS n FROM quantum_flow.step_tasks t \
+               WHERE t.run_id = $1 GROUP BY t.step_slug) c \
+         WHERE ss.run_id = $1 AND ss.step_slug = c.step_slug AND ss.status = 'started' \
+           AND c.n < ss.tasks_total \
+         RETURNING 1",
+        &[run_id.into()],
+    )
+}
+
 /// `retry_run`: gives the run's queued worker tasks without a message one (visible now), or,
 /// for a run with a concurrency key value, puts them in `waiting_tasks`.
 pub fn requeue_worker_tasks(

@@ -264,7 +264,7 @@ AS $$ SELECT ARRAY['description',
                    'deadline', 'start_at', 'concurrency_value', 'parent_run_id', 'parent_step_slug',
                    'parent_task_index', 'timer_message_id',
                    -- step_states and step_tasks
-                   'event_payload', 'event_at', 'child_run_id', 'attempts_base', 'last_error_at'] $$;
+                   'event_payload', 'event_at', 'fan_out_next', 'child_run_id', 'attempts_base', 'last_error_at'] $$;
 -- a get_flow document without the keys the update adds
 CREATE FUNCTION upgrade_check.without_added(doc jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
     SELECT (doc - upgrade_check.added_columns())
