@@ -988,7 +988,7 @@ fn claim_once(
     // A big map's next chunk of tasks first (usually there is none: one index probe). The
     // round then returns even if it claims nothing, so that the chunk commits.
     let mut wrote = false;
-    if queue::continue_fan_out(queue, workflow_slug)? > 0 {
+    if queue::continue_fan_out(queue, workflow_slug, queue::tail_window(batch_size))? > 0 {
         wrote = true;
         wakeup::notify_on_commit(workflow_slug);
     }

@@ -76,8 +76,9 @@ pub fn maintain() -> QfResult<Report> {
         for found in queue::sweep_overdue(&queue, &slug, SWEEP_LIMIT)? {
             cleanup.add(found);
         }
-        report.tasks_fanned_out +=
-            crate::executor::settle(|| queue::continue_fan_out(&queue, &slug))? as usize;
+        report.tasks_fanned_out += crate::executor::settle(|| {
+            queue::continue_fan_out(&queue, &slug, queue::tail_window(10))
+        })? as usize;
         report.workflows += 1;
         report.timeouts_retried += cleanup.timed_out.len();
         report.timeouts_failed += cleanup.exhausted.len();

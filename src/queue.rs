@@ -320,11 +320,17 @@ pub fn start_map_step(
 /// fetched once, detoasted, and passed back as a parameter, so each element is found by its
 /// position (`->`) instead of unnesting the whole array for every chunk.
 ///
+/// Fairness (see `read_messages`): a chunk's messages are the newest in the queue, so a chunk
+/// created while another run's visible message is among the newest `window` messages would
+/// bury that message below the map's; no chunk is created then (0), and the poll's fair read
+/// claims that message first. Strictly oldest first, the message is older than the chunk
+/// anyway. The map goes on with the tasks it has meanwhile.
+///
 /// A paused run's fan-out waits for `resume_run`. A step of a run that ended (or a step that
 /// failed) is found here too, and its `fan_out_next` cleared, so that polls stop looking at
 /// it; the paths that fail a run leave it alone, as they may hold locks in another order.
 /// `retry_run` sets it again from the tasks that exist (`runs::resume_fan_outs`).
-pub fn continue_fan_out(queue: &str, workflow_slug: &str) -> QfResult<i32> {
+pub fn continue_fan_out(queue: &str, workflow_slug: &str, window: i32) -> QfResult<i32> {
     // Each stale row found is cleared and the next one looked for; a bound keeps one poll's
     // share of that work small.
     for _ in 0..16 {
@@ -363,7 +369,10 @@ pub fn continue_fan_out(queue: &str, workflow_slug: &str) -> QfResult<i32> {
         };
         match (live, array) {
             (true, Some(array)) => {
-                return chunk(queue, run_id, &step_slug, from, total, array, visible_at)
+                if others_at_the_tail(queue, run_id, window)? {
+                    return Ok(0);
+                }
+                return chunk(queue, run_id, &step_slug, from, total, array, visible_at);
             }
             _ => {
                 execute(
@@ -375,6 +384,21 @@ pub fn continue_fan_out(queue: &str, workflow_slug: &str) -> QfResult<i32> {
         }
     }
     Ok(0)
+}
+
+/// Whether a visible message of a run other than `run_id` is among the queue's newest
+/// `window` messages (`continue_fan_out`).
+fn others_at_the_tail(queue: &str, run_id: Uuid, window: i32) -> QfResult<bool> {
+    let table = queue_table(queue);
+    let sql = format!(
+        "SELECT EXISTS ( \
+           SELECT 1 FROM {table} q \
+           WHERE q.msg_id = ANY(ARRAY(SELECT n.msg_id FROM {table} n ORDER BY n.msg_id DESC LIMIT $2)) \
+             AND q.vt <= clock_timestamp() \
+             AND (q.message ->> 'run_id') IS DISTINCT FROM ($1::uuid)::text)"
+    );
+    let found = query_prepared(&sql, &[run_id.into(), window.into()], |r| req::<bool>(r, 1))?;
+    Ok(found.into_iter().next().unwrap_or(false))
 }
 
 /// `continue_fan_out`'s chunk: tasks `from..` of the step, at most `quantum_flow.fan_out_chunk`.
@@ -590,6 +614,11 @@ thread_local! {
     static SMALL_POLLS: Cell<u32> = const { Cell::new(0) };
 }
 
+/// How many of the newest messages a poll of `qty` looks at for other runs' tasks.
+pub fn tail_window(qty: i32) -> i32 {
+    qty.saturating_mul(2).saturating_add(16)
+}
+
 /// How many of a poll's `qty` messages come from the newest end of the queue (see
 /// `read_messages`): a quarter, and for polls of 1 to 3 tasks one in every fourth poll.
 fn tail_share(qty: i32, fair: bool) -> i32 {
@@ -613,6 +642,7 @@ fn tail_share(qty: i32, fair: bool) -> i32 {
 /// gets its tasks claimed within a few polls instead of after the map drains, while a queue
 /// that holds one run's tasks is read strictly oldest first.
 fn read_messages(queue: &str, vt: i32, qty: i32, fair: bool) -> QfResult<Vec<MessageRow>> {
+    // The statement's `2 * $2 + 16` is `tail_window(qty)`.
     let table = queue_table(queue);
     let sql = format!(
         "WITH oldest AS ( \

@@ -92,6 +92,18 @@ SELECT quantum_flow.cancel_run('f6000000-0000-0000-0000-000000000005', 'not need
 SELECT quantum_flow.maintain()->'tasks_fanned_out' AS fanned_out_after_cancel;
 SELECT * FROM pg_temp.fan('f6000000-0000-0000-0000-000000000005');
 
+-- fairness: while another run's task is among the newest messages, no chunk is created (it
+-- would bury that task under the map's); the poll's fair share claims it, and the next poll
+-- creates the chunk
+SELECT quantum_flow.start_flow('fo_root', '[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]', 'f6000000-0000-0000-0000-000000000007');
+SELECT quantum_flow.start_flow('fo_root', '[99]', 'f6000000-0000-0000-0000-000000000008');
+SELECT run_id, task_index FROM quantum_flow.poll_tasks('fo_root', 4) ORDER BY run_id, task_index;
+SELECT * FROM pg_temp.fan('f6000000-0000-0000-0000-000000000007');
+SELECT run_id, task_index FROM quantum_flow.poll_tasks('fo_root', 4) ORDER BY run_id, task_index;
+SELECT * FROM pg_temp.fan('f6000000-0000-0000-0000-000000000007');
+SELECT quantum_flow.cancel_run('f6000000-0000-0000-0000-000000000007', 'done') AS cancelled,
+       quantum_flow.cancel_run('f6000000-0000-0000-0000-000000000008', 'done') AS cancelled_small;
+
 -- a chunk larger than the map creates every task at once
 SET quantum_flow.fan_out_chunk = 10;
 SELECT quantum_flow.start_flow('fo_root', '[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]', 'f6000000-0000-0000-0000-000000000006');
