@@ -116,7 +116,12 @@ pub async fn first_claim_phase(
 /// One map of (k), measured.
 pub struct CostCase {
     pub tasks: usize,
-    /// complete_task(list, <tasks-element array>): the fan-out, in one call
+    /// complete_task(list, <tasks-element array>): the step readied, its first chunk of tasks
+    /// created (`quantum_flow.fan_out_chunk`)
+    pub fanout_call: Duration,
+    /// polls that created the rest, one chunk each
+    pub chunks: usize,
+    /// the call sent -> every task of the map exists: the whole fan-out
     pub fanout: Duration,
     /// tasks claimed and completed by the workers in `drain`
     pub drained: usize,
@@ -141,8 +146,40 @@ pub struct Cost {
     pub big: CostCase,
 }
 
+/// Polls bench_fanout (`batch_size => 1`) until the run's map step `m` has every task: each
+/// poll first creates the next chunk of an unfinished map of the workflow
+/// (`quantum_flow.fan_out_chunk`), then claims one task (left claimed: the run is cancelled or
+/// its claims time out later). Returns how many polls it took. (`maintain()` creates chunks
+/// too, but also sweeps every queue, which costs more with a million messages queued.)
+async fn finish_fan_out(control: &Client, run_id: Uuid) -> Result<usize> {
+    let mut polls = 0;
+    loop {
+        let next: Option<i32> = control
+            .query_one(
+                "SELECT fan_out_next FROM quantum_flow.step_states WHERE run_id = $1 AND step_slug = 'm'",
+                &[&run_id],
+            )
+            .await?
+            .get(0);
+        if next.is_none() {
+            return Ok(polls);
+        }
+        if polls > 10_000 {
+            return Err(format!("run {run_id}: its map's fan-out did not finish").into());
+        }
+        control
+            .execute(
+                "SELECT count(*) FROM quantum_flow.poll_tasks($1, 1, 0)",
+                &[&FANOUT_FLOW],
+            )
+            .await?;
+        polls += 1;
+    }
+}
+
 /// One map of (k): a run of bench_fanout; worker 0 claims `list`; the clock times
-/// complete_task(list, 0..tasks) (the array built before); then the workers (per-task
+/// complete_task(list, 0..tasks) (the array built before) and the polls that create the rest of
+/// its tasks (`finish_fan_out`); then the workers (per-task
 /// complete_task, as in (a)) are released on the queued map, and the clock runs until the
 /// `drain`-th completion returns. A map drained whole is checked to complete; otherwise its
 /// run is cancelled (timed).
@@ -159,6 +196,8 @@ async fn cost_case(
     if !crew[0].complete(&list, &array).await? {
         return Err(format!("run {run_id}: complete_task(list) returned false").into());
     }
+    let fanout_call = t0.elapsed();
+    let chunks = finish_fan_out(control, run_id).await?;
     let fanout = t0.elapsed();
     drop(array);
 
@@ -192,6 +231,8 @@ async fn cost_case(
     };
     Ok(CostCase {
         tasks,
+        fanout_call,
+        chunks,
         fanout,
         drained: drain,
         drain: drain_time,

@@ -770,11 +770,14 @@ fn details(o: &Options, r: &Results, handoff: &Sorted, pickup: &Sorted) {
                 None => "; the run completed".into(),
             };
             println!(
-                "  (k) {} tasks: fan-out complete_task {:.3} s ({:.1} us/task); {} tasks claimed \
-                 and completed in {:.3} s ({:.0} us/task, {:.0} tasks/s){cancel}",
+                "  (k) {} tasks: fan-out {:.3} s ({:.1} us/task: complete_task {:.3} s, then {} \
+                 polls, a chunk each); {} tasks claimed and completed in {:.3} s ({:.0} us/task, \
+                 {:.0} tasks/s){cancel}",
                 case.tasks,
                 secs(case.fanout),
                 us(case.fanout_per_task()),
+                secs(case.fanout_call),
+                case.chunks,
                 case.drained,
                 secs(case.drain),
                 us(case.drain_per_task()),
