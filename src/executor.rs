@@ -985,13 +985,7 @@ fn claim_once(
     batch_size: i32,
     worker_id: Option<&str>,
 ) -> QfResult<Round> {
-    // A big map's next chunk of tasks first (usually there is none: one index probe). The
-    // round then returns even if it claims nothing, so that the chunk commits.
     let mut wrote = false;
-    if queue::continue_fan_out(queue, workflow_slug, queue::tail_window(batch_size))? > 0 {
-        wrote = true;
-        wakeup::notify_on_commit(workflow_slug);
-    }
     let polled = queue::read_and_claim(
         queue,
         workflow_slug,
@@ -1031,6 +1025,15 @@ fn claim_once(
     }
     wrote |= !cleanup.is_empty();
     cleanup.apply(queue, workflow_slug)?;
+    // Last, a big map's next chunk of tasks (usually there is none: one index probe): it
+    // locks the step's row, and nothing above may wait for a step row while we hold it. A
+    // round that wrote one returns even if it claimed nothing, so that the chunk commits
+    // (and the row is released) instead of waiting with the poll.
+    let fanned = queue::continue_fan_out(queue, workflow_slug, queue::tail_window(batch_size))?;
+    if fanned.created > 0 {
+        wakeup::notify_on_commit(workflow_slug);
+    }
+    wrote |= fanned.wrote();
     Ok(Round { claimed, wrote })
 }
 

@@ -76,9 +76,6 @@ pub fn maintain() -> QfResult<Report> {
         for found in queue::sweep_overdue(&queue, &slug, SWEEP_LIMIT)? {
             cleanup.add(found);
         }
-        report.tasks_fanned_out += crate::executor::settle(|| {
-            queue::continue_fan_out(&queue, &slug, queue::tail_window(10))
-        })? as usize;
         report.workflows += 1;
         report.timeouts_retried += cleanup.timed_out.len();
         report.timeouts_failed += cleanup.exhausted.len();
@@ -86,6 +83,11 @@ pub fn maintain() -> QfResult<Report> {
         let applied = crate::executor::settle(|| cleanup.apply(&queue, &slug))?;
         report.runs_failed += applied.runs_failed;
         report.timers_fired += applied.timers_fired;
+        // last for this workflow: it holds a step's row until maintain() ends
+        let fanned = crate::executor::settle(|| {
+            queue::continue_fan_out(&queue, &slug, queue::tail_window(10))
+        })?;
+        report.tasks_fanned_out += fanned.created as usize;
     }
     Ok(report)
 }

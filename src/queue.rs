@@ -322,83 +322,96 @@ pub fn start_map_step(
 ///
 /// Fairness (see `read_messages`): a chunk's messages are the newest in the queue, so a chunk
 /// created while another run's visible message is among the newest `window` messages would
-/// bury that message below the map's; no chunk is created then (0), and the poll's fair read
-/// claims that message first. Strictly oldest first, the message is older than the chunk
-/// anyway. The map goes on with the tasks it has meanwhile.
+/// bury that message below the map's; such a step is passed over (not locked) until that
+/// message is claimed, which the poll's fair read does first. Strictly oldest first, the
+/// message is older than the chunk anyway. The map goes on with the tasks it has meanwhile.
+/// (A message another transaction holds also counts, until that transaction ends.)
 ///
 /// A paused run's fan-out waits for `resume_run`. A step of a run that ended (or a step that
 /// failed) is found here too, and its `fan_out_next` cleared, so that polls stop looking at
 /// it; the paths that fail a run leave it alone, as they may hold locks in another order.
 /// `retry_run` sets it again from the tasks that exist (`runs::resume_fan_outs`).
-pub fn continue_fan_out(queue: &str, workflow_slug: &str, window: i32) -> QfResult<i32> {
+///
+/// Callers run this last in their transaction's work on the queue: it holds the step's row
+/// from here on, and nothing after it may wait for another step's row.
+pub fn continue_fan_out(queue: &str, workflow_slug: &str, window: i32) -> QfResult<FanOut> {
+    let table = queue_table(queue);
+    let probe = format!(
+        "SELECT ss.run_id, ss.step_slug, ss.fan_out_next, ss.tasks_total, \
+                r.status = 'started' AND ss.status = 'started', \
+                CASE WHEN r.status = 'started' AND ss.status = 'started' THEN \
+                  CASE WHEN d.dep_slug IS NULL THEN r.input \
+                       ELSE (SELECT ds.output FROM quantum_flow.step_states ds \
+                             WHERE ds.run_id = ss.run_id AND ds.step_slug = d.dep_slug) END END, \
+                greatest(clock_timestamp(), \
+                         greatest(ss.started_at, coalesce(r.start_at, ss.started_at)) \
+                           + make_interval(secs => coalesce(ws.start_delay, 0))) \
+         FROM quantum_flow.step_states ss \
+         JOIN quantum_flow.runs r ON r.run_id = ss.run_id \
+         JOIN quantum_flow.workflow_steps ws ON ws.workflow_slug = ss.workflow_slug AND ws.step_slug = ss.step_slug \
+         LEFT JOIN quantum_flow.workflow_step_dependencies_def d \
+                ON d.workflow_slug = ss.workflow_slug AND d.step_slug = ss.step_slug \
+         WHERE ss.workflow_slug = $1 AND ss.fan_out_next IS NOT NULL AND r.status <> 'paused' \
+           AND NOT (r.status = 'started' AND ss.status = 'started' AND EXISTS ( \
+                 SELECT 1 FROM {table} q \
+                 WHERE q.msg_id = ANY(ARRAY(SELECT n.msg_id FROM {table} n ORDER BY n.msg_id DESC LIMIT $2)) \
+                   AND q.vt <= clock_timestamp() \
+                   AND (q.message ->> 'run_id') IS DISTINCT FROM ss.run_id::text)) \
+         LIMIT 1 FOR UPDATE OF ss SKIP LOCKED"
+    );
+    let mut done = FanOut::default();
     // Each stale row found is cleared and the next one looked for; a bound keeps one poll's
     // share of that work small.
     for _ in 0..16 {
-        let found = query_opt(
-            "SELECT ss.run_id, ss.step_slug, ss.fan_out_next, ss.tasks_total, \
-                    r.status = 'started' AND ss.status = 'started', \
-                    CASE WHEN r.status = 'started' AND ss.status = 'started' THEN \
-                      CASE WHEN d.dep_slug IS NULL THEN r.input \
-                           ELSE (SELECT ds.output FROM quantum_flow.step_states ds \
-                                 WHERE ds.run_id = ss.run_id AND ds.step_slug = d.dep_slug) END END, \
-                    greatest(clock_timestamp(), \
-                             greatest(ss.started_at, coalesce(r.start_at, ss.started_at)) \
-                               + make_interval(secs => coalesce(ws.start_delay, 0))) \
-             FROM quantum_flow.step_states ss \
-             JOIN quantum_flow.runs r ON r.run_id = ss.run_id \
-             JOIN quantum_flow.workflow_steps ws ON ws.workflow_slug = ss.workflow_slug AND ws.step_slug = ss.step_slug \
-             LEFT JOIN quantum_flow.workflow_step_dependencies_def d \
-                    ON d.workflow_slug = ss.workflow_slug AND d.step_slug = ss.step_slug \
-             WHERE ss.workflow_slug = $1 AND ss.fan_out_next IS NOT NULL AND r.status <> 'paused' \
-             LIMIT 1 FOR UPDATE OF ss SKIP LOCKED",
-            &[workflow_slug.into()],
-            |r| {
-                Ok((
-                    req::<Uuid>(r, 1)?,
-                    req::<String>(r, 2)?,
-                    req::<i32>(r, 3)?,
-                    req::<i32>(r, 4)?,
-                    req::<bool>(r, 5)?,
-                    col::<Jsonb>(r, 6)?,
-                    req::<pgrx::datum::TimestampWithTimeZone>(r, 7)?,
-                ))
-            },
-        )?;
+        let found = query_prepared(&probe, &[workflow_slug.into(), window.into()], |r| {
+            Ok((
+                req::<Uuid>(r, 1)?,
+                req::<String>(r, 2)?,
+                req::<i32>(r, 3)?,
+                req::<i32>(r, 4)?,
+                req::<bool>(r, 5)?,
+                col::<Jsonb>(r, 6)?,
+                req::<pgrx::datum::TimestampWithTimeZone>(r, 7)?,
+            ))
+        })?
+        .into_iter()
+        .next();
         let Some((run_id, step_slug, from, total, live, array, visible_at)) = found else {
-            return Ok(0);
+            return Ok(done);
         };
-        match (live, array) {
-            (true, Some(array)) => {
-                if others_at_the_tail(queue, run_id, window)? {
-                    return Ok(0);
-                }
-                return chunk(queue, run_id, &step_slug, from, total, array, visible_at);
-            }
-            _ => {
-                execute(
-                    "UPDATE quantum_flow.step_states SET fan_out_next = NULL \
-                     WHERE run_id = $1 AND step_slug = $2 RETURNING 1",
-                    &[run_id.into(), step_slug.as_str().into()],
-                )?;
-            }
+        if let (true, Some(array)) = (live, array) {
+            done.created = chunk(queue, run_id, &step_slug, from, total, array, visible_at)?;
+            return Ok(done);
         }
+        // The run's status is read again here, in this statement's snapshot: the probe's
+        // row lock re-read only the step's row, and a retry_run may have committed since.
+        done.cleared += execute(
+            "UPDATE quantum_flow.step_states ss SET fan_out_next = NULL \
+             WHERE ss.run_id = $1 AND ss.step_slug = $2 AND ss.fan_out_next IS NOT NULL \
+               AND (ss.status <> 'started' \
+                    OR NOT EXISTS (SELECT 1 FROM quantum_flow.runs r \
+                                   WHERE r.run_id = $1 AND r.status IN ('started', 'paused'))) \
+             RETURNING 1",
+            &[run_id.into(), step_slug.as_str().into()],
+        )?;
     }
-    Ok(0)
+    Ok(done)
 }
 
-/// Whether a visible message of a run other than `run_id` is among the queue's newest
-/// `window` messages (`continue_fan_out`).
-fn others_at_the_tail(queue: &str, run_id: Uuid, window: i32) -> QfResult<bool> {
-    let table = queue_table(queue);
-    let sql = format!(
-        "SELECT EXISTS ( \
-           SELECT 1 FROM {table} q \
-           WHERE q.msg_id = ANY(ARRAY(SELECT n.msg_id FROM {table} n ORDER BY n.msg_id DESC LIMIT $2)) \
-             AND q.vt <= clock_timestamp() \
-             AND (q.message ->> 'run_id') IS DISTINCT FROM ($1::uuid)::text)"
-    );
-    let found = query_prepared(&sql, &[run_id.into(), window.into()], |r| req::<bool>(r, 1))?;
-    Ok(found.into_iter().next().unwrap_or(false))
+/// What `continue_fan_out` did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FanOut {
+    /// Tasks created (one chunk of one step).
+    pub created: i32,
+    /// Steps of ended runs whose `fan_out_next` was cleared.
+    pub cleared: usize,
+}
+
+impl FanOut {
+    /// Whether it wrote anything (and so holds a step's row until its transaction ends).
+    pub fn wrote(&self) -> bool {
+        self.created > 0 || self.cleared > 0
+    }
 }
 
 /// `continue_fan_out`'s chunk: tasks `from..` of the step, at most `quantum_flow.fan_out_chunk`.

@@ -33,7 +33,7 @@ END $$;
 -- start: 10 tasks counted, 4 created and queued
 SELECT quantum_flow.start_flow('fo_root', '[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]', 'f6000000-0000-0000-0000-000000000001');
 SELECT * FROM pg_temp.fan('f6000000-0000-0000-0000-000000000001');
--- a poll creates the next chunk, then claims the oldest tasks
+-- a poll claims the oldest tasks, then creates the next chunk
 SELECT task_index, input FROM quantum_flow.poll_tasks('fo_root', 3) ORDER BY task_index;
 SELECT * FROM pg_temp.fan('f6000000-0000-0000-0000-000000000001');
 -- maintain() creates the last chunk (one chunk per workflow per call), then has nothing to do
@@ -93,11 +93,11 @@ SELECT quantum_flow.maintain()->'tasks_fanned_out' AS fanned_out_after_cancel;
 SELECT * FROM pg_temp.fan('f6000000-0000-0000-0000-000000000005');
 
 -- fairness: while another run's task is among the newest messages, no chunk is created (it
--- would bury that task under the map's); the poll's fair share claims it, and the next poll
--- creates the chunk
+-- would bury that task under the map's); a poll claims that task first (its fair share), and
+-- then creates the chunk
 SELECT quantum_flow.start_flow('fo_root', '[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]', 'f6000000-0000-0000-0000-000000000007');
 SELECT quantum_flow.start_flow('fo_root', '[99]', 'f6000000-0000-0000-0000-000000000008');
-SELECT run_id, task_index FROM quantum_flow.poll_tasks('fo_root', 4) ORDER BY run_id, task_index;
+SELECT quantum_flow.maintain()->'tasks_fanned_out' AS fanned_out_behind_another_run;
 SELECT * FROM pg_temp.fan('f6000000-0000-0000-0000-000000000007');
 SELECT run_id, task_index FROM quantum_flow.poll_tasks('fo_root', 4) ORDER BY run_id, task_index;
 SELECT * FROM pg_temp.fan('f6000000-0000-0000-0000-000000000007');
