@@ -323,7 +323,9 @@ pub fn start_map_step(
 /// Fairness (see `read_messages`): a chunk's messages are the newest in the queue, so a chunk
 /// created while another run's visible message is among the newest `window` messages would
 /// bury that message below the map's; such a step is passed over (not locked) until that
-/// message is claimed, which the poll's fair read does first. Strictly oldest first, the
+/// message is claimed, which the poll's fair read does first. A chunk's messages become
+/// visible at the time computed here, before they are inserted, so a message sent while the
+/// chunk is being inserted is newer than all of them. Strictly oldest first, the
 /// message is older than the chunk anyway. The map goes on with the tasks it has meanwhile.
 /// (A message another transaction holds also counts, until that transaction ends.)
 ///
@@ -354,7 +356,8 @@ pub fn continue_fan_out(queue: &str, workflow_slug: &str, window: i32) -> QfResu
          WHERE ss.workflow_slug = $1 AND ss.fan_out_next IS NOT NULL AND r.status <> 'paused' \
            AND NOT (r.status = 'started' AND ss.status = 'started' AND EXISTS ( \
                  SELECT 1 FROM {table} q \
-                 WHERE q.msg_id = ANY(ARRAY(SELECT n.msg_id FROM {table} n ORDER BY n.msg_id DESC LIMIT $2)) \
+                 WHERE q.msg_id = ANY(ARRAY(SELECT n.msg_id FROM {table} n WHERE n.vt <= clock_timestamp() \
+                                            ORDER BY n.vt DESC LIMIT $2)) \
                    AND q.vt <= clock_timestamp() \
                    AND (q.message ->> 'run_id') IS DISTINCT FROM ss.run_id::text)) \
          LIMIT 1 FOR UPDATE OF ss SKIP LOCKED"
@@ -650,8 +653,11 @@ fn tail_share(qty: i32, fair: bool) -> i32 {
 /// does, on the queue's table directly, prepared once per backend).
 ///
 /// Fairness: most messages come oldest first, as from `pgmq.read`; a share (`tail_share`)
-/// comes from the newest messages (the last `2 * qty + 16` sent), newest first, skipping the
-/// run of the oldest visible message. So a run started behind another run's 100,000-task map
+/// comes from the newest messages (the `2 * qty + 16` visible ones that became visible last:
+/// by `vt`, on pgmq's index of it), newest first, skipping the run of the oldest visible
+/// message. By `vt` rather than `msg_id`, so that a message sent while a big map's chunk
+/// was being created (its `msg_id` among the chunk's, its `vt` after theirs: see
+/// `continue_fan_out`) still counts as newer than the chunk. So a run started behind another run's 100,000-task map
 /// gets its tasks claimed within a few polls instead of after the map drains, while a queue
 /// that holds one run's tasks is read strictly oldest first.
 fn read_messages(queue: &str, vt: i32, qty: i32, fair: bool) -> QfResult<Vec<MessageRow>> {
@@ -663,11 +669,11 @@ fn read_messages(queue: &str, vt: i32, qty: i32, fair: bool) -> QfResult<Vec<Mes
            WHERE q.vt <= clock_timestamp() AND $3 > 0 ORDER BY q.msg_id LIMIT 1), \
          tail AS ( \
            SELECT q.msg_id FROM {table} q \
-           WHERE q.msg_id = ANY(ARRAY(SELECT n.msg_id FROM {table} n WHERE $3 > 0 \
-                                      ORDER BY n.msg_id DESC LIMIT 2 * $2 + 16)) \
+           WHERE q.msg_id = ANY(ARRAY(SELECT n.msg_id FROM {table} n WHERE $3 > 0 AND n.vt <= clock_timestamp() \
+                                      ORDER BY n.vt DESC LIMIT 2 * $2 + 16)) \
              AND q.vt <= clock_timestamp() \
              AND q.message -> 'run_id' IS DISTINCT FROM (SELECT run FROM oldest) \
-           ORDER BY q.msg_id DESC LIMIT $3 FOR UPDATE SKIP LOCKED), \
+           ORDER BY q.vt DESC, q.msg_id DESC LIMIT $3 FOR UPDATE SKIP LOCKED), \
          head AS ( \
            SELECT q.msg_id FROM {table} q \
            WHERE q.vt <= clock_timestamp() AND q.msg_id <> ALL(ARRAY(SELECT msg_id FROM tail)) \
