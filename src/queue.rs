@@ -313,7 +313,7 @@ pub fn start_map_step(
 /// Creates the next `quantum_flow.fan_out_chunk` tasks (and messages) of one map step of
 /// `workflow_slug` whose fan-out is unfinished (`fan_out_next` is set; see `start_map_step`),
 /// of a started run; returns how many it created (0: no such step, or other sessions hold
-/// them). Polls call it before they read, and `maintain` for every workflow.
+/// them). Polls call it after their claim, and `maintain` for every workflow.
 ///
 /// The step's row is locked with SKIP LOCKED, so one session creates each chunk and others
 /// go on claiming; a chunk stays where it was when its transaction rolls back. The array is
