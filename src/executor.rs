@@ -1029,7 +1029,7 @@ fn claim_once(
     // locks the step's row, and nothing above may wait for a step row while we hold it. A
     // round that wrote one returns even if it claimed nothing, so that the chunk commits
     // (and the row is released) instead of waiting with the poll.
-    let fanned = queue::continue_fan_out(queue, workflow_slug, queue::tail_window(batch_size))?;
+    let fanned = queue::continue_fan_out(queue, workflow_slug, batch_size)?;
     if fanned.created > 0 {
         wakeup::notify_on_commit(workflow_slug);
     }

@@ -83,10 +83,9 @@ pub fn maintain() -> QfResult<Report> {
         let applied = crate::executor::settle(|| cleanup.apply(&queue, &slug))?;
         report.runs_failed += applied.runs_failed;
         report.timers_fired += applied.timers_fired;
-        // last for this workflow: it holds a step's row until maintain() ends
-        let fanned = crate::executor::settle(|| {
-            queue::continue_fan_out(&queue, &slug, queue::tail_window(10))
-        })?;
+        // last for this workflow: it holds a step's row until maintain() ends; its fairness
+        // check looks as far as a poll of the default batch_size (10) would
+        let fanned = crate::executor::settle(|| queue::continue_fan_out(&queue, &slug, 10))?;
         report.tasks_fanned_out += fanned.created as usize;
     }
     Ok(report)

@@ -214,12 +214,10 @@ pub fn start_map_step(
     source_step: Option<&str>,
     key: Option<(&str, &str)>,
 ) -> QfResult<(i32, i64)> {
-    // pgmq.send_batch inserts the messages in array order in one statement, so their msg_ids
-    // (from the queue's identity sequence) ascend in array order: the items in task order and
-    // the msg_ids in ascending order, unnested side by side, pair each task with its message
-    // (positionally: no join, whatever plan the statement gets).
+    // $2 is the run, $3 the step, $4 the source step (NULL: the run input), $5 the shard count;
+    // `$tasks` adds the CTEs that create tasks, `$more` columns to the RETURNING list.
     macro_rules! fan_out {
-        ($tasks:literal, $next:literal) => {
+        ($tasks:literal, $more:literal) => {
             concat!(
                 "WITH source AS ( \
                    SELECT r.input, CASE WHEN $4::text IS NULL THEN r.input \
@@ -230,83 +228,72 @@ pub fn start_map_step(
                    SELECT (e.ord - 1)::int AS task_index, e.item \
                    FROM source, jsonb_array_elements(source.arr) WITH ORDINALITY AS e(item, ord)), ",
                 $tasks,
-                ", shards AS ( \
+                " shards AS ( \
                    INSERT INTO quantum_flow.step_task_shards (run_id, step_slug, shard, tasks_total) \
                    SELECT $2, $3, (i.task_index / 16) % $5, count(*) FROM items i GROUP BY (i.task_index / 16) % $5) \
                  UPDATE quantum_flow.step_states \
-                 SET status = 'started', tasks_total = (SELECT count(*) FROM items), started_at = clock_timestamp(), \
-                     fan_out_next = ",
-                $next,
-                " \
+                 SET status = 'started', tasks_total = (SELECT count(*) FROM items), started_at = clock_timestamp() \
                  WHERE run_id = $2 AND step_slug = $3 \
                  RETURNING tasks_total, \
                    (4 + 3 * 27 + CASE WHEN $4::text IS NULL THEN 0 \
                                      ELSE (SELECT quantum_flow.jsonb_raw_size(input) FROM source) END \
-                      + (SELECT max(quantum_flow.jsonb_raw_size(item)) FROM items))::bigint"
+                      + (SELECT max(quantum_flow.jsonb_raw_size(item)) FROM items))::bigint",
+                $more
             )
         };
     }
-    let row = |r: &pgrx::spi::SpiHeapTupleData<'_>| {
-        Ok((req::<i32>(r, 1)?, col::<i64>(r, 2)?.unwrap_or(0)))
-    };
-    let started = match key {
-        None => query_opt(
-            fan_out!(
-                "sent AS MATERIALIZED ( \
-                   SELECT s.msg_id \
-                   FROM pgmq.send_batch($1, ARRAY( \
-                          SELECT jsonb_build_object('run_id', $2::uuid, 'step_slug', $3::text, 'task_index', i.task_index) \
-                          FROM items i WHERE i.task_index < $6 ORDER BY i.task_index), \
-                        (SELECT greatest(clock_timestamp(), coalesce(r.start_at, clock_timestamp())) \
-                                + make_interval(secs => coalesce(ws.start_delay, 0)) \
-                         FROM quantum_flow.runs r, quantum_flow.workflow_steps ws \
-                         WHERE r.run_id = $2 AND ws.workflow_slug = r.workflow_slug AND ws.step_slug = $3)) AS s(msg_id)), \
-                 tasks AS ( \
-                   INSERT INTO quantum_flow.step_tasks (run_id, step_slug, task_index, item, message_id) \
-                   SELECT $2, $3, (z.ord - 1)::int, z.item, z.msg_id \
-                   FROM unnest(ARRAY(SELECT i.item FROM items i WHERE i.task_index < $6 ORDER BY i.task_index), \
-                               ARRAY(SELECT s.msg_id FROM sent s ORDER BY s.msg_id)) \
-                        WITH ORDINALITY AS z(item, msg_id, ord) \
-                   RETURNING 1)",
-                "CASE WHEN (SELECT count(*) FROM items) > $6 THEN $6 END"
-            ),
+    let Some((workflow_slug, value)) = key else {
+        // The first chunk of tasks is created like every later one, by `chunk`, from the
+        // array this statement returns (detoasted). ($1 is unused: the key variant's.)
+        let started = query_opt(
+            fan_out!("", ", (SELECT arr FROM source)"),
             &[
                 queue.into(),
                 run_id.into(),
                 step_slug.into(),
                 source_step.into(),
                 COUNTER_SHARDS.into(),
-                FAN_OUT_CHUNK.get().into(),
             ],
-            row,
-        )?,
-        Some((workflow_slug, value)) => query_opt(
-            fan_out!(
-                "waiting AS ( \
-                   INSERT INTO quantum_flow.waiting_tasks (workflow_slug, key_value, run_id, step_slug, task_index, not_before) \
-                   SELECT $1, $6, $2, $3, i.task_index, \
-                          (SELECT greatest(clock_timestamp(), coalesce(r.start_at, clock_timestamp())) \
-                                  + make_interval(secs => coalesce(ws.start_delay, 0)) \
-                           FROM quantum_flow.runs r, quantum_flow.workflow_steps ws \
-                           WHERE r.run_id = $2 AND ws.workflow_slug = r.workflow_slug AND ws.step_slug = $3) \
-                   FROM items i ORDER BY i.task_index), \
-                 tasks AS ( \
-                   INSERT INTO quantum_flow.step_tasks (run_id, step_slug, task_index, item) \
-                   SELECT $2, $3, i.task_index, i.item FROM items i \
-                   RETURNING 1)",
-                "NULL"
-            ),
-            &[
-                workflow_slug.into(),
-                run_id.into(),
-                step_slug.into(),
-                source_step.into(),
-                COUNTER_SHARDS.into(),
-                value.into(),
-            ],
-            row,
-        )?,
+            |r| {
+                Ok((
+                    req::<i32>(r, 1)?,
+                    col::<i64>(r, 2)?.unwrap_or(0),
+                    req::<Jsonb>(r, 3)?,
+                ))
+            },
+        )?;
+        let Some((total, bytes, array)) = started else {
+            return Ok((0, 0));
+        };
+        chunk(queue, run_id, step_slug, 0, total, array)?;
+        return Ok((total, bytes));
     };
+    let started = query_opt(
+        fan_out!(
+            "waiting AS ( \
+               INSERT INTO quantum_flow.waiting_tasks (workflow_slug, key_value, run_id, step_slug, task_index, not_before) \
+               SELECT $1, $6, $2, $3, i.task_index, \
+                      (SELECT greatest(clock_timestamp(), coalesce(r.start_at, clock_timestamp())) \
+                              + make_interval(secs => coalesce(ws.start_delay, 0)) \
+                       FROM quantum_flow.runs r, quantum_flow.workflow_steps ws \
+                       WHERE r.run_id = $2 AND ws.workflow_slug = r.workflow_slug AND ws.step_slug = $3) \
+               FROM items i ORDER BY i.task_index), \
+             tasks AS ( \
+               INSERT INTO quantum_flow.step_tasks (run_id, step_slug, task_index, item) \
+               SELECT $2, $3, i.task_index, i.item FROM items i \
+               RETURNING 1), ",
+            ""
+        ),
+        &[
+            workflow_slug.into(),
+            run_id.into(),
+            step_slug.into(),
+            source_step.into(),
+            COUNTER_SHARDS.into(),
+            value.into(),
+        ],
+        |r| Ok((req::<i32>(r, 1)?, col::<i64>(r, 2)?.unwrap_or(0))),
+    )?;
     Ok(started.unwrap_or((0, 0)))
 }
 
@@ -316,18 +303,17 @@ pub fn start_map_step(
 /// them). Polls call it after their claim, and `maintain` for every workflow.
 ///
 /// The step's row is locked with SKIP LOCKED, so one session creates each chunk and others
-/// go on claiming; a chunk stays where it was when its transaction rolls back. The array is
-/// fetched once, detoasted, and passed back as a parameter, so each element is found by its
-/// position (`->`) instead of unnesting the whole array for every chunk.
+/// go on claiming; a chunk stays where it was when its transaction rolls back. The probe
+/// returns the step's source array detoasted, for `chunk`.
 ///
 /// Fairness (see `read_messages`): a chunk's messages are the newest in the queue, so a chunk
-/// created while another run's visible message is among the newest `window` messages would
-/// bury that message below the map's; such a step is passed over (not locked) until that
-/// message is claimed, which the poll's fair read does first. A chunk's messages become
-/// visible at the time computed here, before they are inserted, so a message sent while the
-/// chunk is being inserted is newer than all of them. Strictly oldest first, the
-/// message is older than the chunk anyway. The map goes on with the tasks it has meanwhile.
-/// (A message another transaction holds also counts, until that transaction ends.)
+/// created while another run's visible message is among the newest messages a poll of `qty`
+/// looks at (`tail_window`) would bury that message below the map's. Such a step is passed
+/// over (not locked) until that message is claimed, which the poll's fair read does first (a
+/// message sent while the chunk is being inserted is newer than the chunk's: see `chunk`).
+/// Strictly oldest first, the message is older than the chunk anyway. The map goes on with
+/// the tasks it has meanwhile. (A message another transaction holds also counts, until that
+/// transaction ends.)
 ///
 /// A paused run's fan-out waits for `resume_run`. A step of a run that ended (or a step that
 /// failed) is found here too, and its `fan_out_next` cleared, so that polls stop looking at
@@ -336,7 +322,7 @@ pub fn start_map_step(
 ///
 /// Callers run this last in their transaction's work on the queue: it holds the step's row
 /// from here on, and nothing after it may wait for another step's row.
-pub fn continue_fan_out(queue: &str, workflow_slug: &str, window: i32) -> QfResult<FanOut> {
+pub fn continue_fan_out(queue: &str, workflow_slug: &str, qty: i32) -> QfResult<FanOut> {
     let table = queue_table(queue);
     let probe = format!(
         "SELECT ss.run_id, ss.step_slug, ss.fan_out_next, ss.tasks_total, \
@@ -344,46 +330,45 @@ pub fn continue_fan_out(queue: &str, workflow_slug: &str, window: i32) -> QfResu
                 CASE WHEN r.status = 'started' AND ss.status = 'started' THEN \
                   CASE WHEN d.dep_slug IS NULL THEN r.input \
                        ELSE (SELECT ds.output FROM quantum_flow.step_states ds \
-                             WHERE ds.run_id = ss.run_id AND ds.step_slug = d.dep_slug) END END, \
-                greatest(clock_timestamp(), \
-                         greatest(ss.started_at, coalesce(r.start_at, ss.started_at)) \
-                           + make_interval(secs => coalesce(ws.start_delay, 0))) \
+                             WHERE ds.run_id = ss.run_id AND ds.step_slug = d.dep_slug) END END \
          FROM quantum_flow.step_states ss \
          JOIN quantum_flow.runs r ON r.run_id = ss.run_id \
-         JOIN quantum_flow.workflow_steps ws ON ws.workflow_slug = ss.workflow_slug AND ws.step_slug = ss.step_slug \
          LEFT JOIN quantum_flow.workflow_step_dependencies_def d \
                 ON d.workflow_slug = ss.workflow_slug AND d.step_slug = ss.step_slug \
          WHERE ss.workflow_slug = $1 AND ss.fan_out_next IS NOT NULL AND r.status <> 'paused' \
            AND NOT (r.status = 'started' AND ss.status = 'started' AND EXISTS ( \
                  SELECT 1 FROM {table} q \
-                 WHERE q.msg_id = ANY(ARRAY(SELECT n.msg_id FROM {table} n WHERE n.vt <= clock_timestamp() \
-                                            ORDER BY n.vt DESC LIMIT $2)) \
+                 WHERE q.msg_id = ANY({newest}) \
                    AND q.vt <= clock_timestamp() \
                    AND (q.message ->> 'run_id') IS DISTINCT FROM ss.run_id::text)) \
-         LIMIT 1 FOR UPDATE OF ss SKIP LOCKED"
+         LIMIT 1 FOR UPDATE OF ss SKIP LOCKED",
+        newest = newest_visible(&table, "$2", "")
     );
     let mut done = FanOut::default();
     // Each stale row found is cleared and the next one looked for; a bound keeps one poll's
     // share of that work small.
     for _ in 0..16 {
-        let found = query_prepared(&probe, &[workflow_slug.into(), window.into()], |r| {
-            Ok((
-                req::<Uuid>(r, 1)?,
-                req::<String>(r, 2)?,
-                req::<i32>(r, 3)?,
-                req::<i32>(r, 4)?,
-                req::<bool>(r, 5)?,
-                col::<Jsonb>(r, 6)?,
-                req::<pgrx::datum::TimestampWithTimeZone>(r, 7)?,
-            ))
-        })?
+        let found = query_prepared(
+            &probe,
+            &[workflow_slug.into(), tail_window(qty).into()],
+            |r| {
+                Ok((
+                    req::<Uuid>(r, 1)?,
+                    req::<String>(r, 2)?,
+                    req::<i32>(r, 3)?,
+                    req::<i32>(r, 4)?,
+                    req::<bool>(r, 5)?,
+                    col::<Jsonb>(r, 6)?,
+                ))
+            },
+        )?
         .into_iter()
         .next();
-        let Some((run_id, step_slug, from, total, live, array, visible_at)) = found else {
+        let Some((run_id, step_slug, from, total, live, array)) = found else {
             return Ok(done);
         };
         if let (true, Some(array)) = (live, array) {
-            done.created = chunk(queue, run_id, &step_slug, from, total, array, visible_at)?;
+            done.created = chunk(queue, run_id, &step_slug, from, total, array)?;
             return Ok(done);
         }
         // The run's status is read again here, in this statement's snapshot: the probe's
@@ -417,7 +402,20 @@ impl FanOut {
     }
 }
 
-/// `continue_fan_out`'s chunk: tasks `from..` of the step, at most `quantum_flow.fan_out_chunk`.
+/// Creates tasks `from..` of a started map step (at most `quantum_flow.fan_out_chunk`, none past
+/// `total`), each with its element of `array` (the step's source, detoasted) and a message,
+/// and moves the step's `fan_out_next` past them (NULL once every task exists). The first
+/// chunk (`start_map_step`) and every later one (`continue_fan_out`) are made here. Each
+/// element is found by its position (`->`) in the array, passed as a parameter already
+/// detoasted, instead of unnesting the whole array for every chunk.
+///
+/// The messages are inserted in task order, so their msg_ids (from the queue's identity
+/// sequence) ascend in task order: the items in task order and the msg_ids in ascending
+/// order, unnested side by side, pair each task with its message (positionally: no join,
+/// whatever plan the statement gets). They become visible when the step's tasks do
+/// (`start_delay` after the step started, not before the run's `start_at`), a time computed
+/// once, before the first insert: a message another session sends meanwhile is newer than
+/// all of them (fair polling relies on it, see `read_messages`).
 fn chunk(
     queue: &str,
     run_id: Uuid,
@@ -425,40 +423,44 @@ fn chunk(
     from: i32,
     total: i32,
     array: Jsonb,
-    visible_at: pgrx::datum::TimestampWithTimeZone,
 ) -> QfResult<i32> {
     let to = from.saturating_add(FAN_OUT_CHUNK.get()).min(total);
-    // As in `start_map_step`: the messages' msg_ids ascend in task order, paired positionally.
     query_prepared(
         &format!(
-            "WITH items AS MATERIALIZED ( \
-               SELECT g.i AS task_index, $4::jsonb -> g.i AS item \
-               FROM generate_series($5::int, $6::int - 1) AS g(i)), \
+            "WITH visible AS MATERIALIZED ( \
+               SELECT greatest(clock_timestamp(), \
+                               greatest(ss.started_at, coalesce(r.start_at, ss.started_at)) \
+                                 + make_interval(secs => coalesce(ws.start_delay, 0))) AS vt \
+               FROM quantum_flow.step_states ss \
+               JOIN quantum_flow.runs r ON r.run_id = ss.run_id \
+               JOIN quantum_flow.workflow_steps ws ON ws.workflow_slug = ss.workflow_slug AND ws.step_slug = ss.step_slug \
+               WHERE ss.run_id = $1 AND ss.step_slug = $2), \
+             items AS MATERIALIZED ( \
+               SELECT g.i AS task_index, $3::jsonb -> g.i AS item \
+               FROM generate_series($4::int, $5::int - 1) AS g(i)), \
              sent AS MATERIALIZED ( \
                INSERT INTO {table} (vt, message) \
-               SELECT $7::timestamptz, \
-                      jsonb_build_object('run_id', $2::uuid, 'step_slug', $3::text, 'task_index', i.task_index) \
+               SELECT (SELECT vt FROM visible), \
+                      jsonb_build_object('run_id', $1::uuid, 'step_slug', $2::text, 'task_index', i.task_index) \
                FROM items i ORDER BY i.task_index \
                RETURNING msg_id), \
              tasks AS ( \
                INSERT INTO quantum_flow.step_tasks (run_id, step_slug, task_index, item, message_id) \
-               SELECT $2, $3, $5 + (z.ord - 1)::int, z.item, z.msg_id \
+               SELECT $1, $2, $4 + (z.ord - 1)::int, z.item, z.msg_id \
                FROM unnest(ARRAY(SELECT i.item FROM items i ORDER BY i.task_index), \
                            ARRAY(SELECT s.msg_id FROM sent s ORDER BY s.msg_id)) \
                     WITH ORDINALITY AS z(item, msg_id, ord)) \
-             UPDATE quantum_flow.step_states SET fan_out_next = CASE WHEN $6 < tasks_total THEN $6 END \
-             WHERE run_id = $2 AND step_slug = $3 \
+             UPDATE quantum_flow.step_states SET fan_out_next = CASE WHEN $5 < tasks_total THEN $5 END \
+             WHERE run_id = $1 AND step_slug = $2 \
              RETURNING 1",
             table = queue_table(queue)
         ),
         &[
-            queue.into(),
             run_id.into(),
             step_slug.into(),
             array.into(),
             from.into(),
             to.into(),
-            visible_at.into(),
         ],
         |_| Ok(()),
     )?;
@@ -631,8 +633,19 @@ thread_local! {
 }
 
 /// How many of the newest messages a poll of `qty` looks at for other runs' tasks.
-pub fn tail_window(qty: i32) -> i32 {
+fn tail_window(qty: i32) -> i32 {
     qty.saturating_mul(2).saturating_add(16)
+}
+
+/// SQL for the ids of the `limit` (a parameter, `$n`) messages of the queue's `table` that
+/// became visible last, by `vt` (on pgmq's index of it): "the newest messages" of fair
+/// polling (`read_messages`) and of `continue_fan_out`'s check. `guard` is prepended to the
+/// condition (`"$3 > 0 AND "`, or empty).
+fn newest_visible(table: &str, limit: &str, guard: &str) -> String {
+    format!(
+        "ARRAY(SELECT n.msg_id FROM {table} n WHERE {guard}n.vt <= clock_timestamp() \
+               ORDER BY n.vt DESC LIMIT {limit})"
+    )
 }
 
 /// How many of a poll's `qty` messages come from the newest end of the queue (see
@@ -661,7 +674,6 @@ fn tail_share(qty: i32, fair: bool) -> i32 {
 /// gets its tasks claimed within a few polls instead of after the map drains, while a queue
 /// that holds one run's tasks is read strictly oldest first.
 fn read_messages(queue: &str, vt: i32, qty: i32, fair: bool) -> QfResult<Vec<MessageRow>> {
-    // The statement's `2 * $2 + 16` is `tail_window(qty)`.
     let table = queue_table(queue);
     let sql = format!(
         "WITH oldest AS ( \
@@ -669,8 +681,7 @@ fn read_messages(queue: &str, vt: i32, qty: i32, fair: bool) -> QfResult<Vec<Mes
            WHERE q.vt <= clock_timestamp() AND $3 > 0 ORDER BY q.msg_id LIMIT 1), \
          tail AS ( \
            SELECT q.msg_id FROM {table} q \
-           WHERE q.msg_id = ANY(ARRAY(SELECT n.msg_id FROM {table} n WHERE $3 > 0 AND n.vt <= clock_timestamp() \
-                                      ORDER BY n.vt DESC LIMIT 2 * $2 + 16)) \
+           WHERE q.msg_id = ANY({newest}) \
              AND q.vt <= clock_timestamp() \
              AND q.message -> 'run_id' IS DISTINCT FROM (SELECT run FROM oldest) \
            ORDER BY q.vt DESC, q.msg_id DESC LIMIT $3 FOR UPDATE SKIP LOCKED), \
@@ -683,10 +694,15 @@ fn read_messages(queue: &str, vt: i32, qty: i32, fair: bool) -> QfResult<Vec<Mes
              read_ct = m.read_ct + 1 \
          WHERE m.msg_id = ANY(ARRAY(SELECT msg_id FROM head UNION ALL SELECT msg_id FROM tail)) \
          RETURNING m.msg_id, m.message->>'run_id', m.message->>'step_slug', m.message->>'task_index', \
-                   m.message->>'timer'"
+                   m.message->>'timer'",
+        newest = newest_visible(&table, "$4", "$3 > 0 AND ")
     );
     let tail = tail_share(qty, fair);
-    query_prepared(&sql, &[vt.into(), qty.into(), tail.into()], message_row)
+    query_prepared(
+        &sql,
+        &[vt.into(), qty.into(), tail.into(), tail_window(qty).into()],
+        message_row,
+    )
 }
 
 /// One round of polling: read up to `qty` visible messages (hiding them for `vt` seconds),
