@@ -342,7 +342,7 @@ pub fn continue_fan_out(queue: &str, workflow_slug: &str, qty: i32) -> QfResult<
                    AND q.vt <= clock_timestamp() \
                    AND (q.message ->> 'run_id') IS DISTINCT FROM ss.run_id::text)) \
          LIMIT 1 FOR UPDATE OF ss SKIP LOCKED",
-        newest = newest_visible(&table, "$2", "")
+        newest = newest_visible(&table, "$2", "", "ss.run_id::text")
     );
     let mut done = FanOut::default();
     // Each stale row found is cleared and the next one looked for; a bound keeps one poll's
@@ -637,14 +637,28 @@ fn tail_window(qty: i32) -> i32 {
     qty.saturating_mul(2).saturating_add(16)
 }
 
-/// SQL for the ids of the `limit` (a parameter, `$n`) messages of the queue's `table` that
-/// became visible last, by `vt` (on pgmq's index of it): "the newest messages" of fair
+/// SQL for the ids of the messages of the queue's `table`, among the `limit` (a parameter,
+/// `$n`) that became visible last (by `vt`, on pgmq's index of it), that belong to a run
+/// other than `other_run` (a text expression): "the newest messages of other runs" of fair
 /// polling (`read_messages`) and of `continue_fan_out`'s check. `guard` is prepended to the
 /// condition (`"$3 > 0 AND "`, or empty).
-fn newest_visible(table: &str, limit: &str, guard: &str) -> String {
+///
+/// The run is read in the same index scan that finds the messages (it fetches each from the
+/// heap anyway), so that a queue holding one run's tasks costs that scan and nothing more,
+/// instead of a lookup by `msg_id` per message (0.45 ms per poll of 50).
+///
+/// The bound is `(SELECT clock_timestamp())`, computed once per execution, so that it is an
+/// index condition: the backward scan starts at the current time. With `clock_timestamp()`
+/// itself (volatile, so only a filter) it would first step over every hidden message (claims
+/// in flight, retries waiting out a backoff, a paused run's parked tasks at `infinity`),
+/// fetching each from the heap: 1.5 ms per poll with 10,000 of them, against 0.06 ms.
+fn newest_visible(table: &str, limit: &str, guard: &str, other_run: &str) -> String {
     format!(
-        "ARRAY(SELECT n.msg_id FROM {table} n WHERE {guard}n.vt <= clock_timestamp() \
-               ORDER BY n.vt DESC LIMIT {limit})"
+        "ARRAY(SELECT n.msg_id FROM ( \
+                 SELECT n.msg_id, n.message ->> 'run_id' AS run FROM {table} n \
+                 WHERE {guard}n.vt <= (SELECT clock_timestamp()) \
+                 ORDER BY n.vt DESC LIMIT {limit}) n \
+               WHERE n.run IS DISTINCT FROM {other_run})"
     )
 }
 
@@ -677,13 +691,13 @@ fn read_messages(queue: &str, vt: i32, qty: i32, fair: bool) -> QfResult<Vec<Mes
     let table = queue_table(queue);
     let sql = format!(
         "WITH oldest AS ( \
-           SELECT q.message -> 'run_id' AS run FROM {table} q \
+           SELECT q.message ->> 'run_id' AS run FROM {table} q \
            WHERE q.vt <= clock_timestamp() AND $3 > 0 ORDER BY q.msg_id LIMIT 1), \
          tail AS ( \
            SELECT q.msg_id FROM {table} q \
            WHERE q.msg_id = ANY({newest}) \
              AND q.vt <= clock_timestamp() \
-             AND q.message -> 'run_id' IS DISTINCT FROM (SELECT run FROM oldest) \
+             AND q.message ->> 'run_id' IS DISTINCT FROM (SELECT run FROM oldest) \
            ORDER BY q.vt DESC, q.msg_id DESC LIMIT $3 FOR UPDATE SKIP LOCKED), \
          head AS ( \
            SELECT q.msg_id FROM {table} q \
@@ -695,7 +709,7 @@ fn read_messages(queue: &str, vt: i32, qty: i32, fair: bool) -> QfResult<Vec<Mes
          WHERE m.msg_id = ANY(ARRAY(SELECT msg_id FROM head UNION ALL SELECT msg_id FROM tail)) \
          RETURNING m.msg_id, m.message->>'run_id', m.message->>'step_slug', m.message->>'task_index', \
                    m.message->>'timer'",
-        newest = newest_visible(&table, "$4", "$3 > 0 AND ")
+        newest = newest_visible(&table, "$4", "$3 > 0 AND ", "(SELECT run FROM oldest)")
     );
     let tail = tail_share(qty, fair);
     query_prepared(
@@ -738,7 +752,8 @@ pub fn read_and_claim(
         return Ok(polled);
     }
     // Each claimed row carries what its input needs through the UPDATE's RETURNING, so that
-    // no step joins two sets of the batch's rows: the statement costs O(batch).
+    // no step joins two sets of the batch's rows: the statement costs O(batch). The search for
+    // messages without a task runs only when some message found no (unlocked) task.
     let claimed = query(
         "WITH msg AS ( \
            SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::int[]) \
@@ -795,7 +810,8 @@ pub fn read_and_claim(
          FROM info i WHERE NOT i.claimable \
          UNION ALL \
          SELECT 'stale', msg.msg_id, NULL, NULL, NULL, NULL, NULL, NULL FROM msg \
-         WHERE NOT EXISTS (SELECT 1 FROM quantum_flow.step_tasks t \
+         WHERE (SELECT count(*) FROM task) < (SELECT count(*) FROM msg) \
+           AND NOT EXISTS (SELECT 1 FROM quantum_flow.step_tasks t \
                            WHERE t.run_id = msg.run_id AND t.step_slug = msg.step_slug \
                              AND t.task_index = msg.task_index AND t.message_id = msg.msg_id)",
         &[
@@ -856,7 +872,8 @@ pub fn sweep_overdue(queue: &str, workflow_slug: &str, limit: i32) -> QfResult<V
             OR task.status NOT IN ('queued', 'started') \
          UNION ALL \
          SELECT 'stale', msg.msg_id, NULL, NULL, NULL, NULL, NULL, NULL FROM msg \
-         WHERE NOT EXISTS (SELECT 1 FROM quantum_flow.step_tasks t \
+         WHERE (SELECT count(*) FROM task) < (SELECT count(*) FROM msg) \
+           AND NOT EXISTS (SELECT 1 FROM quantum_flow.step_tasks t \
                            WHERE t.run_id = msg.run_id AND t.step_slug = msg.step_slug \
                              AND t.task_index = msg.task_index AND t.message_id = msg.msg_id)",
         &[
@@ -1255,12 +1272,13 @@ pub fn delete_messages(queue: &str, message_ids: &[i64]) -> QfResult<()> {
 /// Milliseconds until the queue's next hidden message becomes visible (None: no hidden
 /// message; parked messages do not count). Messages already visible are not counted: one that is visible but was not read
 /// is locked by another transaction (a claim or an answer in progress), and the poller waits
-/// for that transaction's commit to wake it rather than spinning.
+/// for that transaction's commit to wake it rather than spinning. The bound is an index
+/// condition (see `newest_visible`), so the scan does not step over the visible messages.
 pub fn next_visible_in_ms(queue: &str) -> QfResult<Option<i64>> {
     let table = queue_table(queue);
     let sql = format!(
         "SELECT ceil(extract(epoch FROM (min(vt) - clock_timestamp())) * 1000)::bigint FROM {table} \
-         WHERE vt > clock_timestamp() AND vt < 'infinity'"
+         WHERE vt > (SELECT clock_timestamp()) AND vt < 'infinity'"
     );
     let v = query_prepared(&sql, &[], |r| col::<i64>(r, 1))?;
     Ok(v.into_iter().next().flatten())
