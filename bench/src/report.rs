@@ -29,10 +29,12 @@ fn us(d: Duration) -> f64 {
 
 pub fn calls(s: &LoopStats, poll: &str, complete: &str) -> String {
     let mut line = format!(
-        "{poll} {} calls ({} empty), mean {:.2} ms; {complete} {} calls, mean {:.2} ms",
+        "{poll} {} calls ({} empty), mean {:.2} ms ({:.2} ms returning some); \
+         {complete} {} calls, mean {:.2} ms",
         s.polls,
         s.empty_polls,
         mean_ms(s.poll_time, s.polls),
+        mean_ms(s.busy_poll_time, s.polls - s.empty_polls),
         s.complete_calls,
         mean_ms(s.complete_time, s.complete_calls),
     );

@@ -237,6 +237,8 @@ pub struct LoopStats {
     pub polls: u64,
     pub empty_polls: u64,
     pub poll_time: Duration,
+    /// Time in the polls that returned something (an empty poll may wait `max_wait_ms`).
+    pub busy_poll_time: Duration,
     pub completions: u64,
     /// complete_task / complete_tasks / pgmq.delete calls made.
     pub complete_calls: u64,
@@ -251,6 +253,7 @@ impl LoopStats {
         self.polls += o.polls;
         self.empty_polls += o.empty_polls;
         self.poll_time += o.poll_time;
+        self.busy_poll_time += o.busy_poll_time;
         self.completions += o.completions;
         self.complete_calls += o.complete_calls;
         self.refused += o.refused;
@@ -285,6 +288,8 @@ pub async fn qf_loop(worker: Arc<Worker>, id: String, job: Arc<QfLoop>) -> Resul
         s.polls += 1;
         if tasks.is_empty() {
             s.empty_polls += 1;
+        } else {
+            s.busy_poll_time += t.elapsed();
         }
         if let Some(claimed) = &job.claimed {
             claimed(&tasks);
@@ -351,6 +356,8 @@ pub async fn pgmq_loop(worker: Arc<Worker>, job: Arc<PgmqLoop>) -> Result<LoopSt
         if rows.is_empty() {
             s.empty_polls += 1;
             tokio::time::sleep(Duration::from_millis(20)).await;
+        } else {
+            s.busy_poll_time += t.elapsed();
         }
         for row in &rows {
             let msg_id: i64 = row.get(0);
