@@ -141,9 +141,32 @@ impl CostCase {
     }
 }
 
+/// Runs of the small map in (k): one such run takes a fraction of a second, so a single
+/// commit flush or scheduling hiccup moves its per-task figures by a tenth or more; the
+/// median of several is what is compared with the big map (run once).
+pub const SMALL_RUNS: usize = 5;
+
 pub struct Cost {
-    pub small: CostCase,
+    /// `SMALL_RUNS` runs of the small map, in the order they ran.
+    pub small: Vec<CostCase>,
     pub big: CostCase,
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+impl Cost {
+    /// The small map's fan-out per task: the median of its runs.
+    pub fn small_fanout_per_task(&self) -> Duration {
+        median(self.small.iter().map(CostCase::fanout_per_task).collect())
+    }
+
+    /// The small map's claim+complete per task: the median of its runs.
+    pub fn small_drain_per_task(&self) -> Duration {
+        median(self.small.iter().map(CostCase::drain_per_task).collect())
+    }
 }
 
 /// Polls bench_fanout (`batch_size => 1`) until the run's map step `m` has every task: each
@@ -240,11 +263,14 @@ async fn cost_case(
     })
 }
 
-/// (k) The small map (`small_map` tasks, drained whole) and the big map (`big_map` tasks,
-/// its first `cost_tasks` drained, then cancelled), the same workers.
+/// (k) The small map (`small_map` tasks, drained whole; `SMALL_RUNS` times) and the big map
+/// (`big_map` tasks, its first `cost_tasks` drained, then cancelled), the same workers.
 pub async fn cost_phase(o: &Options, control: &Client, crew: &[Arc<Worker>]) -> Result<Cost> {
-    let small = cost_case(o, control, crew, o.small_map, o.small_map).await?;
-    settle().await;
+    let mut small = Vec::with_capacity(SMALL_RUNS);
+    for _ in 0..SMALL_RUNS {
+        small.push(cost_case(o, control, crew, o.small_map, o.small_map).await?);
+        settle().await;
+    }
     let big = cost_case(o, control, crew, o.big_map, o.cost_tasks).await?;
     Ok(Cost { small, big })
 }

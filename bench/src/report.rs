@@ -366,17 +366,17 @@ pub fn report(o: &Options, m: &machine::Machine, server: &machine::Server, r: &R
                     format!("cost per task, {} vs {} tasks", o.small_map, o.big_map).to_string(),
                     format!(
                         "fan-out {:.1} vs {:.1} us/task, claim+complete {:.0} vs {:.0} us/task",
-                        us(c.small.fanout_per_task()),
+                        us(c.small_fanout_per_task()),
                         us(c.big.fanout_per_task()),
-                        us(c.small.drain_per_task()),
+                        us(c.small_drain_per_task()),
                         us(c.big.drain_per_task()),
                     ),
                 ));
                 format!(
                     "fan-out {:.1} / {:.1} us, claim+complete {:.0} / {:.0} us per task",
-                    us(c.small.fanout_per_task()),
+                    us(c.small_fanout_per_task()),
                     us(c.big.fanout_per_task()),
-                    us(c.small.drain_per_task()),
+                    us(c.small_drain_per_task()),
                     us(c.big.drain_per_task()),
                 )
             }
@@ -385,8 +385,11 @@ pub fn report(o: &Options, m: &machine::Machine, server: &machine::Server, r: &R
         out.rows.push((
             "(k) cost per task".into(),
             format!(
-                "{}-task map / {}-task map (its first {} tasks drained)",
-                o.small_map, o.big_map, o.cost_tasks
+                "{}-task map (median of {} runs) / {}-task map (its first {} tasks drained)",
+                o.small_map,
+                crate::bigmap::SMALL_RUNS,
+                o.big_map,
+                o.cost_tasks
             ),
             result,
         ));
@@ -541,7 +544,7 @@ pub fn report(o: &Options, m: &machine::Machine, server: &machine::Server, r: &R
                 o.big_map, o.small_map
             ),
             now: within(cost.map(|c| {
-                c.big.fanout_per_task().as_secs_f64() / c.small.fanout_per_task().as_secs_f64()
+                c.big.fanout_per_task().as_secs_f64() / c.small_fanout_per_task().as_secs_f64()
             })),
             target: "within 25% (0.75x-1.25x)".into(),
         });
@@ -551,7 +554,7 @@ pub fn report(o: &Options, m: &machine::Machine, server: &machine::Server, r: &R
                 o.cost_tasks, o.big_map, o.small_map
             ),
             now: within(cost.map(|c| {
-                c.big.drain_per_task().as_secs_f64() / c.small.drain_per_task().as_secs_f64()
+                c.big.drain_per_task().as_secs_f64() / c.small_drain_per_task().as_secs_f64()
             })),
             target: "within 25% (0.75x-1.25x)".into(),
         });
@@ -766,7 +769,24 @@ fn details(o: &Options, r: &Results, handoff: &Sorted, pickup: &Sorted) {
         );
     }
     if let Some(Ok(c)) = &r.cost {
-        for case in [&c.small, &c.big] {
+        let per_task = |f: fn(&crate::bigmap::CostCase) -> Duration, unit: f64| {
+            c.small
+                .iter()
+                .map(|case| format!("{:.1}", f(case).as_secs_f64() * unit))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!(
+            "  (k) {} tasks, {} runs (each completed): fan-out [{}] us/task, median {:.1}; \
+             claim+complete [{}] us/task, median {:.0}",
+            o.small_map,
+            c.small.len(),
+            per_task(crate::bigmap::CostCase::fanout_per_task, 1e6),
+            us(c.small_fanout_per_task()),
+            per_task(crate::bigmap::CostCase::drain_per_task, 1e6),
+            us(c.small_drain_per_task()),
+        );
+        for case in [&c.big] {
             let cancel = match case.cancel {
                 Some(d) => format!("; cancel_run of the rest took {:.2} s", secs(d)),
                 None => "; the run completed".into(),
