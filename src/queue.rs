@@ -639,7 +639,7 @@ fn tail_window(qty: i32) -> i32 {
 
 /// SQL for the ids of the messages of the queue's `table`, among the `limit` (a parameter,
 /// `$n`) that became visible last (by `vt`, on pgmq's index of it), that belong to a run
-/// other than `other_run` (a text expression): "the newest messages of other runs" of fair
+/// other than `other_run` (a text expression): "other runs' messages among the newest" of fair
 /// polling (`read_messages`) and of `continue_fan_out`'s check. `guard` is prepended to the
 /// condition (`"$3 > 0 AND "`, or empty).
 ///
