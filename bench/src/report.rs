@@ -786,26 +786,25 @@ fn details(o: &Options, r: &Results, handoff: &Sorted, pickup: &Sorted) {
             per_task(crate::bigmap::CostCase::drain_per_task, 1e6),
             us(c.small_drain_per_task()),
         );
-        for case in [&c.big] {
-            let cancel = match case.cancel {
-                Some(d) => format!("; cancel_run of the rest took {:.2} s", secs(d)),
-                None => "; the run completed".into(),
-            };
-            println!(
-                "  (k) {} tasks: fan-out {:.3} s ({:.1} us/task: complete_task {:.3} s, then {} \
-                 polls, a chunk each); {} tasks claimed and completed in {:.3} s ({:.0} us/task, \
-                 {:.0} tasks/s){cancel}",
-                case.tasks,
-                secs(case.fanout),
-                us(case.fanout_per_task()),
-                secs(case.fanout_call),
-                case.chunks,
-                case.drained,
-                secs(case.drain),
-                us(case.drain_per_task()),
-                rate(case.drained, case.drain),
-            );
-        }
+        let case = &c.big;
+        let cancel = match case.cancel {
+            Some(d) => format!("; cancel_run of the rest took {:.2} s", secs(d)),
+            None => "; the run completed".into(),
+        };
+        println!(
+            "  (k) {} tasks: fan-out {:.3} s ({:.1} us/task: complete_task {:.3} s, then {} \
+             polls, a chunk each); {} tasks claimed and completed in {:.3} s ({:.0} us/task, \
+             {:.0} tasks/s){cancel}",
+            case.tasks,
+            secs(case.fanout),
+            us(case.fanout_per_task()),
+            secs(case.fanout_call),
+            case.chunks,
+            case.drained,
+            secs(case.drain),
+            us(case.drain_per_task()),
+            rate(case.drained, case.drain),
+        );
     }
     if let Some(Ok(p)) = &r.python {
         println!("  (p) {}", p.python);
