@@ -368,6 +368,68 @@ async fn a_waiting_poller_does_not_spin_on_messages_another_session_holds() {
     exec(&holder, "ROLLBACK").await;
 }
 
+/// Regression: a waiting poll whose round read a message but claimed nothing (here its task is
+/// locked, as a transaction completing or failing it holds it) keeps no lock on that message
+/// and does not hide it while it sleeps. The same goes for the message locks PostgreSQL takes
+/// when another poller's claim commits during a round (`FOR UPDATE SKIP LOCKED` locks the new
+/// version before re-checking it): before, the sleeper held them, and that claimant's
+/// `complete_task` waited up to `max_wait_ms` to delete its message.
+#[tokio::test]
+async fn a_waiting_poll_keeps_no_lock_on_a_message_it_did_not_claim() {
+    let url = fresh_database("qf_e2e_waiting_unclaimed").await;
+    let main = connect(&url).await;
+    exec(
+        &main,
+        "SELECT quantum_flow.create_flow('held', timeout => 60); \
+         SELECT quantum_flow.add_step('held', 'a');",
+    )
+    .await;
+    let run = start_flow(&main, "held", &json!({"n": 1})).await;
+    let locker = connect(&url).await;
+    exec(&locker, "BEGIN").await;
+    locker
+        .execute(
+            "SELECT 1 FROM quantum_flow.step_tasks WHERE run_id = $1 FOR UPDATE",
+            &[&run],
+        )
+        .await
+        .unwrap();
+    let waiting = start_waiting_poll(&main, connect(&url).await, "held", WAIT_MS).await;
+
+    // The poll is asleep after a round that read the message and could not claim its task.
+    exec(&main, "BEGIN").await;
+    let held = main
+        .query_one(
+            "SELECT count(*) FILTER (WHERE vt <= clock_timestamp()), count(*) \
+             FROM (SELECT vt FROM pgmq.q_qf_held FOR UPDATE NOWAIT) q",
+            &[],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("the sleeping poll holds the message: {}", describe(&e)));
+    let (visible, total): (i64, i64) = (held.get(0), held.get(1));
+    assert_eq!(
+        (visible, total),
+        (1, 1),
+        "the message is hidden while the poll sleeps"
+    );
+    exec(&main, "ROLLBACK").await;
+
+    // Once the task is free, the same poll claims it at its next re-check.
+    exec(&locker, "ROLLBACK").await;
+    let (tasks, took) = waiting.await.unwrap();
+    assert!(took < EARLY, "poll_tasks returned after {took:?}");
+    assert_eq!(
+        tasks,
+        vec![Task {
+            run_id: run,
+            step_slug: "a".into(),
+            task_index: 0,
+            attempt: 1,
+            input: json!({"run": {"n": 1}}),
+        }]
+    );
+}
+
 /// Regression (issue 7, defect 1): a waiting poll whose round wrote something (here: it failed
 /// a run whose task's last attempt timed out) returns at once, so that those writes commit,
 /// instead of waiting out max_wait_ms with them uncommitted.
