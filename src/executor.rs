@@ -956,7 +956,7 @@ pub fn poll_tasks(
         // that claimed and wrote nothing before it sleeps: see `in_subtransaction`.
         let round = if max_wait_ms > 0 {
             wakeup::prepare_to_wait(event);
-            in_subtransaction(round, |r| !r.claimed.is_empty() || r.wrote)?
+            in_subtransaction(round, Round::did_something)?
         } else {
             round()?
         };
@@ -964,7 +964,7 @@ pub fn poll_tasks(
         // A round that cleaned up (failed a run whose task timed out for the last time,
         // archived stale messages, parked a paused run's tasks, acted on a timer) returns at
         // once, so that its writes commit instead of waiting, uncommitted, with the poll.
-        if !round.claimed.is_empty() || round.wrote || now >= deadline {
+        if round.did_something() || now >= deadline {
             if max_wait_ms > 0 {
                 wakeup::done_waiting();
             }
@@ -979,7 +979,8 @@ pub fn poll_tasks(
 }
 
 /// Runs `work` in a subtransaction, kept when `keep` says so, rolled back otherwise and on
-/// any error (which then propagates).
+/// any error (which then propagates). A kept subtransaction that wrote takes an xid of its
+/// own besides its parent's (a claiming round of a waiting poll: two per poll).
 ///
 /// Why a waiting poll needs it: a round can hold row locks on messages it did not take. When
 /// another poller's claim of a message commits between a round's snapshot and its `FOR UPDATE
@@ -1026,6 +1027,14 @@ struct Round {
     claimed: Vec<ClaimedTask>,
     /// Whether it wrote anything besides claims (failed runs, archived or parked messages).
     wrote: bool,
+}
+
+impl Round {
+    /// Whether the round claimed or wrote anything: then the poll returns, and a waiting
+    /// poll keeps the round's subtransaction.
+    fn did_something(&self) -> bool {
+        !self.claimed.is_empty() || self.wrote
+    }
 }
 
 /// One claim round; see `queue::read_and_claim`. Messages are read with the workflow's

@@ -722,7 +722,8 @@ fn read_messages(queue: &str, vt: i32, qty: i32, fair: bool) -> QfResult<Vec<Mes
 /// One round of polling: read up to `qty` visible messages (hiding them for `vt` seconds),
 /// hand the timers and malformed messages among them to `before_claim`, then lock their
 /// tasks (skipping tasks another transaction is completing or failing right now: their
-/// messages stay hidden and resurface after `vt` if that transaction aborts), claim
+/// messages stay hidden and resurface after `vt` if that transaction aborts, unless the
+/// round claims and writes nothing and a waiting poll rolls it back), claim
 /// the claimable ones and assemble their input, and report the others (timers, tasks of
 /// paused runs, claims whose attempts are exhausted, stale messages).
 ///
