@@ -7,7 +7,8 @@
 #
 #   1. not_preloaded   shared_preload_libraries = 'pg_cron': pg_cron schedules maintain() in
 #                      a database nobody polls; crash safety (the postmaster and its children
-#                      SIGKILLed three times under a mixed workload); errors without backtraces
+#                      SIGKILLed three times under a mixed workload); which commits wait for
+#                      their flush (async claims); errors without backtraces
 #   2. preloaded       shared_preload_libraries = 'pg_cron,quantum_flow': the maintenance
 #                      background worker (requeue, exhaustion, DROP DATABASE, interval 0);
 #                      errors without backtraces
@@ -49,9 +50,14 @@ if [ "$("$cluster" statedir)" = "$main_state" ]; then
     exit 1
 fi
 
+# A synchronous standby that never connects, with synchronous_commit = local as everyone's
+# default: a session that sets synchronous_commit = on waits at each commit that must be
+# durable, which shows which commits wait for their flush (only_a_poll_that_just_claimed_...).
 common_conf="cron.database_name = 'postgres'
 cron.use_background_workers = on
-max_worker_processes = 16"
+max_worker_processes = 16
+synchronous_standby_names = 'qf_ops_no_such_standby'
+synchronous_commit = local"
 
 # Build first, so that no phase waits for the compiler.
 cargo test -p quantum_flow_ops --no-run

@@ -20,6 +20,7 @@
 //! Rewriting them would have to wait for locks that a concurrent completer holds while it
 //! waits for the run.
 
+use crate::claim_commit;
 use crate::concurrency;
 use crate::engine::backoff::retry_delay_seconds;
 use crate::engine::slug::queue_name;
@@ -940,6 +941,8 @@ pub fn poll_tasks(
     let queue = queue_name(workflow_slug);
     let event = wakeup::wait_event_for(workflow_slug);
     let deadline = Instant::now() + Duration::from_millis(max_wait_ms as u64);
+    // Whether the transaction still holds nothing but claims: see `claim_commit`.
+    let mut claims_only = claim_commit::claims_only_so_far();
     loop {
         let round = || {
             call(|| {
@@ -960,6 +963,7 @@ pub fn poll_tasks(
         } else {
             round()?
         };
+        claims_only &= !round.cleaned;
         let now = Instant::now();
         // A round that cleaned up (failed a run whose task timed out for the last time,
         // archived stale messages, parked a paused run's tasks, acted on a timer) returns at
@@ -968,6 +972,7 @@ pub fn poll_tasks(
             if max_wait_ms > 0 {
                 wakeup::done_waiting();
             }
+            claim_commit::poll_done(claims_only);
             return Ok(round.claimed);
         }
         let mut sleep_ms = (deadline - now).as_millis() as i64;
@@ -1025,8 +1030,12 @@ fn in_subtransaction<T>(
 /// What one claim round did.
 struct Round {
     claimed: Vec<ClaimedTask>,
-    /// Whether it wrote anything besides claims (failed runs, archived or parked messages).
+    /// Whether it wrote anything besides claims (failed runs, archived or parked messages,
+    /// a big map's next chunk of tasks).
     wrote: bool,
+    /// Whether some of that was cleaning up (all of it but the chunk): then the poll's
+    /// commit waits for its WAL flush (see `claim_commit`).
+    cleaned: bool,
 }
 
 impl Round {
@@ -1085,6 +1094,7 @@ fn claim_once(
         queue::set_timeout(queue, ids, timeout)?;
     }
     wrote |= !cleanup.is_empty();
+    let cleaned = wrote;
     cleanup.apply(queue, workflow_slug)?;
     // Last, a big map's next chunk of tasks (usually there is none: one index probe): it
     // locks the step's row, and nothing above may wait for a step row while we hold it. A
@@ -1095,7 +1105,11 @@ fn claim_once(
         wakeup::notify_on_commit(workflow_slug);
     }
     wrote |= fanned.wrote();
-    Ok(Round { claimed, wrote })
+    Ok(Round {
+        claimed,
+        wrote,
+        cleaned,
+    })
 }
 
 /// What a poll or `maintain` found besides claimable tasks, to be dealt with in one place.

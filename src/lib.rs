@@ -8,6 +8,7 @@
 
 mod api;
 mod bgworker;
+mod claim_commit;
 mod concurrency;
 mod ddl;
 mod definitions;
@@ -35,6 +36,7 @@ pub extern "C-unwind" fn _PG_init() {
     // the server process is single-threaded here.
     std::env::set_var("RUST_LIB_BACKTRACE", "0");
     settings::init();
+    claim_commit::init();
     wakeup::init();
     bgworker::init();
 }

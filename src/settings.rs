@@ -47,12 +47,25 @@ pub static FAIR_POLLING: GucSetting<bool> = GucSetting::<bool>::new(true);
 /// `NOTIFY quantum_flow_events` (see `events`).
 pub static NOTIFY_EVENTS: GucSetting<bool> = GucSetting::<bool>::new(true);
 
+/// `quantum_flow.async_claims`: whether a transaction that only claimed tasks commits
+/// without waiting for its WAL flush (see `claim_commit`).
+pub static ASYNC_CLAIMS: GucSetting<bool> = GucSetting::<bool>::new(true);
+
 pub fn init() {
     GucRegistry::define_bool_guc(
         c"quantum_flow.notify_events",
         c"Whether run and step status changes send NOTIFY quantum_flow_events.",
         c"Each change sends {\"run_id\", \"workflow_slug\", \"step_slug\", \"status\"} after commit.",
         &NOTIFY_EVENTS,
+        GucContext::Userset,
+        GucFlags::empty(),
+    );
+    GucRegistry::define_bool_guc(
+        c"quantum_flow.async_claims",
+        c"Whether a poll_tasks transaction that only claimed tasks commits without waiting for its WAL flush.",
+        c"A claim lost in a crash makes its task claimable again, as an expired claim is; \
+          off, claims commit as synchronous_commit says.",
+        &ASYNC_CLAIMS,
         GucContext::Userset,
         GucFlags::empty(),
     );

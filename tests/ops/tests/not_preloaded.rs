@@ -627,3 +627,165 @@ async fn check_attempts(c: &Client, runs: &HashMap<Uuid, RunSpec>) -> i64 {
     }
     extra
 }
+
+/// Runs `sql` on `client` (backend `pid`), sees its commit wait for the standby that never
+/// connects (wait event `SyncRep`: the commit waits for its WAL flush, and then for the
+/// standby), and cancels the wait from `admin`, which ends the commit locally.
+async fn commit_waits_for_the_standby(admin: &Client, client: &Arc<Client>, pid: i32, sql: &str) {
+    let (c, s) = (client.clone(), sql.to_string());
+    let query = tokio::spawn(async move { c.batch_execute(&s).await });
+    wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(20),
+        &format!("the commit of {sql:?} to wait for the standby"),
+        || async {
+            let waiting: bool = admin
+                .query_one(
+                    "SELECT count(*) = 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'SyncRep'",
+                    &[&pid],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            waiting.then_some(())
+        },
+    )
+    .await;
+    exec(admin, &format!("SELECT pg_cancel_backend({pid})")).await;
+    query
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{sql}: {}", describe(&e)));
+}
+
+/// Runs `sql` on `client`; its commit must not wait for the standby (which would be forever:
+/// 60 s only bounds the hang such a bug would cause).
+async fn commits_without_waiting(client: &Client, sql: &str) {
+    tokio::time::timeout(Duration::from_secs(60), client.batch_execute(sql))
+        .await
+        .unwrap_or_else(|_| {
+            panic!("{sql:?} still waits after 60 s: its commit waits for the standby")
+        })
+        .unwrap_or_else(|e| panic!("{sql}: {}", describe(&e)));
+}
+
+/// `quantum_flow.async_claims`: a transaction that only claimed tasks commits without waiting
+/// for its WAL flush; everything else still waits. The cluster names a synchronous standby
+/// that never connects (scripts/test-ops.sh) with `synchronous_commit = local` as the default;
+/// a session that sets `synchronous_commit = on` then waits at every durable commit until
+/// cancelled, which makes "this commit waits for its flush" visible in pg_stat_activity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_poll_that_just_claimed_commits_without_waiting_for_its_flush() {
+    let _up = SERVER.read().await;
+    let url = fresh_database_alone("qf_ops_claims").await;
+    let admin = connect(&url).await;
+    assert_eq!(
+        setting(&admin, "synchronous_standby_names").await,
+        "qf_ops_no_such_standby"
+    );
+    assert_eq!(setting(&admin, "synchronous_commit").await, "local");
+    exec(
+        &admin,
+        "SELECT quantum_flow.create_flow('claims', max_attempts => 1); \
+         SELECT quantum_flow.add_step('claims', 'a'); \
+         SELECT quantum_flow.add_step('claims', 'b', depends_on => ARRAY['a']); \
+         SELECT quantum_flow.create_flow('short', max_attempts => 1); \
+         SELECT quantum_flow.add_step('short', 'a', timeout => 1);",
+    )
+    .await;
+    // (Defined once the library is loaded, here by the calls above.)
+    assert_eq!(setting(&admin, "quantum_flow.async_claims").await, "on");
+    let client = Arc::new(connect(&url).await);
+    let pid: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    exec(&client, "SET synchronous_commit = on").await;
+    let claim = "SELECT count(*) FROM quantum_flow.poll_tasks('claims', 1)";
+
+    // Starting a run is durable: its commit waits.
+    commit_waits_for_the_standby(
+        &admin,
+        &client,
+        pid,
+        "SELECT quantum_flow.start_flow('claims', '{}')",
+    )
+    .await;
+    let run: Uuid = admin
+        .query_one("SELECT run_id FROM quantum_flow.runs", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(task_row(&admin, run, "a", 0).await.status, "queued");
+
+    // A poll that claims, alone in its transaction, and a waiting one: no wait. The claim is
+    // at once visible to other sessions.
+    commits_without_waiting(&client, claim).await;
+    let row = task_row(&admin, run, "a", 0).await;
+    assert_eq!((row.status.as_str(), row.attempts), ("started", 1));
+
+    // The answer is durable: it waits.
+    commit_waits_for_the_standby(
+        &admin,
+        &client,
+        pid,
+        &format!("SELECT quantum_flow.complete_task('{run}', 'a', 0, '1')"),
+    )
+    .await;
+    assert_eq!(task_row(&admin, run, "a", 0).await.status, "completed");
+    commits_without_waiting(
+        &client,
+        "SELECT count(*) FROM quantum_flow.poll_tasks('claims', 1, max_wait_ms => 5000)",
+    )
+    .await;
+    assert_eq!(task_row(&admin, run, "b", 0).await.status, "started");
+
+    // A transaction that wrote before its poll, or after it, waits.
+    commit_waits_for_the_standby(
+        &admin,
+        &client,
+        pid,
+        &format!("BEGIN; SELECT quantum_flow.start_flow('claims', '{{}}'); {claim}; COMMIT"),
+    )
+    .await;
+    start_flow(&admin, "claims", &json!({})).await;
+    commit_waits_for_the_standby(
+        &admin,
+        &client,
+        pid,
+        &format!("BEGIN; {claim}; SELECT quantum_flow.start_flow('claims', '{{}}'); COMMIT"),
+    )
+    .await;
+    let claimed: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM quantum_flow.step_tasks WHERE step_slug = 'a' AND status = 'started'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(claimed, 2, "both polls claimed a task and committed");
+
+    // Off, a claim waits as any commit does.
+    exec(&client, "SET quantum_flow.async_claims = off").await;
+    commit_waits_for_the_standby(&admin, &client, pid, claim).await;
+    exec(&client, "RESET quantum_flow.async_claims").await;
+
+    // A poll that cleans up (here: fails a run whose only attempt timed out) waits.
+    let short = start_flow(&admin, "short", &json!({})).await;
+    commits_without_waiting(
+        &client,
+        "SELECT count(*) FROM quantum_flow.poll_tasks('short', 1)",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    commit_waits_for_the_standby(
+        &admin,
+        &client,
+        pid,
+        "SELECT count(*) FROM quantum_flow.poll_tasks('short', 1)",
+    )
+    .await;
+    assert_eq!(get_run(&admin, short).await["status"], json!("failed"));
+}
