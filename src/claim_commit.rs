@@ -14,9 +14,11 @@
 //!
 //! The rule is strict, because `synchronous_commit` applies to the whole transaction: the
 //! commit goes asynchronous only when the transaction wrote nothing before its polls, the
-//! polls wrote nothing but claims, their timeouts and new fan-out chunks (no failed run, no
-//! requeued or archived message), and this backend wrote no WAL after the last poll.
-//! Anything else in the transaction, or a poll that cleaned up, commits as usual.
+//! polls wrote nothing but claims and their timeouts (no failed run, no archived or parked
+//! message, no fan-out chunk: a lost chunk would take tasks that workers hold with it), and
+//! this backend wrote no WAL after the last poll. Anything else WAL-logged in the
+//! transaction commits as usual. What writes no WAL here does not count: a NOTIFY, or a
+//! write through a foreign server, after a poll in the same transaction.
 
 use crate::settings::ASYNC_CLAIMS;
 use pgrx::pg_sys;
@@ -72,7 +74,8 @@ unsafe extern "C-unwind" fn at_transaction_end(
         return;
     }
     // For this commit only: the setting is restored when the transaction ends, after
-    // `RecordTransactionCommit` has read it.
+    // `RecordTransactionCommit` has read it. Should it fail, a WARNING, and the commit stays
+    // durable.
     unsafe {
         pg_sys::set_config_option(
             c"synchronous_commit".as_ptr(),
@@ -81,7 +84,7 @@ unsafe extern "C-unwind" fn at_transaction_end(
             pg_sys::GucSource::PGC_S_SESSION,
             pg_sys::GucAction::GUC_ACTION_LOCAL,
             true,
-            0,
+            pg_sys::WARNING as i32,
             false,
         );
     }

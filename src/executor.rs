@@ -963,7 +963,7 @@ pub fn poll_tasks(
         } else {
             round()?
         };
-        claims_only &= !round.cleaned;
+        claims_only &= !round.wrote;
         let now = Instant::now();
         // A round that cleaned up (failed a run whose task timed out for the last time,
         // archived stale messages, parked a paused run's tasks, acted on a timer) returns at
@@ -1031,11 +1031,9 @@ fn in_subtransaction<T>(
 struct Round {
     claimed: Vec<ClaimedTask>,
     /// Whether it wrote anything besides claims (failed runs, archived or parked messages,
-    /// a big map's next chunk of tasks).
+    /// a big map's next chunk of tasks): then the poll's commit waits for its WAL flush (see
+    /// `claim_commit`).
     wrote: bool,
-    /// Whether some of that was cleaning up (all of it but the chunk): then the poll's
-    /// commit waits for its WAL flush (see `claim_commit`).
-    cleaned: bool,
 }
 
 impl Round {
@@ -1094,7 +1092,6 @@ fn claim_once(
         queue::set_timeout(queue, ids, timeout)?;
     }
     wrote |= !cleanup.is_empty();
-    let cleaned = wrote;
     cleanup.apply(queue, workflow_slug)?;
     // Last, a big map's next chunk of tasks (usually there is none: one index probe): it
     // locks the step's row, and nothing above may wait for a step row while we hold it. A
@@ -1105,11 +1102,7 @@ fn claim_once(
         wakeup::notify_on_commit(workflow_slug);
     }
     wrote |= fanned.wrote();
-    Ok(Round {
-        claimed,
-        wrote,
-        cleaned,
-    })
+    Ok(Round { claimed, wrote })
 }
 
 /// What a poll or `maintain` found besides claimable tasks, to be dealt with in one place.

@@ -690,7 +690,9 @@ async fn only_a_poll_that_just_claimed_commits_without_waiting_for_its_flush() {
          SELECT quantum_flow.add_step('claims', 'a'); \
          SELECT quantum_flow.add_step('claims', 'b', depends_on => ARRAY['a']); \
          SELECT quantum_flow.create_flow('short', max_attempts => 1); \
-         SELECT quantum_flow.add_step('short', 'a', timeout => 1);",
+         SELECT quantum_flow.add_step('short', 'a', timeout => 1); \
+         SELECT quantum_flow.create_flow('idle'); \
+         SELECT quantum_flow.add_step('idle', 'a');",
     )
     .await;
     // (Defined once the library is loaded, here by the calls above.)
@@ -741,6 +743,46 @@ async fn only_a_poll_that_just_claimed_commits_without_waiting_for_its_flush() {
     .await;
     assert_eq!(task_row(&admin, run, "b", 0).await.status, "started");
 
+    // A poll that sleeps first, and claims what another session's start_flow readied.
+    let sleeper = {
+        let c = client.clone();
+        tokio::spawn(async move {
+            tokio::time::timeout(
+                Duration::from_secs(60),
+                c.query(
+                    "SELECT run_id FROM quantum_flow.poll_tasks('idle', 1, max_wait_ms => 30000)",
+                    &[],
+                ),
+            )
+            .await
+        })
+    };
+    wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(20),
+        "the poll to sleep",
+        || async {
+            let asleep: bool = admin
+                .query_one(
+                    "SELECT count(*) = 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Extension'",
+                    &[&pid],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            asleep.then_some(())
+        },
+    )
+    .await;
+    let idle = start_flow(&admin, "idle", &json!({})).await;
+    let woken = sleeper
+        .await
+        .unwrap()
+        .expect("the woken poll still waits after 60 s: its commit waits for the standby")
+        .unwrap_or_else(|e| panic!("the sleeping poll: {}", describe(&e)));
+    assert_eq!(woken.len(), 1, "the woken poll claimed the new run's task");
+    assert_eq!(woken[0].get::<_, Uuid>(0), idle);
+
     // A transaction that wrote before its poll, or after it, waits.
     commit_waits_for_the_standby(
         &admin,
@@ -759,7 +801,8 @@ async fn only_a_poll_that_just_claimed_commits_without_waiting_for_its_flush() {
     .await;
     let claimed: i64 = admin
         .query_one(
-            "SELECT count(*) FROM quantum_flow.step_tasks WHERE step_slug = 'a' AND status = 'started'",
+            "SELECT count(*) FROM quantum_flow.step_tasks t JOIN quantum_flow.runs r USING (run_id) \
+             WHERE r.workflow_slug = 'claims' AND t.step_slug = 'a' AND t.status = 'started'",
             &[],
         )
         .await
