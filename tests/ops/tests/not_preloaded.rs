@@ -628,27 +628,32 @@ async fn check_attempts(c: &Client, runs: &HashMap<Uuid, RunSpec>) -> i64 {
     extra
 }
 
+/// Waits until `pg_stat_activity` shows backend `pid` in the state `condition` describes.
+async fn wait_for_backend(admin: &Client, pid: i32, condition: &str, what: &str) {
+    let sql = format!("SELECT count(*) = 1 FROM pg_stat_activity WHERE pid = $1 AND {condition}");
+    wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(20),
+        what,
+        || async {
+            let found: bool = admin.query_one(&sql, &[&pid]).await.unwrap().get(0);
+            found.then_some(())
+        },
+    )
+    .await;
+}
+
 /// Runs `sql` on `client` (backend `pid`), sees its commit wait for the standby that never
 /// connects (wait event `SyncRep`: the commit waits for its WAL flush, and then for the
 /// standby), and cancels the wait from `admin`, which ends the commit locally.
 async fn commit_waits_for_the_standby(admin: &Client, client: &Arc<Client>, pid: i32, sql: &str) {
     let (c, s) = (client.clone(), sql.to_string());
     let query = tokio::spawn(async move { c.batch_execute(&s).await });
-    wait_until(
-        Duration::from_secs(30),
-        Duration::from_millis(20),
+    wait_for_backend(
+        admin,
+        pid,
+        "wait_event = 'SyncRep'",
         &format!("the commit of {sql:?} to wait for the standby"),
-        || async {
-            let waiting: bool = admin
-                .query_one(
-                    "SELECT count(*) = 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'SyncRep'",
-                    &[&pid],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            waiting.then_some(())
-        },
     )
     .await;
     exec(admin, &format!("SELECT pg_cancel_backend({pid})")).await;
@@ -757,21 +762,11 @@ async fn only_a_poll_that_just_claimed_commits_without_waiting_for_its_flush() {
             .await
         })
     };
-    wait_until(
-        Duration::from_secs(30),
-        Duration::from_millis(20),
+    wait_for_backend(
+        &admin,
+        pid,
+        "wait_event_type = 'Extension'",
         "the poll to sleep",
-        || async {
-            let asleep: bool = admin
-                .query_one(
-                    "SELECT count(*) = 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Extension'",
-                    &[&pid],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            asleep.then_some(())
-        },
     )
     .await;
     let idle = start_flow(&admin, "idle", &json!({})).await;
