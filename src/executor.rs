@@ -941,8 +941,8 @@ pub fn poll_tasks(
     let queue = queue_name(workflow_slug);
     let event = wakeup::wait_event_for(workflow_slug);
     let deadline = Instant::now() + Duration::from_millis(max_wait_ms as u64);
-    // Whether the transaction still holds nothing but claims: see `claim_commit`.
-    let mut claims_only = claim_commit::claims_only_so_far();
+    // Whether the transaction held nothing but claims before this poll: see `claim_commit`.
+    let claims_before = claim_commit::claims_only_so_far();
     loop {
         let round = || {
             call(|| {
@@ -963,7 +963,6 @@ pub fn poll_tasks(
         } else {
             round()?
         };
-        claims_only &= !round.wrote;
         let now = Instant::now();
         // A round that cleaned up (failed a run whose task timed out for the last time,
         // archived stale messages, parked a paused run's tasks, acted on a timer) returns at
@@ -972,7 +971,9 @@ pub fn poll_tasks(
             if max_wait_ms > 0 {
                 wakeup::done_waiting();
             }
-            claim_commit::poll_done(claims_only);
+            // Only this last round may have written: an earlier one did nothing (a waiting
+            // poll rolled it back).
+            claim_commit::poll_done(claims_before && !round.wrote);
             return Ok(round.claimed);
         }
         let mut sleep_ms = (deadline - now).as_millis() as i64;

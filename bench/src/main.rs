@@ -229,100 +229,140 @@ async fn bench() -> Result<()> {
     // met autovacuum cleaning up after the maps' 60,000 tasks, which slows every WAL flush
     // (hand-off median 3.5-3.7 ms instead of 1.8-1.9 ms, (h) about half as fast).
     if has('c') {
-        settle_database(&o, &control).await;
-        eprintln!("bench: (c) {} handoffs", o.latency_runs);
+        begin_phase(&o, &control, format!("(c) {} handoffs", o.latency_runs)).await;
         r.latency = Some(latency::handoff_phase(&o, &control, &crew).await);
     }
     if has('i') {
-        settle_database(&o, &control).await;
-        eprintln!("bench: (i) {} idle pickups", o.latency_runs);
+        begin_phase(&o, &control, format!("(i) {} idle pickups", o.latency_runs)).await;
         r.pickup = Some(latency::pickup_phase(&o, &control, &crew).await);
     }
     if has('b') {
-        settle_database(&o, &control).await;
-        eprintln!("bench: (b) {} runs of a 3-step chain", o.chain_runs);
+        begin_phase(
+            &o,
+            &control,
+            format!("(b) {} runs of a 3-step chain", o.chain_runs),
+        )
+        .await;
         r.chain = Some(chain_phase(&o, &control, &crew, false, false).await);
     }
     if has('h') {
-        settle_database(&o, &control).await;
-        eprintln!(
-            "bench: (h) {} runs of a 3-step chain, started with start_flows",
-            o.chain_runs
-        );
+        begin_phase(
+            &o,
+            &control,
+            format!(
+                "(h) {} runs of a 3-step chain, started with start_flows",
+                o.chain_runs
+            ),
+        )
+        .await;
         r.chain_many = Some(chain_phase(&o, &control, &crew, true, false).await);
     }
     if has('l') {
-        settle_database(&o, &control).await;
-        eprintln!(
-            "bench: (l) {} runs of a 3-step chain, batch calls: start_flows and complete_tasks",
-            o.chain_runs
-        );
+        begin_phase(
+            &o,
+            &control,
+            format!(
+                "(l) {} runs of a 3-step chain, batch calls: start_flows and complete_tasks",
+                o.chain_runs
+            ),
+        )
+        .await;
         r.chain_batched = Some(chain_phase(&o, &control, &crew, true, true).await);
     }
     if has('d') {
-        settle_database(&o, &control).await;
-        eprintln!(
-            "bench: (d) pgmq floor, {} messages (1st round)",
-            o.floor_msgs
-        );
+        begin_phase(
+            &o,
+            &control,
+            format!("(d) pgmq floor, {} messages (1st round)", o.floor_msgs),
+        )
+        .await;
         r.floor = Some(floor_phase(&o, &control, &crew).await);
     }
     if has('f') {
-        settle_database(&o, &control).await;
-        eprintln!("bench: (f) one run of a root map of {} tasks", o.map_tasks);
+        begin_phase(
+            &o,
+            &control,
+            format!("(f) one run of a root map of {} tasks", o.map_tasks),
+        )
+        .await;
         r.root = Some(map_phase(&o, &control, &crew, MapCase::Root).await);
     }
     if has('a') {
-        settle_database(&o, &control).await;
-        eprintln!("bench: (a) one run with a map of {} tasks", o.map_tasks);
+        begin_phase(
+            &o,
+            &control,
+            format!("(a) one run with a map of {} tasks", o.map_tasks),
+        )
+        .await;
         r.map = Some(map_phase(&o, &control, &crew, MapCase::Dependent).await);
     }
     if has('g') {
-        settle_database(&o, &control).await;
-        eprintln!(
-            "bench: (g) one run with a map of {} tasks, completed in batches",
-            o.map_tasks
-        );
+        begin_phase(
+            &o,
+            &control,
+            format!(
+                "(g) one run with a map of {} tasks, completed in batches",
+                o.map_tasks
+            ),
+        )
+        .await;
         r.batched = Some(map_phase(&o, &control, &crew, MapCase::Batched).await);
     }
     if has('p') {
-        settle_database(&o, &control).await;
-        eprintln!(
-            "bench: (p) the same maps driven by the Python client's Worker ({} workers)",
-            o.py_workers
-        );
+        begin_phase(
+            &o,
+            &control,
+            format!(
+                "(p) the same maps driven by the Python client's Worker ({} workers)",
+                o.py_workers
+            ),
+        )
+        .await;
         r.python = Some(python::phase(&o, &control).await);
     }
     if has('d') {
-        settle_database(&o, &control).await;
-        eprintln!(
-            "bench: (d) pgmq floor, {} messages (2nd round)",
-            o.floor_msgs
-        );
+        begin_phase(
+            &o,
+            &control,
+            format!("(d) pgmq floor, {} messages (2nd round)", o.floor_msgs),
+        )
+        .await;
         r.floor2 = Some(floor_phase(&o, &control, &crew).await);
     }
     if has('j') {
-        settle_database(&o, &control).await;
-        eprintln!(
-            "bench: (j) first claim of a {}-task map, root and fan-out",
-            o.first_claim_tasks
-        );
+        begin_phase(
+            &o,
+            &control,
+            format!(
+                "(j) first claim of a {}-task map, root and fan-out",
+                o.first_claim_tasks
+            ),
+        )
+        .await;
         r.first = Some(bigmap::first_claim_phase(&o, &control, &crew).await);
     }
     if has('e') {
-        settle_database(&o, &control).await;
-        eprintln!(
-            "bench: (e) a run queued behind a {}-task map, fair polling off, then on",
-            o.fair_tasks
-        );
+        begin_phase(
+            &o,
+            &control,
+            format!(
+                "(e) a run queued behind a {}-task map, fair polling off, then on",
+                o.fair_tasks
+            ),
+        )
+        .await;
         r.fair = Some(fair_phase(&o, &control, &crew).await);
     }
     if has('k') {
-        settle_database(&o, &control).await;
-        eprintln!(
-            "bench: (k) cost per task, a {}-task map vs a {}-task map",
-            o.small_map, o.big_map
-        );
+        begin_phase(
+            &o,
+            &control,
+            format!(
+                "(k) cost per task, a {}-task map vs a {}-task map",
+                o.small_map, o.big_map
+            ),
+        )
+        .await;
         r.cost = Some(bigmap::cost_phase(&o, &control, &crew).await);
     }
 
@@ -334,15 +374,17 @@ async fn bench() -> Result<()> {
     Ok(())
 }
 
-/// With `--settle`, before each phase: `VACUUM` of the database (as pgbench does before its
-/// runs), so that autovacuum does not clean up after earlier phases during this one, then
+/// Says which phase begins, and with `--settle` prepares the database for it: a `VACUUM` (as
+/// pgbench does before its runs), so that autovacuum does not clean up after earlier phases
+/// during this one, then
 /// `CHECKPOINT`, so that no checkpoint triggered by earlier phases' WAL runs meanwhile. Off by
 /// default: on this project's machine it made the chain and latency figures as fast as
 /// running them first does, and (g) 15-20% slower (a vacuumed table's inserts reuse old pages,
 /// whose first change after the checkpoint writes a full-page image). `CHECKPOINT` needs a
 /// superuser or `pg_checkpoint`; without it the bench goes on and says so once.
-async fn settle_database(o: &Options, control: &Client) {
+async fn begin_phase(o: &Options, control: &Client, what: String) {
     static WARNED: AtomicBool = AtomicBool::new(false);
+    eprintln!("bench: {what}");
     if !o.settle {
         return;
     }

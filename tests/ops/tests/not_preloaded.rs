@@ -697,7 +697,9 @@ async fn only_a_poll_that_just_claimed_commits_without_waiting_for_its_flush() {
          SELECT quantum_flow.create_flow('short', max_attempts => 1); \
          SELECT quantum_flow.add_step('short', 'a', timeout => 1); \
          SELECT quantum_flow.create_flow('idle'); \
-         SELECT quantum_flow.add_step('idle', 'a');",
+         SELECT quantum_flow.add_step('idle', 'a'); \
+         SELECT quantum_flow.create_flow('chunks'); \
+         SELECT quantum_flow.add_step('chunks', 'm', step_type => 'map');",
     )
     .await;
     // (Defined once the library is loaded, here by the calls above.)
@@ -726,8 +728,8 @@ async fn only_a_poll_that_just_claimed_commits_without_waiting_for_its_flush() {
         .get(0);
     assert_eq!(task_row(&admin, run, "a", 0).await.status, "queued");
 
-    // A poll that claims, alone in its transaction, and a waiting one: no wait. The claim is
-    // at once visible to other sessions.
+    // A poll that claims, alone in its transaction: no wait. The claim is at once visible to
+    // other sessions.
     commits_without_waiting(&client, claim).await;
     let row = task_row(&admin, run, "a", 0).await;
     assert_eq!((row.status.as_str(), row.attempts), ("started", 1));
@@ -741,6 +743,7 @@ async fn only_a_poll_that_just_claimed_commits_without_waiting_for_its_flush() {
     )
     .await;
     assert_eq!(task_row(&admin, run, "a", 0).await.status, "completed");
+    // A waiting poll, with work ready: no wait.
     commits_without_waiting(
         &client,
         "SELECT count(*) FROM quantum_flow.poll_tasks('claims', 1, max_wait_ms => 5000)",
@@ -826,4 +829,28 @@ async fn only_a_poll_that_just_claimed_commits_without_waiting_for_its_flush() {
     )
     .await;
     assert_eq!(get_run(&admin, short).await["status"], json!("failed"));
+
+    // So does a poll that creates a big map's next chunk of tasks (a lost chunk would take
+    // tasks that workers hold with it).
+    exec(&admin, "SET quantum_flow.fan_out_chunk = 2").await;
+    let chunked = start_flow(&admin, "chunks", &json!([1, 2, 3, 4])).await;
+    let tasks = || async {
+        admin
+            .query_one(
+                "SELECT count(*) FROM quantum_flow.step_tasks WHERE run_id = $1",
+                &[&chunked],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    assert_eq!(tasks().await, 2, "start_flow created the first chunk only");
+    commit_waits_for_the_standby(
+        &admin,
+        &client,
+        pid,
+        "SELECT count(*) FROM quantum_flow.poll_tasks('chunks', 1)",
+    )
+    .await;
+    assert_eq!(tasks().await, 4, "the poll created the next chunk");
 }
