@@ -141,18 +141,25 @@ CREATE TABLE workflow_step_dependencies_def (
 ------------------------------------------------------------------------------------------------
 -- Runtime: runs, per-run step states, tasks. Read them through get_run(); their shape may
 -- change between versions.
+--
+-- Each of the four tables below has one CHECK constraint, <table>_valid, added by
+-- sql/finalize.sql once its function exists: it calls a function of the library that checks
+-- every rule written in the table's comments (src/engine/invariants.rs). PostgreSQL re-reads
+-- SQL CHECK expressions from their stored text at every statement that writes the table; on
+-- these tables, written at every call of the hot path, that was 14-16% of a complete_task.
 ------------------------------------------------------------------------------------------------
 
 CREATE TABLE runs (
     run_id          uuid PRIMARY KEY,
     workflow_slug   text NOT NULL,
-    status          text NOT NULL DEFAULT 'started'
-                    CHECK (status IN ('started', 'paused', 'completed', 'failed')),
+    -- started, paused, completed or failed; completed_at is set exactly when completed,
+    -- failed_at exactly when failed
+    status          text NOT NULL DEFAULT 'started',
     input           jsonb NOT NULL,
     output          jsonb,
     error_message   text,
-    -- steps not completed yet; the run completes when it reaches 0
-    remaining_steps int NOT NULL CHECK (remaining_steps >= 0),
+    -- steps not completed yet (>= 0); the run completes when it reaches 0
+    remaining_steps int NOT NULL,
     started_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
     completed_at    timestamptz,
     failed_at       timestamptz,
@@ -167,10 +174,7 @@ CREATE TABLE runs (
     parent_step_slug  text,
     parent_task_index int,
     -- the message that fails the run at its deadline (run_timeout)
-    timer_message_id  bigint,
-    CHECK ((status = 'completed') = (completed_at IS NOT NULL)),
-    CHECK ((status = 'failed') = (failed_at IS NOT NULL)),
-    CHECK (status <> 'completed' OR remaining_steps = 0)
+    timer_message_id  bigint
 );
 -- add_step / delete_flow ask "does this workflow have a started run?", and delete_flow finds
 -- the workflow's runs
@@ -186,13 +190,16 @@ CREATE TABLE step_states (
     run_id          uuid NOT NULL,
     step_slug       text NOT NULL,
     workflow_slug   text NOT NULL,
-    status          text NOT NULL DEFAULT 'created'
-                    CHECK (status IN ('created', 'started', 'completed', 'failed', 'skipped')),
-    -- dependencies not completed yet; the step starts when it reaches 0
-    remaining_deps  int NOT NULL CHECK (remaining_deps >= 0),
-    -- NULL until the step starts (a map step's count is known only then)
-    tasks_total     int CHECK (tasks_total >= 0),
-    tasks_completed int NOT NULL DEFAULT 0 CHECK (tasks_completed >= 0),
+    -- created, started, completed, failed or skipped; a completed step has completed all its
+    -- tasks (tasks_completed = tasks_total)
+    status          text NOT NULL DEFAULT 'created',
+    -- dependencies not completed yet (>= 0); the step starts when it reaches 0, so a step
+    -- that is neither created nor skipped has none
+    remaining_deps  int NOT NULL,
+    -- NULL until the step starts (a map step's count is known only then); >= 0
+    tasks_total     int,
+    -- >= 0, and at most tasks_total
+    tasks_completed int NOT NULL DEFAULT 0,
     output          jsonb,
     error_message   text,
     started_at      timestamptz,
@@ -202,24 +209,22 @@ CREATE TABLE step_states (
     event_payload   jsonb,
     event_at        timestamptz,
     -- a map step that fans out in chunks (quantum_flow.fan_out_chunk): the index of the next
-    -- task to create; NULL once every task exists (0.2.0)
+    -- task to create (0 < fan_out_next < tasks_total); NULL once every task exists (0.2.0)
     fan_out_next    int,
-    PRIMARY KEY (run_id, step_slug),
-    CONSTRAINT step_states_fan_out_next_check CHECK (fan_out_next > 0 AND fan_out_next < tasks_total),
     -- (workflow_slug, step_slug) names a workflow_steps row
-    CHECK (tasks_total IS NULL OR tasks_completed <= tasks_total),
-    CHECK (status IN ('created', 'skipped') OR remaining_deps = 0),
-    CHECK (status <> 'completed' OR tasks_completed = tasks_total)
+    PRIMARY KEY (run_id, step_slug)
 ) WITH (fillfactor = 70);
 
 CREATE TABLE step_tasks (
     run_id         uuid NOT NULL,
     step_slug      text NOT NULL,
-    task_index     int NOT NULL CHECK (task_index >= 0),
-    status         text NOT NULL DEFAULT 'queued'
-                   CHECK (status IN ('queued', 'started', 'completed', 'failed')),
-    -- attempts made so far, the current one included once claimed
-    attempts_count int NOT NULL DEFAULT 0 CHECK (attempts_count >= 0),
+    -- >= 0
+    task_index     int NOT NULL,
+    -- queued, started, completed or failed
+    status         text NOT NULL DEFAULT 'queued',
+    -- attempts made so far (>= 0), the current one included once claimed: a task past
+    -- queued has made at least one
+    attempts_count int NOT NULL DEFAULT 0,
     -- the pgmq message that carries this task (NULL: a sub-flow step's task, whose child run
     -- carries it, or a task waiting for its concurrency key's slot)
     message_id     bigint,
@@ -234,12 +239,12 @@ CREATE TABLE step_tasks (
     failed_at      timestamptz,
     -- a sub-flow step's task: the child run of its current attempt (0.2.0)
     child_run_id   uuid,
-    -- attempts made before retry_run started the task again: max_attempts counts from here
-    attempts_base  int NOT NULL DEFAULT 0 CHECK (attempts_base >= 0),
+    -- attempts made before retry_run started the task again (>= 0): max_attempts counts from
+    -- here
+    attempts_base  int NOT NULL DEFAULT 0,
     -- when error_message was last set (an attempt failed or timed out)
     last_error_at  timestamptz,
-    PRIMARY KEY (run_id, step_slug, task_index),
-    CHECK (status = 'queued' OR attempts_count >= 1)
+    PRIMARY KEY (run_id, step_slug, task_index)
 ) WITH (fillfactor = 70);
 -- A map step's completed-task counter, split in shards ((task_index / 16) % shard count) so
 -- that workers completing tasks of one step rarely wait for each other's commits, and a batch
@@ -248,11 +253,11 @@ CREATE TABLE step_tasks (
 CREATE TABLE step_task_shards (
     run_id          uuid NOT NULL,
     step_slug       text NOT NULL,
-    shard           int NOT NULL CHECK (shard >= 0),
-    tasks_total     int NOT NULL CHECK (tasks_total > 0),
-    tasks_completed int NOT NULL DEFAULT 0 CHECK (tasks_completed >= 0),
-    PRIMARY KEY (run_id, step_slug, shard),
-    CHECK (tasks_completed <= tasks_total)
+    -- >= 0; tasks_total > 0; 0 <= tasks_completed <= tasks_total
+    shard           int NOT NULL,
+    tasks_total     int NOT NULL,
+    tasks_completed int NOT NULL DEFAULT 0,
+    PRIMARY KEY (run_id, step_slug, shard)
 ) WITH (fillfactor = 50);
 
 -- No index mentions step_tasks.status or step_states' counters, and both tables leave room

@@ -73,6 +73,19 @@ ALTER FUNCTION start_flows(text, jsonb[], uuid[])
     SET plan_cache_mode = force_generic_plan SET enable_seqscan = off
     SET enable_hashjoin = off SET enable_mergejoin = off;
 
+-- The row rules of the hot tables (see sql/bootstrap.sql): one CHECK constraint per table,
+-- whose stored expression, which PostgreSQL parses again at every statement that writes the
+-- table, is one call of a function of the library (src/engine/invariants.rs) instead of one
+-- expression per rule.
+ALTER TABLE runs ADD CONSTRAINT runs_valid
+    CHECK (run_row_valid(status, remaining_steps, completed_at, failed_at));
+ALTER TABLE step_states ADD CONSTRAINT step_states_valid
+    CHECK (step_state_row_valid(status, remaining_deps, tasks_total, tasks_completed, fan_out_next));
+ALTER TABLE step_tasks ADD CONSTRAINT step_tasks_valid
+    CHECK (step_task_row_valid(task_index, status, attempts_count, attempts_base));
+ALTER TABLE step_task_shards ADD CONSTRAINT step_task_shards_valid
+    CHECK (task_shard_row_valid(shard, tasks_total, tasks_completed));
+
 -- DROP EXTENSION quantum_flow drops the workflows' pgmq queues first (they are pgmq's tables,
 -- not this extension's, so nothing else would), and says that the roles stay.
 CREATE FUNCTION on_drop_extension() RETURNS event_trigger

@@ -100,9 +100,16 @@ ALTER TABLE workflow_steps
     ADD CONSTRAINT workflow_steps_event_has_no_tasks
         CHECK (step_type <> 'event' OR (flow IS NULL AND start_delay IS NULL));
 
+-- The four runtime tables' CHECK constraints, one per rule, become one per table that calls
+-- a function of the library (runs_valid and the others, added at the end of this script once
+-- the functions exist); the rules are those of 0.1.0 with the new statuses (paused, skipped)
+-- and columns (fan_out_next, attempts_base).
 ALTER TABLE runs
     DROP CONSTRAINT runs_status_check,
-    ADD CONSTRAINT runs_status_check CHECK (status IN ('started', 'paused', 'completed', 'failed')),
+    DROP CONSTRAINT runs_remaining_steps_check,
+    DROP CONSTRAINT runs_check,
+    DROP CONSTRAINT runs_check1,
+    DROP CONSTRAINT runs_check2,
     ADD COLUMN deadline timestamptz,
     ADD COLUMN start_at timestamptz,
     ADD COLUMN concurrency_value text,
@@ -115,22 +122,32 @@ CREATE INDEX runs_parent_idx ON runs (parent_run_id) WHERE parent_run_id IS NOT 
 
 ALTER TABLE step_states
     DROP CONSTRAINT step_states_status_check,
-    ADD CONSTRAINT step_states_status_check
-        CHECK (status IN ('created', 'started', 'completed', 'failed', 'skipped')),
+    DROP CONSTRAINT step_states_remaining_deps_check,
+    DROP CONSTRAINT step_states_tasks_total_check,
+    DROP CONSTRAINT step_states_tasks_completed_check,
+    DROP CONSTRAINT step_states_check,
     DROP CONSTRAINT step_states_check1,
-    ADD CONSTRAINT step_states_check1 CHECK (status IN ('created', 'skipped') OR remaining_deps = 0),
+    DROP CONSTRAINT step_states_check2,
     ADD COLUMN event_payload jsonb,
     ADD COLUMN event_at timestamptz,
-    ADD COLUMN fan_out_next int,
-    ADD CONSTRAINT step_states_fan_out_next_check CHECK (fan_out_next > 0 AND fan_out_next < tasks_total);
+    ADD COLUMN fan_out_next int;
 -- The map steps whose fan-out is unfinished (0.1.0 created every task at once: none are).
 CREATE INDEX step_states_fan_out_idx ON step_states (workflow_slug) WHERE fan_out_next IS NOT NULL;
 
 ALTER TABLE step_tasks
+    DROP CONSTRAINT step_tasks_task_index_check,
+    DROP CONSTRAINT step_tasks_status_check,
+    DROP CONSTRAINT step_tasks_attempts_count_check,
+    DROP CONSTRAINT step_tasks_check,
     ALTER COLUMN message_id DROP NOT NULL,
     ADD COLUMN child_run_id uuid,
-    ADD COLUMN attempts_base int NOT NULL DEFAULT 0 CHECK (attempts_base >= 0),
+    ADD COLUMN attempts_base int NOT NULL DEFAULT 0,
     ADD COLUMN last_error_at timestamptz;
+ALTER TABLE step_task_shards
+    DROP CONSTRAINT step_task_shards_shard_check,
+    DROP CONSTRAINT step_task_shards_tasks_total_check,
+    DROP CONSTRAINT step_task_shards_tasks_completed_check,
+    DROP CONSTRAINT step_task_shards_check;
 
 -- Concurrency keys (0.2.0): for a workflow with a concurrency_key, at most max_concurrency
 -- tasks of runs with the same key value have a message (queued, claimed or waiting for a
@@ -425,6 +442,48 @@ IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'jsonb_raw_size_wrapper';
 
+-- The functions of the runtime tables' CHECK constraints (added below, after the data is
+-- migrated): internal, granted to no role.
+CREATE FUNCTION "run_row_valid"(
+	"status" TEXT,
+	"remaining_steps" INT,
+	"completed_at" timestamp with time zone,
+	"failed_at" timestamp with time zone
+) RETURNS bool
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'run_row_valid_wrapper';
+
+CREATE FUNCTION "step_state_row_valid"(
+	"status" TEXT,
+	"remaining_deps" INT,
+	"tasks_total" INT,
+	"tasks_completed" INT,
+	"fan_out_next" INT
+) RETURNS bool
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'step_state_row_valid_wrapper';
+
+CREATE FUNCTION "step_task_row_valid"(
+	"task_index" INT,
+	"status" TEXT,
+	"attempts_count" INT,
+	"attempts_base" INT
+) RETURNS bool
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'step_task_row_valid_wrapper';
+
+CREATE FUNCTION "task_shard_row_valid"(
+	"shard" INT,
+	"tasks_total" INT,
+	"tasks_completed" INT
+) RETURNS bool
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'task_shard_row_valid_wrapper';
+
 CREATE FUNCTION "maintain"() RETURNS jsonb
 STRICT SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
@@ -557,6 +616,17 @@ FROM (SELECT run_id, step_slug,
              coalesce(sum(tasks_total) FILTER (WHERE tasks_completed = tasks_total), 0)::int AS n
       FROM step_task_shards GROUP BY 1, 2) x
 WHERE ss.run_id = x.run_id AND ss.step_slug = x.step_slug AND ss.status <> 'completed';
+
+-- The runtime tables' row rules, one CHECK constraint per table (see sql/finalize.sql); adding
+-- them checks every row the update kept.
+ALTER TABLE runs ADD CONSTRAINT runs_valid
+    CHECK (run_row_valid(status, remaining_steps, completed_at, failed_at));
+ALTER TABLE step_states ADD CONSTRAINT step_states_valid
+    CHECK (step_state_row_valid(status, remaining_deps, tasks_total, tasks_completed, fan_out_next));
+ALTER TABLE step_tasks ADD CONSTRAINT step_tasks_valid
+    CHECK (step_task_row_valid(task_index, status, attempts_count, attempts_base));
+ALTER TABLE step_task_shards ADD CONSTRAINT step_task_shards_valid
+    CHECK (task_shard_row_valid(shard, tasks_total, tasks_completed));
 
 -- The hot path's plans are fixed: generic, with index lookups and nested loops only. Its
 -- statements are prepared once per session and find every row by key, so one plan fits every

@@ -11,6 +11,7 @@
 // it by value is how pgrx keeps the SQLSTATE, and boxing it would not be recognised.
 #![allow(clippy::result_large_err)]
 
+mod checks;
 mod compat;
 mod flows;
 mod ops;

@@ -5,6 +5,7 @@ pub mod backoff;
 pub mod definition;
 pub mod document;
 pub mod graph;
+pub mod invariants;
 pub mod message;
 pub mod schema;
 pub mod slug;
