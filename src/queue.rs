@@ -402,7 +402,7 @@ impl FanOut {
     }
 }
 
-/// Creates tasks `from..` of a started map step (at most `quantum_flow.fan_out_chunk`, none past
+/// Creates tasks `from..` of a started map step (`engine::fan_out_chunk_size` of them, none past
 /// `total`), each with its element of `array` (the step's source, detoasted) and a message,
 /// and moves the step's `fan_out_next` past them (NULL once every task exists). The first
 /// chunk (`start_map_step`) and every later one (`continue_fan_out`) are made here. Each
@@ -424,7 +424,8 @@ fn chunk(
     total: i32,
     array: Jsonb,
 ) -> QfResult<i32> {
-    let to = from.saturating_add(FAN_OUT_CHUNK.get()).min(total);
+    let size = crate::engine::fan_out_chunk_size(from, FAN_OUT_CHUNK.get());
+    let to = from.saturating_add(size).min(total);
     query_prepared(
         &format!(
             "WITH visible AS MATERIALIZED ( \

@@ -34,9 +34,10 @@ pub static MAX_STEPS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 /// `quantum_flow.max_map_tasks`: the most tasks one map step may fan out to.
 pub static MAX_MAP_TASKS: GucSetting<i32> = GucSetting::<i32>::new(1_000_000);
 
-/// `quantum_flow.fan_out_chunk`: how many tasks of a map step are created at once. A map
-/// step with more tasks creates its first chunk when it starts; polls (and `maintain`) create
-/// the rest, one chunk at a time (see `queue::continue_fan_out`).
+/// `quantum_flow.fan_out_chunk`: the most tasks of a map step created at once. A map step
+/// with more tasks than its first chunk creates that chunk when it starts; polls (and
+/// `maintain`) create the rest, one chunk at a time (see `engine::fan_out_chunk_size` and
+/// `queue::continue_fan_out`).
 pub static FAN_OUT_CHUNK: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 
 /// `quantum_flow.fair_polling`: whether `poll_tasks` takes part of each batch from the newest
@@ -143,9 +144,10 @@ pub fn init() {
     );
     GucRegistry::define_int_guc(
         c"quantum_flow.fan_out_chunk",
-        c"How many tasks of a map step are created at once.",
-        c"A map step with more tasks queues its first chunk when it starts, so its first task \
-          can be claimed at once; polls and maintain() create the rest, a chunk at a time.",
+        c"The most tasks of a map step created at once.",
+        c"A map step of more than 1000 tasks queues its first 1000 when it starts, so its first \
+          task can be claimed at once; polls and maintain() create the rest, each chunk as many \
+          tasks as exist already, up to this.",
         &FAN_OUT_CHUNK,
         1,
         i32::MAX,

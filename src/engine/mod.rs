@@ -18,3 +18,45 @@ pub mod version;
 /// shards, and concurrent batches rarely the same ones; one task per shard in turn (`i % 32`)
 /// made every batch of 32 or more lock all of them, and batches waited for each other.
 pub const COUNTER_SHARDS: i32 = 32;
+
+/// The first chunk of a map step's tasks (see `fan_out_chunk_size`).
+pub const FIRST_FAN_OUT_CHUNK: i32 = 1_000;
+
+/// How many tasks a map step creates in its chunk that starts at task `from`, given the
+/// setting `quantum_flow.fan_out_chunk`: at most `FIRST_FAN_OUT_CHUNK` in the first chunk, so
+/// that the first task is claimable soon after the step starts, then as many as exist
+/// already (each chunk doubles them), up to the setting. Workers claim the first tasks while
+/// polls create the next chunks, instead of waiting for all of them; a big map still fans out
+/// in chunks of the setting.
+pub fn fan_out_chunk_size(from: i32, fan_out_chunk: i32) -> i32 {
+    FIRST_FAN_OUT_CHUNK.max(from).min(fan_out_chunk)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_big_map_starts_with_a_small_chunk_and_doubles_up_to_the_setting() {
+        let mut from = 0;
+        let mut sizes = Vec::new();
+        while from < 40_000 {
+            let n = fan_out_chunk_size(from, 10_000);
+            sizes.push(n);
+            from += n;
+        }
+        assert_eq!(
+            sizes,
+            [1_000, 1_000, 2_000, 4_000, 8_000, 10_000, 10_000, 10_000]
+        );
+    }
+
+    #[test]
+    fn a_setting_below_the_first_chunk_is_every_chunk() {
+        assert_eq!(fan_out_chunk_size(0, 2), 2);
+        assert_eq!(fan_out_chunk_size(2, 2), 2);
+        assert_eq!(fan_out_chunk_size(4_000, 500), 500);
+        assert_eq!(fan_out_chunk_size(0, i32::MAX), FIRST_FAN_OUT_CHUNK);
+        assert_eq!(fan_out_chunk_size(i32::MAX - 1, i32::MAX), i32::MAX - 1);
+    }
+}

@@ -499,6 +499,17 @@ async fn a_claim_costs_o_of_its_batch() {
     )
     .await;
     start_flow(&main, "wide", &json!((0..BATCH).collect::<Vec<_>>())).await;
+    // The step starts with its first 1,000 tasks; each maintain() creates the next chunk
+    // (1,000, 2,000, then the last 1,000).
+    for _ in 0..3 {
+        exec(&main, "SELECT quantum_flow.maintain()").await;
+    }
+    let tasks: i64 = main
+        .query_one("SELECT count(*) FROM quantum_flow.step_tasks", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tasks, i64::from(BATCH));
     let mut x = Explained::connect(&url).await;
     exec(
         &x.client,
