@@ -145,9 +145,9 @@ pub fn init() {
     GucRegistry::define_int_guc(
         c"quantum_flow.fan_out_chunk",
         c"The most tasks of a map step created at once.",
-        c"A map step of more than 1000 tasks queues its first 1000 when it starts, so its first \
-          task can be claimed at once; polls and maintain() create the rest, each chunk as many \
-          tasks as exist already, up to this.",
+        c"A bigger map step queues its first 1000 tasks (or this many, if fewer) when it \
+          starts, so its first task can be claimed at once; polls and maintain() create the \
+          rest, each chunk as many tasks as exist already, up to this.",
         &FAN_OUT_CHUNK,
         1,
         i32::MAX,
