@@ -62,7 +62,7 @@ impl Report {
 /// in the queue as the attempt they were (or, with no attempts left, fail their task and run),
 /// messages whose run has ended are archived, due timers fail their runs (`run_timeout`,
 /// `event_timeout`), child runs whose parent ended are cancelled, and the next chunk of one
-/// big map step's tasks is created (`quantum_flow.fan_out_chunk`). Everything is locked
+/// big map step's tasks is created (`engine::fan_out_chunk_size`). Everything is locked
 /// with SKIP LOCKED in the engine's lock order, so concurrent `maintain()` calls and pollers
 /// never wait for each other or count anything twice.
 pub fn maintain() -> QfResult<Report> {

@@ -117,7 +117,7 @@ pub async fn first_claim_phase(
 pub struct CostCase {
     pub tasks: usize,
     /// complete_task(list, <tasks-element array>): the step readied, its first chunk of tasks
-    /// created (`quantum_flow.fan_out_chunk`)
+    /// created (1,000)
     pub fanout_call: Duration,
     /// polls that created the rest, one chunk each
     pub chunks: usize,
@@ -170,9 +170,9 @@ impl Cost {
 }
 
 /// Polls bench_fanout (`batch_size => 1`) until the run's map step `m` has every task: each
-/// poll first creates the next chunk of an unfinished map of the workflow
-/// (`quantum_flow.fan_out_chunk`), then claims one task (left claimed: the run is cancelled or
-/// its claims time out later). Returns how many polls it took. (`maintain()` creates chunks
+/// poll claims one task (left claimed: the run is cancelled or its claims time out later),
+/// then creates the next chunk of an unfinished map of the workflow (doubling up to
+/// `quantum_flow.fan_out_chunk`). Returns how many polls it took. (`maintain()` creates chunks
 /// too, but also sweeps every queue, which costs more with a million messages queued.)
 async fn finish_fan_out(control: &Client, run_id: Uuid) -> Result<usize> {
     let mut polls = 0;

@@ -656,7 +656,7 @@ fn details(o: &Options, r: &Results, handoff: &Sorted, pickup: &Sorted) {
     if let Some(Ok(p)) = &r.map {
         println!("  (a) {}", calls(&p.stats, "poll_tasks", "complete_task"));
         println!(
-            "      slowest complete_task {:.1} ms (the fetch completion, which fans out the {} tasks)",
+            "      slowest complete_task {:.1} ms (the fetch completion, which readies the {}-task map)",
             ms(p.stats.complete_max),
             o.map_tasks
         );
@@ -712,7 +712,7 @@ fn details(o: &Options, r: &Results, handoff: &Sorted, pickup: &Sorted) {
             calls(&p.stats, "poll_tasks", "complete_task/complete_tasks")
         );
         println!(
-            "      slowest call {:.1} ms (the fetch completion, which fans out the {} tasks)",
+            "      slowest call {:.1} ms (the fetch completion, which readies the {}-task map)",
             ms(p.stats.complete_max),
             o.map_tasks
         );

@@ -211,7 +211,7 @@ async fn a_run_behind_a_big_map_gets_its_first_task_within_a_few_polls() {
     assert_eq!(
         polls_until_claimed(&c, "fair", small2, 50).await,
         None,
-        "strictly oldest first, the map's 99,990 older tasks come first"
+        "strictly oldest first, the map's older tasks come first"
     );
     exec(&c, "RESET quantum_flow.fair_polling").await;
     assert_eq!(polls_until_claimed(&c, "fair", small2, 5).await, Some(1));

@@ -61,11 +61,12 @@ GROUP BY role ORDER BY role;
 
 -- every function of schema quantum_flow, all owned by a superuser: those that touch the
 -- tables are SECURITY DEFINER with search_path pinned to pg_catalog, pg_temp; the others
--- are is_valid_slug (a pure check of its argument), jsonb_raw_size (an internal helper of the
--- engine's statements), the four *_row_valid functions (pure checks of a row's columns, which
--- the runtime tables' CHECK constraints call) and on_drop_extension (the DROP EXTENSION event
--- trigger's function). Who may EXECUTE each besides its owner (PUBLIC would show as PUBLIC; a NULL
--- proacl, which means PUBLIC, is expanded with acldefault):
+-- are is_valid_slug (a pure check of its argument), flow_schema (a constant document),
+-- jsonb_raw_size (an internal helper of the engine's statements), the four *_row_valid
+-- functions (pure checks of a row's columns, which the runtime tables' CHECK constraints
+-- call) and on_drop_extension (the DROP EXTENSION event trigger's function). Who may EXECUTE
+-- each besides its owner (PUBLIC would show as PUBLIC; a NULL proacl, which means PUBLIC, is
+-- expanded with acldefault):
 SELECT p.oid::regprocedure AS function, p.prosecdef AS security_definer, p.proconfig,
        r.rolsuper AS owner_is_superuser,
        (SELECT string_agg(CASE WHEN acl.grantee = 0 THEN 'PUBLIC' ELSE acl.grantee::regrole::text END,
