@@ -205,9 +205,9 @@ pub fn start_run_timer(queue: &str, run_id: Uuid) -> QfResult<()> {
 ///
 /// Without a key, only the first chunk of tasks is created here (`engine::fan_out_chunk_size`:
 /// 1,000, or `quantum_flow.fan_out_chunk` if fewer), so that the first of a big map can be
-/// claimed as soon as this transaction commits; the step's
-/// `fan_out_next` says where the rest begin, and `continue_fan_out` creates them. The task
-/// count, the counter shards and the input size check cover every element from the start.
+/// claimed as soon as this transaction commits; the step's `fan_out_next` says where the rest
+/// begin, and `continue_fan_out` creates them. The task count, the counter shards and the
+/// input size check cover every element from the start.
 pub fn start_map_step(
     queue: &str,
     run_id: Uuid,
@@ -298,10 +298,10 @@ pub fn start_map_step(
     Ok(started.unwrap_or((0, 0)))
 }
 
-/// Creates the next chunk of tasks (and messages; `engine::fan_out_chunk_size`) of one map step of
-/// `workflow_slug` whose fan-out is unfinished (`fan_out_next` is set; see `start_map_step`),
-/// of a started run; returns how many it created (0: no such step, or other sessions hold
-/// them). Polls call it after their claim, and `maintain` for every workflow.
+/// Creates the next chunk of tasks and messages (`engine::fan_out_chunk_size`) of one map step
+/// of `workflow_slug` whose fan-out is unfinished (`fan_out_next` is set; see
+/// `start_map_step`), of a started run; returns how many it created (0: no such step, or other
+/// sessions hold them). Polls call it after their claim, and `maintain` for every workflow.
 ///
 /// The step's row is locked with SKIP LOCKED, so one session creates each chunk and others
 /// go on claiming; a chunk stays where it was when its transaction rolls back. The probe

@@ -103,9 +103,11 @@ pub fn prepare_to_wait(event: u32) {
 /// Sleeps until woken, `timeout_ms` passes, or an interrupt arrives (a query cancel or
 /// statement_timeout raises its error here).
 ///
-/// Before PostgreSQL 17, between `prepare_to_wait` and here, a lock or I/O wait inside the
-/// claim query may have reset the advertised event; a wake-up in exactly that window is caught
-/// by the re-check (`quantum_flow.poll_recheck_ms`).
+/// Before PostgreSQL 17, between `prepare_to_wait` and here, the advertised event may have
+/// been reset: by a lock or I/O wait inside the claim query, and by the rollback of an empty
+/// waiting round (`AbortSubTransaction` ends any wait event). A wake-up in that window is
+/// caught by the re-check (`quantum_flow.poll_recheck_ms`). The window cannot be detected here
+/// (the rollback always resets the event), and closing it needs the shared slots of 17.
 pub fn wait_for_work(event: u32, timeout_ms: i64) {
     let timeout = timeout_ms.clamp(0, i64::from(POLL_RECHECK_MS.get()));
     unsafe {
