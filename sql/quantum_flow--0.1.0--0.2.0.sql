@@ -173,6 +173,22 @@ CREATE TABLE waiting_tasks (
 -- a run's waiting tasks go when the run ends
 CREATE INDEX waiting_tasks_run_idx ON waiting_tasks (run_id);
 
+-- lz4 for the runs' large values, when the server has it, as a fresh install sets it (see
+-- bootstrap.sql). Values stored before keep their compression until they are written again.
+DO $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_settings
+               WHERE name = 'default_toast_compression' AND 'lz4' = ANY (enumvals)) THEN
+        ALTER TABLE runs ALTER COLUMN input SET COMPRESSION lz4,
+                         ALTER COLUMN output SET COMPRESSION lz4;
+        ALTER TABLE step_states ALTER COLUMN output SET COMPRESSION lz4,
+                                ALTER COLUMN event_payload SET COMPRESSION lz4;
+        ALTER TABLE step_tasks ALTER COLUMN item SET COMPRESSION lz4,
+                               ALTER COLUMN output SET COMPRESSION lz4;
+    END IF;
+END
+$$;
+
 COMMENT ON TABLE concurrency_slots IS 'quantum_flow tasks per concurrency key value (internal)';
 COMMENT ON TABLE waiting_tasks IS 'quantum_flow tasks waiting for a concurrency slot (internal)';
 
