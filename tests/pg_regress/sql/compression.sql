@@ -32,7 +32,8 @@ SELECT quantum_flow.start_flow('squeeze',
                                (SELECT jsonb_agg(jsonb_build_object('n', g, 'tag', 'element')) FROM generate_series(1, 10000) g),
                                run_id => '00000000-0000-0000-0000-0000000000c1') IS NOT NULL AS started;
 SELECT pg_column_compression(input) = :'method' AS input_compressed,
-       jsonb_array_length(input) AS elements,
+       input = (SELECT jsonb_agg(jsonb_build_object('n', g, 'tag', 'element')) FROM generate_series(1, 10000) g)
+         AS input_as_sent,
        input -> 9999 AS last_element
 FROM quantum_flow.runs WHERE run_id = '00000000-0000-0000-0000-0000000000c1';
 
