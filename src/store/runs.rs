@@ -559,11 +559,13 @@ pub struct RunAndTask {
     pub workflow_slug: String,
     /// The task's status and attempts made (None: the run has no such task).
     pub task: Option<(String, i32)>,
+    /// A sub-flow step's task: the child run of its current attempt.
+    pub child_run_id: Option<Uuid>,
 }
 
 pub fn task_lookup(run_id: Uuid, step_slug: &str, task_index: i32) -> QfResult<Option<RunAndTask>> {
     query_opt(
-        "SELECT r.status, r.workflow_slug, t.status, t.attempts_count \
+        "SELECT r.status, r.workflow_slug, t.status, t.attempts_count, t.child_run_id \
          FROM quantum_flow.runs r \
          LEFT JOIN quantum_flow.step_tasks t ON t.run_id = r.run_id AND t.step_slug = $2 AND t.task_index = $3 \
          WHERE r.run_id = $1",
@@ -575,6 +577,7 @@ pub fn task_lookup(run_id: Uuid, step_slug: &str, task_index: i32) -> QfResult<O
                 run_status: req(r, 1)?,
                 workflow_slug: req(r, 2)?,
                 task: task_status.zip(attempts),
+                child_run_id: col(r, 5)?,
             })
         },
     )

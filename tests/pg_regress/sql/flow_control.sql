@@ -123,10 +123,11 @@ SELECT quantum_flow.flow_graph('fc_parent', 'mermaid', 'f0000000-0000-0000-0000-
 SELECT s->>'step_slug' AS step_slug, jsonb_array_length(s->'child_run_ids') AS children
 FROM jsonb_array_elements(quantum_flow.get_run('f0000000-0000-0000-0000-000000000009')->'steps') s
 WHERE s ? 'child_run_ids';
--- a worker cannot answer a sub-flow step's task itself (single or map): only its child run
--- completes it
+-- a worker cannot answer or fail a sub-flow step's task itself (single or map): only its child
+-- run completes it (not_claimed)
 SELECT quantum_flow.complete_task('f0000000-0000-0000-0000-000000000009', 'one', 0, '"forged"') AS single_answered;
 SELECT quantum_flow.complete_task('f0000000-0000-0000-0000-000000000009', 'each', 1, '"forged"', attempt => 1) AS map_answered;
+SELECT quantum_flow.fail_task('f0000000-0000-0000-0000-000000000009', 'each', 2, 'forged') AS map_failed;
 SELECT step_slug, task_index, status, output FROM quantum_flow.step_tasks
 WHERE run_id = 'f0000000-0000-0000-0000-000000000009' AND step_slug IN ('one', 'each') ORDER BY 1, 2;
 -- the children's workers answer in reverse order; the map output keeps task order
