@@ -678,26 +678,25 @@ fn explain_unchanged(
     let reason = Unchanged::classify(&found.run_status, &task_status, attempts, attempt);
     // A started task with a child run is a sub-flow step's: no worker claims it, whatever
     // attempt the caller named.
-    let child = found
-        .child_run_id
-        .filter(|_| task_status == "started" && reason != Unchanged::RunEnded);
-    let reason = if child.is_some() {
+    let sub_flow =
+        found.child_run_id.is_some() && task_status == "started" && reason != Unchanged::RunEnded;
+    let reason = if sub_flow {
         Unchanged::NotClaimed
     } else {
         reason
     };
-    let why = match (reason, child) {
-        (_, Some(_)) => {
+    let why = match (reason, sub_flow) {
+        (_, true) => {
             "the task is a sub-flow step's: its child run completes it, no worker claims it"
                 .to_string()
         }
-        (Unchanged::RunEnded, None) => format!("run {run_id} is {}", found.run_status),
-        (Unchanged::Duplicate, None) => format!("the task is already {task_status}"),
-        (Unchanged::StaleAttempt, None) => format!(
+        (Unchanged::RunEnded, false) => format!("run {run_id} is {}", found.run_status),
+        (Unchanged::Duplicate, false) => format!("the task is already {task_status}"),
+        (Unchanged::StaleAttempt, false) => format!(
             "attempt {} is not the task's current claim (attempts made: {attempts}, task is {task_status})",
             attempt.map_or("NULL".to_string(), |a| a.to_string())
         ),
-        (Unchanged::NotClaimed, None) => {
+        (Unchanged::NotClaimed, false) => {
             "the task is queued, no worker holds a claim on it".to_string()
         }
     };
