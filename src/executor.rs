@@ -34,7 +34,7 @@ use crate::store::{flows, runs};
 use crate::wakeup;
 use pgrx::datum::{TimestampWithTimeZone, Uuid};
 use pgrx::{pg_sys, PgTryBuilder};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
@@ -295,7 +295,7 @@ fn start_step(run: &Run, step: &str) -> QfResult<Started> {
         if source.has_early_event {
             runs::complete_event_step_early(run.run_id, step)?;
             runs::count_completed_tasks(run.run_id, step, 1)?;
-            return finish_and_follow(run, step);
+            return finish_and_follow(run, step, false);
         }
         queue::start_event_step(&run.queue, run.run_id, step)?;
         run.emit(Some(step), "started");
@@ -400,9 +400,10 @@ fn start_sub_flows(
     Ok(Started::Queued)
 }
 
-/// A step whose tasks all completed: records its output and moves on.
-fn finish_and_follow(run: &Run, step: &str) -> QfResult<Started> {
-    if let Some(bytes) = runs::finish_step(run.run_id, step)? {
+/// A step whose tasks all completed: records its output and moves on. `map`: whether it is
+/// a map step (whose output, the array of its tasks' outputs, may not fit in a jsonb).
+fn finish_and_follow(run: &Run, step: &str, map: bool) -> QfResult<Started> {
+    if let Some(bytes) = runs::finish_step(run.run_id, step, map)? {
         let message = QfError::OutputTooLarge(format!(
             "the step's output (the array of its tasks' outputs) would be {bytes} bytes, more \
              than a jsonb value holds ({JSONB_MAX_BYTES})"
@@ -410,6 +411,11 @@ fn finish_and_follow(run: &Run, step: &str) -> QfResult<Started> {
         fail_run(run, step, &message.to_string())?;
         return Ok(Started::RunEnded);
     }
+    follow_completed(run, step)
+}
+
+/// After a step was marked completed: says so, and moves on.
+fn follow_completed(run: &Run, step: &str) -> QfResult<Started> {
     run.emit(Some(step), "completed");
     finished(run, step, 1)
 }
@@ -418,9 +424,9 @@ fn finish_and_follow(run: &Run, step: &str) -> QfResult<Started> {
 /// being the one whose dependents may now be ready. Returns those dependents, or None when
 /// the run has ended (completed now, or failed meanwhile).
 fn after_step_finished(run: &Run, step_slug: &str, steps: i32) -> QfResult<Option<Vec<String>>> {
-    match runs::count_finished_steps(run.run_id, steps)? {
+    match runs::count_finished_steps_and_ready(run.run_id, &run.workflow_slug, step_slug, steps)? {
         None => Ok(None),
-        Some(0) => {
+        Some((0, _)) => {
             if let Some(bytes) = runs::complete_run(run.run_id)? {
                 // Every step completed: the run fails, no step does.
                 let message = QfError::OutputTooLarge(format!(
@@ -434,11 +440,7 @@ fn after_step_finished(run: &Run, step_slug: &str, steps: i32) -> QfResult<Optio
             }
             Ok(None)
         }
-        Some(_) => Ok(Some(runs::ready_dependents(
-            run.run_id,
-            &run.workflow_slug,
-            step_slug,
-        )?)),
+        Some((_, ready)) => Ok(Some(ready)),
     }
 }
 
@@ -784,8 +786,8 @@ pub fn complete_tasks(call_name: &str, answers: Vec<Answer>) -> QfResult<Vec<boo
 }
 
 thread_local! {
-    /// Run id -> workflow, for the runs this backend completed tasks of (a run never changes
-    /// workflow; `complete_answers` checks it anyway).
+    /// Run id -> workflow, for the runs this backend claimed or completed tasks of (a run
+    /// never changes workflow; `complete_answers` checks it anyway).
     static RUN_WORKFLOWS: std::cell::RefCell<std::collections::HashMap<Uuid, String>> =
         std::cell::RefCell::new(std::collections::HashMap::new());
 }
@@ -805,6 +807,14 @@ fn remember_workflow(run_id: Uuid, workflow_slug: String) {
         }
         m.insert(run_id, workflow_slug);
     });
+}
+
+/// `remember_workflow`, without allocating when the run is remembered already.
+fn remember_workflow_of(run_id: Uuid, workflow_slug: &str) {
+    let known = RUN_WORKFLOWS.with(|m| m.borrow().get(&run_id).is_some_and(|w| w == workflow_slug));
+    if !known {
+        remember_workflow(run_id, workflow_slug.to_string());
+    }
 }
 
 fn forget_workflow(run_id: Uuid) {
@@ -833,6 +843,8 @@ fn complete_answers(answers: &[Answer], which: &[usize], completed: &mut [bool])
     }
     for (workflow_slug, batch) in by_workflow {
         let mut step_counts: BTreeMap<(Uuid, String), i32> = BTreeMap::new();
+        // The steps counted here that are map steps (a step's tasks are all of one kind).
+        let mut maps: BTreeSet<(Uuid, String)> = BTreeSet::new();
         let mut keys: BTreeMap<Uuid, Option<String>> = BTreeMap::new();
         for c in queue::complete_batch(&workflow_slug, &batch)? {
             match c {
@@ -850,20 +862,32 @@ fn complete_answers(answers: &[Answer], which: &[usize], completed: &mut [bool])
                     run_id,
                     step_slug,
                     tasks,
-                } => *step_counts.entry((run_id, step_slug)).or_insert(0) += tasks,
+                } => {
+                    maps.insert((run_id, step_slug.clone()));
+                    *step_counts.entry((run_id, step_slug)).or_insert(0) += tasks
+                }
             }
         }
         if step_counts.is_empty() {
             continue;
         }
-        let counts: Vec<(Uuid, String, i32)> = step_counts
+        let counts: Vec<(Uuid, String, i32, bool)> = step_counts
             .into_iter()
-            .map(|((run, step), n)| (run, step, n))
+            .map(|(key, n)| {
+                let single = !maps.contains(&key);
+                (key.0, key.1, n, single)
+            })
             .collect();
         for (run_id, step_slug) in runs::count_completed_tasks_of_steps(&counts)? {
             let key_value = keys.get(&run_id).cloned().flatten();
             let run = Run::new(run_id, workflow_slug.clone(), key_value);
-            if let Started::Finished(ready) = finish_and_follow(&run, &step_slug)? {
+            // A single step was marked completed by the count itself.
+            let next = if maps.contains(&(run_id, step_slug.clone())) {
+                finish_and_follow(&run, &step_slug, true)?
+            } else {
+                follow_completed(&run, &step_slug)?
+            };
+            if let Started::Finished(ready) = next {
                 start_steps(&run, ready)?;
             }
         }
@@ -887,7 +911,7 @@ fn task_completed(run: &Run, step_slug: &str, task_index: i32, is_map: bool) -> 
     if !step_done {
         return Ok(());
     }
-    if let Started::Finished(ready) = finish_and_follow(run, step_slug)? {
+    if let Started::Finished(ready) = finish_and_follow(run, step_slug, is_map)? {
         start_steps(run, ready)?;
     }
     Ok(())
@@ -989,6 +1013,11 @@ pub fn poll_tasks(
             // Only this last round may have written: an earlier one did nothing (a waiting
             // poll rolled it back).
             claim_commit::poll_done(claims_before && !round.wrote);
+            // The worker usually completes them on this connection: it then needs no lookup
+            // of their runs' workflow.
+            for task in &round.claimed {
+                remember_workflow_of(task.run_id, workflow_slug);
+            }
             return Ok(round.claimed);
         }
         let mut sleep_ms = (deadline - now).as_millis() as i64;

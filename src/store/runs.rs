@@ -316,11 +316,16 @@ pub fn count_completed_tasks(run_id: Uuid, step_slug: &str, n: i32) -> QfResult<
 ///
 /// Runs as its own statement after `count_completed_tasks`, so its snapshot includes the
 /// other completers' task outputs (they committed before our counter updates could proceed).
-pub fn finish_step(run_id: Uuid, step_slug: &str) -> QfResult<Option<i64>> {
+/// `map` false says the caller knows the step is not a map step: its output is its task's,
+/// which fits, and the size check is skipped.
+pub fn finish_step(run_id: Uuid, step_slug: &str, map: bool) -> QfResult<Option<i64>> {
     // A jsonb array holds each element plus a 4-byte entry and up to 3 bytes of alignment.
     // CASE evaluates the aggregate only when the sizes, read from the outputs' headers
     // without detoasting them, say that it fits.
-    let fan_in = query_opt(
+    let fan_in = if !map {
+        None
+    } else {
+        query_opt(
         "WITH step AS ( \
            SELECT ws.step_type = 'map' AS is_map, \
                   CASE WHEN ws.step_type = 'map' \
@@ -334,7 +339,8 @@ pub fn finish_step(run_id: Uuid, step_slug: &str) -> QfResult<Option<i64>> {
          SELECT bytes FROM step WHERE is_map AND bytes > $3",
         &[run_id.into(), step_slug.into(), JSONB_MAX_BYTES.into()],
         |r| req::<i64>(r, 1),
-    )?;
+        )?
+    };
     if fan_in.is_some() {
         return Ok(fan_in);
     }
@@ -356,15 +362,52 @@ pub fn finish_step(run_id: Uuid, step_slug: &str) -> QfResult<Option<i64>> {
 }
 
 /// Counts `n` finished (completed or skipped) steps against their run, which must still be
-/// started or paused. Returns the steps still to finish, or None when the run has ended (it
-/// failed meanwhile).
-pub fn count_finished_steps(run_id: Uuid, n: i32) -> QfResult<Option<i32>> {
-    query_opt(
-        "UPDATE quantum_flow.runs SET remaining_steps = remaining_steps - $2 \
-         WHERE run_id = $1 AND status IN ('started', 'paused') RETURNING remaining_steps",
-        &[run_id.into(), n.into()],
-        |r| req(r, 1),
-    )
+/// started or paused, and when steps remain, counts `step_slug` as finished against each of
+/// its dependents that has not been skipped, in one statement (the run's row first). Returns
+/// the steps still to finish and the dependents that have no dependency left, in definition
+/// order; or None when the run has ended (it failed meanwhile).
+///
+/// The dependents' rows are updated in the snapshot taken before any wait for the run's row;
+/// should a concurrent completion of another dependency have decremented one of them meanwhile,
+/// the UPDATE re-reads that row's newest version (READ COMMITTED), so no count is lost.
+pub fn count_finished_steps_and_ready(
+    run_id: Uuid,
+    workflow_slug: &str,
+    step_slug: &str,
+    n: i32,
+) -> QfResult<Option<(i32, Vec<String>)>> {
+    // Each row: the run's remaining steps, and a dependent that became ready, if any.
+    let rows: Vec<(i32, Option<(i32, String)>)> = query(
+        "WITH run AS ( \
+           UPDATE quantum_flow.runs SET remaining_steps = remaining_steps - $4 \
+           WHERE run_id = $1 AND status IN ('started', 'paused') RETURNING remaining_steps), \
+         deps AS ( \
+           UPDATE quantum_flow.step_states ss SET remaining_deps = ss.remaining_deps - 1 \
+           FROM quantum_flow.workflow_step_dependencies_def d, quantum_flow.workflow_steps ws \
+           WHERE (SELECT r.remaining_steps FROM run r) > 0 \
+             AND d.workflow_slug = $2 AND d.dep_slug = $3 AND ss.run_id = $1 AND ss.step_slug = d.step_slug \
+             AND ws.workflow_slug = d.workflow_slug AND ws.step_slug = d.step_slug AND ss.status = 'created' \
+           RETURNING ss.remaining_deps, ws.step_index, ss.step_slug) \
+         SELECT r.remaining_steps, d.remaining_deps, d.step_index, d.step_slug \
+         FROM run r LEFT JOIN deps d ON true",
+        &[run_id.into(), workflow_slug.into(), step_slug.into(), n.into()],
+        |r| {
+            let ready = match col::<i32>(r, 2)? {
+                Some(0) => Some((req::<i32>(r, 3)?, req::<String>(r, 4)?)),
+                _ => None,
+            };
+            Ok((req::<i32>(r, 1)?, ready))
+        },
+    )?;
+    let Some(remaining) = rows.first().map(|r| r.0) else {
+        return Ok(None);
+    };
+    let mut ready: Vec<(i32, String)> = rows.into_iter().filter_map(|(_, ready)| ready).collect();
+    ready.sort();
+    Ok(Some((
+        remaining,
+        ready.into_iter().map(|(_, slug)| slug).collect(),
+    )))
 }
 
 /// Completes a run; its output holds every completed leaf step's output (skipped leaves
@@ -398,30 +441,6 @@ pub fn complete_run(run_id: Uuid) -> QfResult<Option<i64>> {
         &[run_id.into()],
     )?;
     Ok(None)
-}
-
-/// Counts a finished step against each of its dependents that has not been skipped; returns
-/// the dependents that have no dependency left, in definition order.
-pub fn ready_dependents(
-    run_id: Uuid,
-    workflow_slug: &str,
-    step_slug: &str,
-) -> QfResult<Vec<String>> {
-    let mut ready: Vec<(i32, String)> = query(
-        "UPDATE quantum_flow.step_states ss SET remaining_deps = ss.remaining_deps - 1 \
-         FROM quantum_flow.workflow_step_dependencies_def d, quantum_flow.workflow_steps ws \
-         WHERE d.workflow_slug = $2 AND d.dep_slug = $3 AND ss.run_id = $1 AND ss.step_slug = d.step_slug \
-           AND ws.workflow_slug = d.workflow_slug AND ws.step_slug = d.step_slug AND ss.status = 'created' \
-         RETURNING ss.remaining_deps, ws.step_index, ss.step_slug",
-        &[run_id.into(), workflow_slug.into(), step_slug.into()],
-        |r| Ok((req::<i32>(r, 1)?, req::<i32>(r, 2)?, req::<String>(r, 3)?)),
-    )?
-    .into_iter()
-    .filter(|(remaining, _, _)| *remaining == 0)
-    .map(|(_, index, slug)| (index, slug))
-    .collect();
-    ready.sort();
-    Ok(ready.into_iter().map(|(_, slug)| slug).collect())
 }
 
 /// What `fail_task` did to a task.
@@ -1232,25 +1251,37 @@ pub fn workflows_of(run_ids: &[Uuid]) -> QfResult<Vec<(Uuid, String)>> {
     )
 }
 
-/// Counts completed tasks of several steps at once (`(run, step, n)`, each step once),
+/// Counts completed tasks of several steps at once (`(run, step, n, single)`, each step once),
 /// locking their rows in key order; returns the steps whose tasks are now all completed, in
 /// key order.
+///
+/// A single step (`single`: not a map step) whose task this was is also marked completed
+/// here, with its task's output (written by this transaction's completion statement, so this
+/// statement sees it), as `finish_step` would: its output fits, it is its task's.
 pub fn count_completed_tasks_of_steps(
-    counts: &[(Uuid, String, i32)],
+    counts: &[(Uuid, String, i32, bool)],
 ) -> QfResult<Vec<(Uuid, String)>> {
     let run_ids: Vec<Uuid> = counts.iter().map(|c| c.0).collect();
     let steps: Vec<String> = counts.iter().map(|c| c.1.clone()).collect();
     let ns: Vec<i32> = counts.iter().map(|c| c.2).collect();
+    let single: Vec<bool> = counts.iter().map(|c| c.3).collect();
     let mut done: Vec<(Uuid, String)> = query(
-        "WITH c AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[]) AS c(run_id, step_slug, n)), \
+        "WITH c AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::bool[]) AS c(run_id, step_slug, n, single)), \
          locked AS MATERIALIZED ( \
-           SELECT ss.run_id, ss.step_slug, c.n FROM quantum_flow.step_states ss \
+           SELECT ss.run_id, ss.step_slug, c.n, c.single AND ss.tasks_completed + c.n = ss.tasks_total AS finish \
+           FROM quantum_flow.step_states ss \
            JOIN c ON ss.run_id = c.run_id AND ss.step_slug = c.step_slug \
            ORDER BY ss.run_id, ss.step_slug FOR UPDATE OF ss) \
-         UPDATE quantum_flow.step_states ss SET tasks_completed = ss.tasks_completed + l.n \
+         UPDATE quantum_flow.step_states ss SET tasks_completed = ss.tasks_completed + l.n, \
+           status = CASE WHEN l.finish THEN 'completed' ELSE ss.status END, \
+           completed_at = CASE WHEN l.finish THEN clock_timestamp() ELSE ss.completed_at END, \
+           output = CASE WHEN l.finish \
+                         THEN (SELECT t.output FROM quantum_flow.step_tasks t \
+                               WHERE t.run_id = ss.run_id AND t.step_slug = ss.step_slug AND t.task_index = 0) \
+                         ELSE ss.output END \
          FROM locked l WHERE ss.run_id = l.run_id AND ss.step_slug = l.step_slug \
          RETURNING ss.run_id, ss.step_slug, ss.tasks_completed = ss.tasks_total",
-        &[run_ids.into(), steps.into(), ns.into()],
+        &[run_ids.into(), steps.into(), ns.into(), single.into()],
         |r| Ok((req(r, 1)?, req(r, 2)?, req::<bool>(r, 3)?)),
     )?
     .into_iter()
