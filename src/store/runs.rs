@@ -327,27 +327,25 @@ pub fn finish_step(run_id: Uuid, step_slug: &str, map: bool) -> QfResult<Option<
     // A jsonb array holds each element plus a 4-byte entry and up to 3 bytes of alignment.
     // CASE evaluates the aggregate only when the sizes, read from the outputs' headers
     // without detoasting them, say that it fits.
-    let fan_in = if !map {
-        None
-    } else {
-        query_opt(
-        "WITH step AS ( \
-           SELECT ws.step_type = 'map' AS is_map, \
-                  CASE WHEN ws.step_type = 'map' \
-                       THEN (SELECT 8 + coalesce(sum(quantum_flow.jsonb_raw_size(t.output) + 7), 0) \
-                             FROM quantum_flow.step_tasks t \
-                             WHERE t.run_id = $1 AND t.step_slug = $2) \
-                       ELSE 0 END::bigint AS bytes \
-           FROM quantum_flow.workflow_steps ws JOIN quantum_flow.step_states ss \
-             ON ws.workflow_slug = ss.workflow_slug AND ws.step_slug = ss.step_slug \
-           WHERE ss.run_id = $1 AND ss.step_slug = $2) \
-         SELECT bytes FROM step WHERE is_map AND bytes > $3",
-        &[run_id.into(), step_slug.into(), JSONB_MAX_BYTES.into()],
-        |r| req::<i64>(r, 1),
-        )?
-    };
-    if fan_in.is_some() {
-        return Ok(fan_in);
+    if map {
+        let too_large = query_opt(
+            "WITH step AS ( \
+               SELECT ws.step_type = 'map' AS is_map, \
+                      CASE WHEN ws.step_type = 'map' \
+                           THEN (SELECT 8 + coalesce(sum(quantum_flow.jsonb_raw_size(t.output) + 7), 0) \
+                                 FROM quantum_flow.step_tasks t \
+                                 WHERE t.run_id = $1 AND t.step_slug = $2) \
+                           ELSE 0 END::bigint AS bytes \
+               FROM quantum_flow.workflow_steps ws JOIN quantum_flow.step_states ss \
+                 ON ws.workflow_slug = ss.workflow_slug AND ws.step_slug = ss.step_slug \
+               WHERE ss.run_id = $1 AND ss.step_slug = $2) \
+             SELECT bytes FROM step WHERE is_map AND bytes > $3",
+            &[run_id.into(), step_slug.into(), JSONB_MAX_BYTES.into()],
+            |r| req::<i64>(r, 1),
+        )?;
+        if too_large.is_some() {
+            return Ok(too_large);
+        }
     }
     execute(
         "UPDATE quantum_flow.step_states ss \
