@@ -34,7 +34,7 @@ use crate::store::{flows, runs};
 use crate::wakeup;
 use pgrx::datum::{TimestampWithTimeZone, Uuid};
 use pgrx::{pg_sys, PgTryBuilder};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
@@ -294,8 +294,12 @@ fn start_step(run: &Run, step: &str) -> QfResult<Started> {
     if source.step_type == "event" {
         if source.has_early_event {
             runs::complete_event_step_early(run.run_id, step)?;
-            runs::count_completed_tasks(run.run_id, step, 1)?;
-            return finish_and_follow(run, step, false);
+            // Its one task, just created completed, is its last.
+            return count_and_follow(run, step, 1, false)?.ok_or_else(|| {
+                QfError::Internal(format!(
+                    "event step {step:?} not finished by its early event"
+                ))
+            });
         }
         queue::start_event_step(&run.queue, run.run_id, step)?;
         run.emit(Some(step), "started");
@@ -400,22 +404,29 @@ fn start_sub_flows(
     Ok(Started::Queued)
 }
 
-/// A step whose tasks all completed: records its output and moves on. `map`: whether it is
-/// a map step (whose output, the array of its tasks' outputs, may not fit in a jsonb).
-fn finish_and_follow(run: &Run, step: &str, map: bool) -> QfResult<Started> {
-    if let Some(bytes) = runs::finish_step(run.run_id, step, map)? {
-        let message = QfError::OutputTooLarge(format!(
-            "the step's output (the array of its tasks' outputs) would be {bytes} bytes, more \
-             than a jsonb value holds ({JSONB_MAX_BYTES})"
-        ));
-        fail_run(run, step, &message.to_string())?;
-        return Ok(Started::RunEnded);
+/// Counts `n` completed tasks of one step (`map`: a map step, counted by its shards); when
+/// they were its last, finishes the step and moves on (`Some`), else `None`.
+fn count_and_follow(run: &Run, step: &str, n: i32, map: bool) -> QfResult<Option<Started>> {
+    let done = runs::count_completed_tasks_of_steps(&[(run.run_id, step.to_string(), n, !map)])?;
+    if done.is_empty() {
+        return Ok(None);
     }
-    follow_completed(run, step)
+    finish_counted(run, step, map).map(Some)
 }
 
-/// After a step was marked completed: says so, and moves on.
-fn follow_completed(run: &Run, step: &str) -> QfResult<Started> {
+/// A step whose tasks are all counted (`count_completed_tasks_of_steps`): a map step's output
+/// is aggregated now (a single step's count completed it), then it moves on.
+fn finish_counted(run: &Run, step: &str, map: bool) -> QfResult<Started> {
+    if map {
+        if let Some(bytes) = runs::finish_map_step(run.run_id, step)? {
+            let message = QfError::OutputTooLarge(format!(
+                "the step's output (the array of its tasks' outputs) would be {bytes} bytes, \
+                 more than a jsonb value holds ({JSONB_MAX_BYTES})"
+            ));
+            fail_run(run, step, &message.to_string())?;
+            return Ok(Started::RunEnded);
+        }
+    }
     run.emit(Some(step), "completed");
     finished(run, step, 1)
 }
@@ -842,9 +853,9 @@ fn complete_answers(answers: &[Answer], which: &[usize], completed: &mut [bool])
         }
     }
     for (workflow_slug, batch) in by_workflow {
-        let mut step_counts: BTreeMap<(Uuid, String), i32> = BTreeMap::new();
-        // The steps counted here that are map steps (a step's tasks are all of one kind).
-        let mut maps: BTreeSet<(Uuid, String)> = BTreeSet::new();
+        // Per step: tasks newly counted, and whether it is a map step (a map task counts on
+        // its shard first: a step gets its shards' counts when they fill).
+        let mut step_counts: BTreeMap<(Uuid, String), (i32, bool)> = BTreeMap::new();
         let mut keys: BTreeMap<Uuid, Option<String>> = BTreeMap::new();
         for c in queue::complete_batch(&workflow_slug, &batch)? {
             match c {
@@ -855,7 +866,10 @@ fn complete_answers(answers: &[Answer], which: &[usize], completed: &mut [bool])
                     }
                     keys.insert(d.run_id, d.key_value);
                     if !d.is_map {
-                        *step_counts.entry((d.run_id, d.step_slug)).or_insert(0) += 1;
+                        step_counts
+                            .entry((d.run_id, d.step_slug))
+                            .or_insert((0, false))
+                            .0 += 1;
                     }
                 }
                 queue::Completed::ShardFull {
@@ -863,8 +877,10 @@ fn complete_answers(answers: &[Answer], which: &[usize], completed: &mut [bool])
                     step_slug,
                     tasks,
                 } => {
-                    maps.insert((run_id, step_slug.clone()));
-                    *step_counts.entry((run_id, step_slug)).or_insert(0) += tasks
+                    step_counts
+                        .entry((run_id, step_slug))
+                        .or_insert((0, true))
+                        .0 += tasks
                 }
             }
         }
@@ -872,22 +888,16 @@ fn complete_answers(answers: &[Answer], which: &[usize], completed: &mut [bool])
             continue;
         }
         let counts: Vec<(Uuid, String, i32, bool)> = step_counts
-            .into_iter()
-            .map(|(key, n)| {
-                let single = !maps.contains(&key);
-                (key.0, key.1, n, single)
-            })
+            .iter()
+            .map(|((run, step), &(n, map))| (*run, step.clone(), n, !map))
             .collect();
         for (run_id, step_slug) in runs::count_completed_tasks_of_steps(&counts)? {
             let key_value = keys.get(&run_id).cloned().flatten();
             let run = Run::new(run_id, workflow_slug.clone(), key_value);
-            // A single step was marked completed by the count itself.
-            let next = if maps.contains(&(run_id, step_slug.clone())) {
-                finish_and_follow(&run, &step_slug, true)?
-            } else {
-                follow_completed(&run, &step_slug)?
-            };
-            if let Started::Finished(ready) = next {
+            let map = step_counts
+                .get(&(run_id, step_slug.clone()))
+                .is_some_and(|c| c.1);
+            if let Started::Finished(ready) = finish_counted(&run, &step_slug, map)? {
                 start_steps(&run, ready)?;
             }
         }
@@ -904,14 +914,10 @@ fn task_completed(run: &Run, step_slug: &str, task_index: i32, is_map: bool) -> 
     } else {
         Some(1)
     };
-    let step_done = match newly_counted {
-        Some(n) => runs::count_completed_tasks(run.run_id, step_slug, n)?,
-        None => false,
-    };
-    if !step_done {
+    let Some(n) = newly_counted else {
         return Ok(());
-    }
-    if let Started::Finished(ready) = finish_and_follow(run, step_slug, is_map)? {
+    };
+    if let Some(Started::Finished(ready)) = count_and_follow(run, step_slug, n, is_map)? {
         start_steps(run, ready)?;
     }
     Ok(())

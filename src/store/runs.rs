@@ -279,7 +279,7 @@ pub fn complete_empty_map(run_id: Uuid, step_slug: &str) -> QfResult<()> {
 
 /// Counts one completed task of a map step on its shard; returns the shard's task count when
 /// this was the shard's last task (the caller then adds it to the step with
-/// `count_completed_tasks`).
+/// `count_completed_tasks_of_steps`).
 pub fn count_completed_shard_task(
     run_id: Uuid,
     step_slug: &str,
@@ -300,65 +300,35 @@ pub fn count_completed_shard_task(
     .flatten())
 }
 
-/// Counts `n` completed tasks of a step; true when they were the step's last.
+/// Completes a map step whose tasks are all counted, with its tasks' outputs as an array in
+/// task order, aggregated once here. Returns None when done, or the size in bytes the array
+/// would have had when it does not fit in a jsonb (nothing is written then: the caller fails
+/// the run). A single step is completed by `count_completed_tasks_of_steps` itself.
 ///
-/// Concurrent counts on one step serialize on this row; under READ COMMITTED each sees the
-/// others' increments (the row is re-read after the lock wait), so exactly one sees the total.
-pub fn count_completed_tasks(run_id: Uuid, step_slug: &str, n: i32) -> QfResult<bool> {
-    Ok(query_opt(
-        "UPDATE quantum_flow.step_states SET tasks_completed = tasks_completed + $3 \
-         WHERE run_id = $1 AND step_slug = $2 RETURNING tasks_completed = tasks_total",
-        &[run_id.into(), step_slug.into(), n.into()],
-        |r| req::<bool>(r, 1),
-    )?
-    .unwrap_or(false))
-}
-
-/// Marks a step completed, with its output: the single task's output, or the map tasks'
-/// outputs as an array in task order, aggregated once here. Returns None when done, or the
-/// size in bytes the array would have had when it does not fit in a jsonb (nothing is
-/// written then: the caller fails the run).
-///
-/// Runs as its own statement after `count_completed_tasks`, so its snapshot includes the
-/// other completers' task outputs (they committed before our counter updates could proceed).
-/// `map` false says the caller knows the step is not a map step: its output is its task's,
-/// which fits, and the size check is skipped.
-pub fn finish_step(run_id: Uuid, step_slug: &str, map: bool) -> QfResult<Option<i64>> {
-    // A jsonb array holds each element plus a 4-byte entry and up to 3 bytes of alignment.
-    // CASE evaluates the aggregate only when the sizes, read from the outputs' headers
-    // without detoasting them, say that it fits.
-    if map {
-        let too_large = query_opt(
-            "WITH step AS ( \
-               SELECT ws.step_type = 'map' AS is_map, \
-                      CASE WHEN ws.step_type = 'map' \
-                           THEN (SELECT 8 + coalesce(sum(quantum_flow.jsonb_raw_size(t.output) + 7), 0) \
-                                 FROM quantum_flow.step_tasks t \
-                                 WHERE t.run_id = $1 AND t.step_slug = $2) \
-                           ELSE 0 END::bigint AS bytes \
-               FROM quantum_flow.workflow_steps ws JOIN quantum_flow.step_states ss \
-                 ON ws.workflow_slug = ss.workflow_slug AND ws.step_slug = ss.step_slug \
-               WHERE ss.run_id = $1 AND ss.step_slug = $2) \
-             SELECT bytes FROM step WHERE is_map AND bytes > $3",
-            &[run_id.into(), step_slug.into(), JSONB_MAX_BYTES.into()],
-            |r| req::<i64>(r, 1),
-        )?;
-        if too_large.is_some() {
-            return Ok(too_large);
-        }
+/// Runs as its own statement after that count, so its snapshot includes the other
+/// completers' task outputs (they committed before our counter updates could proceed).
+pub fn finish_map_step(run_id: Uuid, step_slug: &str) -> QfResult<Option<i64>> {
+    // A jsonb array holds each element plus a 4-byte entry and up to 3 bytes of alignment,
+    // read from the outputs' headers without detoasting them; the aggregate is built only
+    // when it fits.
+    let too_large = query_opt(
+        "SELECT bytes FROM ( \
+           SELECT (8 + coalesce(sum(quantum_flow.jsonb_raw_size(t.output) + 7), 0))::bigint AS bytes \
+           FROM quantum_flow.step_tasks t WHERE t.run_id = $1 AND t.step_slug = $2) s \
+         WHERE bytes > $3",
+        &[run_id.into(), step_slug.into(), JSONB_MAX_BYTES.into()],
+        |r| req::<i64>(r, 1),
+    )?;
+    if too_large.is_some() {
+        return Ok(too_large);
     }
     execute(
         "UPDATE quantum_flow.step_states ss \
          SET status = 'completed', completed_at = clock_timestamp(), \
-             output = CASE WHEN ws.step_type = 'map' \
-                           THEN (SELECT coalesce(jsonb_agg(t.output ORDER BY t.task_index), '[]'::jsonb) \
-                                 FROM quantum_flow.step_tasks t \
-                                 WHERE t.run_id = ss.run_id AND t.step_slug = ss.step_slug) \
-                           ELSE (SELECT t.output FROM quantum_flow.step_tasks t \
-                                 WHERE t.run_id = ss.run_id AND t.step_slug = ss.step_slug AND t.task_index = 0) END \
-         FROM quantum_flow.workflow_steps ws \
-         WHERE ss.run_id = $1 AND ss.step_slug = $2 \
-           AND ws.workflow_slug = ss.workflow_slug AND ws.step_slug = ss.step_slug",
+             output = (SELECT coalesce(jsonb_agg(t.output ORDER BY t.task_index), '[]'::jsonb) \
+                       FROM quantum_flow.step_tasks t \
+                       WHERE t.run_id = ss.run_id AND t.step_slug = ss.step_slug) \
+         WHERE ss.run_id = $1 AND ss.step_slug = $2",
         &[run_id.into(), step_slug.into()],
     )?;
     Ok(None)
@@ -1256,11 +1226,13 @@ pub fn workflows_of(run_ids: &[Uuid]) -> QfResult<Vec<(Uuid, String)>> {
 
 /// Counts completed tasks of several steps at once (`(run, step, n, single)`, each step once),
 /// locking their rows in key order; returns the steps whose tasks are now all completed, in
-/// key order.
+/// key order. Concurrent counts on one step serialize on its row; under READ COMMITTED each
+/// re-reads the row after the lock wait and sees the others' increments, so exactly one sees
+/// the total.
 ///
-/// A single step (`single`: not a map step) whose task this was is also marked completed
-/// here, with its task's output (written by this transaction's completion statement, so this
-/// statement sees it), as `finish_step` would: its output fits, it is its task's.
+/// A single step (`single`: not a map step) whose task was its last is also marked completed
+/// here, with that task's output (written earlier in this transaction, so this statement sees
+/// it; it fits, being a task's). A map step is completed by `finish_map_step`.
 pub fn count_completed_tasks_of_steps(
     counts: &[(Uuid, String, i32, bool)],
 ) -> QfResult<Vec<(Uuid, String)>> {
