@@ -65,8 +65,9 @@ pub fn flush() -> QfResult<()> {
         let Some(free) = free_slots(&key, released)? else {
             continue;
         };
-        if free > 0 && admit(&key, free)? > 0 {
-            wakeup::notify_on_commit(&key.workflow_slug);
+        if free > 0 {
+            let admitted = admit(&key, free)?;
+            wakeup::notify_on_commit(&key.workflow_slug, u32::try_from(admitted).unwrap_or(0));
         }
     }
     Ok(())

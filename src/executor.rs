@@ -91,7 +91,7 @@ impl Run {
     /// once this transaction commits.
     fn ended(&self, status: &str) {
         self.emit(None, status);
-        wakeup::notify_on_commit(&run_wait_key(self.run_id));
+        wakeup::notify_on_commit(&run_wait_key(self.run_id), wakeup::EVERY_SLEEPER);
     }
 }
 
@@ -204,7 +204,7 @@ impl Starter {
         if inserted.has_deadline {
             queue::start_run_timer(&run.queue, run.run_id)?;
             // pollers that sleep until the next visible message must see the deadline
-            wakeup::notify_on_commit(&run.workflow_slug);
+            wakeup::notify_on_commit(&run.workflow_slug, 1);
         }
         start_steps(&run, self.root_steps.clone())?;
         Ok(new.run_id)
@@ -221,8 +221,9 @@ fn input_too_large(step: &str, bytes: i64) -> QfError {
 
 /// What starting one ready step led to.
 enum Started {
-    /// Its tasks are queued (or waiting for an event, a child run, a slot).
-    Queued,
+    /// Its tasks are queued (or waiting for an event, a child run, a slot): this many
+    /// sleeping pollers are to be woken for them.
+    Queued(u32),
     /// It finished at once (skipped, an empty map, an event that had arrived): these steps,
     /// and as many more, finished with it; the dependents that became ready follow.
     Finished(Vec<String>),
@@ -235,17 +236,15 @@ enum Started {
 /// the run).
 fn start_steps(run: &Run, ready: Vec<String>) -> QfResult<()> {
     let mut worklist: VecDeque<String> = ready.into();
-    let mut queued_any = false;
+    let mut queued: u32 = 0;
     while let Some(step) = worklist.pop_front() {
         match start_step(run, &step)? {
-            Started::Queued => queued_any = true,
+            Started::Queued(tasks) => queued = queued.saturating_add(tasks),
             Started::Finished(more) => worklist.extend(more),
             Started::RunEnded => break,
         }
     }
-    if queued_any {
-        wakeup::notify_on_commit(&run.workflow_slug);
-    }
+    wakeup::notify_on_commit(&run.workflow_slug, queued);
     Ok(())
 }
 
@@ -303,7 +302,8 @@ fn start_step(run: &Run, step: &str) -> QfResult<Started> {
         }
         queue::start_event_step(&run.queue, run.run_id, step)?;
         run.emit(Some(step), "started");
-        return Ok(Started::Queued);
+        // its task waits for the event, but a sleeper must see the timeout it may have
+        return Ok(Started::Queued(1));
     }
     if source.step_type == "map" {
         let len = match (source.source_type.as_deref(), source.source_len) {
@@ -347,15 +347,17 @@ fn start_step(run: &Run, step: &str) -> QfResult<Started> {
             source.visible_at,
         );
     }
+    let mut tasks = 1;
     let input_bytes = if source.step_type == "map" {
-        queue::start_map_step(
+        let (created, bytes) = queue::start_map_step(
             &run.queue,
             run.run_id,
             step,
             source.source_step.as_deref(),
             run.key(),
-        )?
-        .1
+        )?;
+        tasks = created.unsigned_abs();
+        bytes
     } else {
         queue::start_single_step(&run.queue, run.run_id, step, run.key())?
     };
@@ -367,7 +369,7 @@ fn start_step(run: &Run, step: &str) -> QfResult<Started> {
         return Ok(Started::RunEnded);
     }
     run.emit(Some(step), "started");
-    Ok(Started::Queued)
+    Ok(Started::Queued(tasks))
 }
 
 /// Starts a sub-flow step: one child run of `flow` per task (one for a single step, whose
@@ -401,7 +403,8 @@ fn start_sub_flows(
             return Ok(Started::RunEnded);
         }
     }
-    Ok(Started::Queued)
+    // the children's own steps wake the pollers of their workflow
+    Ok(Started::Queued(0))
 }
 
 /// Counts `n` completed tasks of one step (`map`: a map step, counted by its shards); when
@@ -954,7 +957,7 @@ pub fn fail_task(
             let delay = retry_delay_seconds(failed.base_delay, failed.attempts);
             queue::delay_message(&run.queue, message_id, delay)?;
             if delay == 0 {
-                wakeup::notify_on_commit(&run.workflow_slug);
+                wakeup::notify_on_commit(&run.workflow_slug, 1);
             }
             return Ok("queued");
         }
@@ -1150,7 +1153,7 @@ fn claim_once(
     // (and the row is released) instead of waiting with the poll.
     let fanned = queue::continue_fan_out(queue, workflow_slug, batch_size)?;
     if fanned.created > 0 {
-        wakeup::notify_on_commit(workflow_slug);
+        wakeup::notify_on_commit(workflow_slug, fanned.created.unsigned_abs());
     }
     wrote |= fanned.wrote();
     Ok(Round { claimed, wrote })
@@ -1202,7 +1205,10 @@ impl Cleanup {
         let mut applied = Applied::default();
         if !self.timed_out.is_empty() {
             runs::requeue_timed_out(&self.timed_out)?;
-            wakeup::notify_on_commit(workflow_slug);
+            wakeup::notify_on_commit(
+                workflow_slug,
+                u32::try_from(self.timed_out.len()).unwrap_or(u32::MAX),
+            );
         }
         if !self.parked.is_empty() {
             queue::park(queue, std::mem::take(&mut self.parked))?;
@@ -1398,7 +1404,7 @@ pub fn resume_run(run_id: Uuid) -> QfResult<bool> {
             return Ok(false);
         }
         run.emit(None, "started");
-        wakeup::notify_on_commit(&run.workflow_slug);
+        wakeup::notify_on_commit(&run.workflow_slug, wakeup::EVERY_SLEEPER);
         Ok(true)
     })
 }
@@ -1436,7 +1442,7 @@ pub fn retry_run(run_id: Uuid) -> QfResult<bool> {
         }
         runs::resume_fan_outs(run_id)?;
         start_steps(&run, runs::reopen_taskless_steps(run_id)?)?;
-        wakeup::notify_on_commit(&run.workflow_slug);
+        wakeup::notify_on_commit(&run.workflow_slug, wakeup::EVERY_SLEEPER);
         Ok(true)
     })
 }

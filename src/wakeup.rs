@@ -21,6 +21,12 @@
 //!   is set from `prepare_to_wait` to `done_waiting` (or the end of the transaction), so a
 //!   lock or I/O wait inside the claim query no longer hides the sleeper.
 //!
+//! A commit wakes as many sleepers as it made tasks visible (all of them for a run's end, which
+//! every `wait_run` caller of the run awaits), so an idle pool of many workers does not run a
+//! claim query per worker for every task. A woken sleeper claims after the commit (its latch is
+//! set, so it re-checks even if it was between its claim query and its sleep); one that was
+//! just giving up its poll leaves the task to the next poll, or to a sleeper's re-check.
+//!
 //! A hash collision, a stale slot or an unrelated latch wake-up only costs the sleeper one
 //! extra claim attempt. Sleeps are also capped (`quantum_flow.poll_recheck_ms`) and end when
 //! the queue's next delayed message (a retry after backoff, a claimed task's timeout) becomes
@@ -34,9 +40,13 @@ use std::cell::RefCell;
 /// wait-event encoding: class in the top byte, event id in the low 16 bits).
 const MARKER: u32 = 0x51 << 16;
 
+/// `notify_on_commit`'s count for a wake-up that every sleeper on the key must see.
+pub const EVERY_SLEEPER: u32 = u32::MAX;
+
 thread_local! {
-    /// Wait events (workflow keys) to signal when the current transaction commits.
-    static PENDING: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+    /// Wait events (workflow keys) to signal when the current transaction commits, each with
+    /// how many of its sleepers to wake.
+    static PENDING: RefCell<Vec<(u32, u32)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The value that identifies sleepers on `workflow_slug` (FNV-1a folded to 16 bits, in the
@@ -56,17 +66,38 @@ pub fn init() {
     unsafe { pg_sys::RegisterXactCallback(Some(on_xact_event), std::ptr::null_mut()) };
 }
 
-/// Wake the sleepers of `workflow_slug` once the current transaction commits.
-pub fn notify_on_commit(workflow_slug: &str) {
+/// Wake up to `sleepers` sleepers of `workflow_slug` (the number of tasks the transaction
+/// made visible, or `EVERY_SLEEPER`) once the current transaction commits. Counts for the same
+/// key add up.
+pub fn notify_on_commit(workflow_slug: &str, sleepers: u32) {
+    if sleepers == 0 {
+        return;
+    }
     let event = wait_event_for(workflow_slug);
     // The slots must be mapped now: the commit callback must not allocate or fail.
     imp::prepare_to_notify();
-    PENDING.with(|p| {
-        let mut p = p.borrow_mut();
-        if !p.contains(&event) {
-            p.push(event);
+    PENDING.with(|p| add_pending(&mut p.borrow_mut(), event, sleepers));
+}
+
+fn add_pending(pending: &mut Vec<(u32, u32)>, event: u32, sleepers: u32) {
+    match pending.iter_mut().find(|(e, _)| *e == event) {
+        Some((_, n)) => *n = n.saturating_add(sleepers),
+        None => pending.push((event, sleepers)),
+    }
+}
+
+/// Whether a sleeper advertising `info` is to be woken, counting it against its key's
+/// remaining wake-ups in `pending`.
+fn take_wake(pending: &mut [(u32, u32)], info: u32) -> bool {
+    match pending.iter_mut().find(|(e, n)| *e == info && *n > 0) {
+        Some((_, n)) => {
+            if *n != EVERY_SLEEPER {
+                *n -= 1;
+            }
+            true
         }
-    });
+        None => false,
+    }
 }
 
 #[pgrx::pg_guard]
@@ -78,9 +109,9 @@ unsafe extern "C-unwind" fn on_xact_event(
     match event {
         XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT => {
             imp::end_of_transaction();
-            let events = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
+            let mut events = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
             if !events.is_empty() {
-                unsafe { imp::wake(&events) };
+                unsafe { imp::wake(&mut events) };
             }
         }
         XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT | XACT_EVENT_PREPARE => {
@@ -142,11 +173,12 @@ mod imp {
         event
     }
 
-    /// Sets the latch of every backend whose advertised wait event is one of `events`.
+    /// Sets the latch of the backends whose advertised wait event is one of `events`, as many
+    /// per event as it counts.
     ///
     /// Reading another backend's `wait_event_info` without a lock is what pg_stat_activity
     /// does too: a 4-byte aligned read, at worst stale, and a stale read only costs a wake-up.
-    pub unsafe fn wake(events: &[u32]) {
+    pub unsafe fn wake(events: &mut [(u32, u32)]) {
         unsafe {
             let global = pg_sys::ProcGlobal;
             if global.is_null() {
@@ -156,7 +188,7 @@ mod imp {
             for i in 0..(*global).allProcCount as usize {
                 let proc = procs.add(i);
                 let info = std::ptr::read_volatile(std::ptr::addr_of!((*proc).wait_event_info));
-                if events.contains(&info) {
+                if info != 0 && super::take_wake(events, info) {
                     pg_sys::SetLatch(std::ptr::addr_of_mut!((*proc).procLatch));
                 }
             }
@@ -276,9 +308,10 @@ mod imp {
         id
     }
 
-    /// Sets the latch of every backend whose slot holds one of `events`. Runs in the commit
-    /// callback: uses the slots mapped by `notify_on_commit`, allocates nothing.
-    pub unsafe fn wake(events: &[u32]) {
+    /// Sets the latch of the backends whose slot holds one of `events`, as many per event as
+    /// it counts. Runs in the commit callback: uses the slots mapped by `notify_on_commit`,
+    /// allocates nothing.
+    pub unsafe fn wake(events: &mut [(u32, u32)]) {
         let Some(slots) = attached() else { return };
         // Pairs with the fence in `advertise`: either the sleeper's next snapshot sees our
         // commit, or we see its slot.
@@ -287,7 +320,7 @@ mod imp {
             let procs = (*pg_sys::ProcGlobal).allProcs;
             for (i, slot) in slots.iter().enumerate() {
                 let key = slot.load(Ordering::Relaxed);
-                if key != 0 && events.contains(&key) {
+                if key != 0 && super::take_wake(events, key) {
                     pg_sys::SetLatch(std::ptr::addr_of_mut!((*procs.add(i)).procLatch));
                 }
             }
@@ -330,5 +363,22 @@ mod tests {
             wait_event_for("claude_etl")
         );
         assert_eq!(wait_event_for("x"), wait_event_for("x"));
+    }
+
+    #[test]
+    fn a_commit_wakes_as_many_sleepers_as_it_counts() {
+        let (a, b) = (wait_event_for("a"), wait_event_for("b"));
+        let mut pending = Vec::new();
+        add_pending(&mut pending, a, 1);
+        add_pending(&mut pending, b, EVERY_SLEEPER);
+        add_pending(&mut pending, a, 1);
+        add_pending(&mut pending, b, 5);
+        assert_eq!(pending, vec![(a, 2), (b, EVERY_SLEEPER)]);
+        let woken: Vec<bool> = [a, b, a, a, b, 0, b]
+            .iter()
+            .map(|&info| take_wake(&mut pending, info))
+            .collect();
+        assert_eq!(woken, vec![true, true, true, false, true, false, true]);
+        assert_eq!(pending, vec![(a, 0), (b, EVERY_SLEEPER)]);
     }
 }

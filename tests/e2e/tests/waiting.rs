@@ -147,6 +147,90 @@ async fn start_flow_wakes_a_waiting_poller() {
     );
 }
 
+/// How often this session's transaction so far has scanned the queue table and its indexes.
+async fn scans_in_transaction(client: &Client, table: &str) -> i64 {
+    client
+        .query_one(
+            "SELECT pg_stat_get_xact_numscans($1::text::regclass) \
+                    + (SELECT coalesce(sum(pg_stat_get_xact_numscans(indexrelid)), 0)::bigint \
+                       FROM pg_index WHERE indrelid = $1::text::regclass)",
+            &[&table],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("reading stats of {table}: {}", describe(&e)))
+        .get(0)
+}
+
+/// A waiting poll of `HERD_WAIT_MS` in a transaction of its own: what it claimed, and how
+/// often it scanned the queue.
+async fn counted_poll(poller: &Client) -> (Vec<Task>, i64) {
+    exec(poller, "BEGIN").await;
+    let tasks = poll(poller, "herd", 10, HERD_WAIT_MS)
+        .await
+        .unwrap_or_else(|e| panic!("poll_tasks: {}", describe(&e)));
+    let scans = scans_in_transaction(poller, "pgmq.q_qf_herd").await;
+    exec(poller, "COMMIT").await;
+    (tasks, scans)
+}
+
+const HERD_WAIT_MS: i32 = 3000;
+
+/// A commit wakes as many sleeping pollers as it made tasks visible: one task wakes one of
+/// five, and the other four sleep on, scanning the queue no more often than a poll that never
+/// had work.
+#[tokio::test]
+async fn one_task_wakes_one_of_several_waiting_pollers() {
+    let url = fresh_database("qf_e2e_waiting_herd").await;
+    let main = connect(&url).await;
+    exec(
+        &main,
+        "SELECT quantum_flow.create_flow('herd'); SELECT quantum_flow.add_step('herd', 'a');",
+    )
+    .await;
+    let (none, alone) = counted_poll(&poller_without_recheck(&url).await).await;
+    assert_eq!(none, vec![]);
+    assert!(alone >= 1, "a poll never looked at the queue");
+
+    let mut waiting = Vec::new();
+    for _ in 0..5 {
+        let poller = poller_without_recheck(&url).await;
+        let pid = backend_pid(&poller).await;
+        waiting.push(tokio::spawn(async move { counted_poll(&poller).await }));
+        wait_until_sleeping(&main, pid).await;
+    }
+    let run = start_flow(&main, "herd", &json!({"n": 1})).await;
+    let mut claimed = Vec::new();
+    let mut losers = Vec::new();
+    for handle in waiting {
+        let (tasks, scans) = handle.await.unwrap();
+        if tasks.is_empty() {
+            losers.push(scans);
+        } else {
+            claimed.push(tasks);
+        }
+    }
+    println!("a lone poll scanned the queue {alone} times; the four others: {losers:?}");
+    assert_eq!(claimed.len(), 1, "pollers that claimed: {claimed:?}");
+    assert_eq!(
+        claimed[0],
+        vec![Task {
+            run_id: run,
+            step_slug: "a".into(),
+            task_index: 0,
+            attempt: 1,
+            input: json!({"run": {"n": 1}}),
+        }]
+    );
+    assert_eq!(losers.len(), 4);
+    // Woken for nothing, a poller runs another round and scans more than `alone`. One stray
+    // wake-up (a latch set by something else) is tolerated; waking every sleeper makes four.
+    let woken = losers.iter().filter(|&&scans| scans > alone).count();
+    assert!(
+        woken <= 1,
+        "{woken} of the 4 pollers without a task were woken: scans {losers:?}, alone {alone}"
+    );
+}
+
 #[tokio::test]
 async fn with_no_work_poll_returns_nothing_after_max_wait() {
     let url = fresh_database("qf_e2e_waiting_empty").await;
