@@ -57,7 +57,7 @@ const PHASE_LIMIT: Duration = Duration::from_secs(150);
 const STALL_LIMIT: Duration = Duration::from_secs(20);
 
 /// Every phase letter, in the order `--phases` documents them.
-const PHASES: &str = "abcdefghijklp";
+const PHASES: &str = "abcdefghijklmp";
 
 pub struct Options {
     url: String,
@@ -89,14 +89,14 @@ pub struct Options {
 const USAGE: &str = "usage: quantum_flow_bench [options] <connection string>
   --workers N (4) --batch-size N (50) --max-wait-ms N (100)
   --map-tasks N (10000)        (a), (f), (g), (p): tasks of each map run
-  --chain-runs N (1000)        (b), (h), (l)
+  --chain-runs N (1000)        (b), (h), (l), (m)
   --latency-runs N (200)       (c), (i)
   --floor-msgs N (10000)       (d), each of its two rounds
   --fair-tasks N (100000)      (e)
   --first-claim-tasks N (100000)  (j)
   --small-map N (1000) --big-map N (1000000) --cost-tasks N (10000)   (k)
   --python PATH --py-workers N (4) --py-concurrency N (8)             (p)
-  --phases LETTERS (abcdefghijklp: all)  --waits
+  --phases LETTERS (abcdefghijklmp: all)  --waits
   --settle                     VACUUM and CHECKPOINT before each phase
   --duration SECONDS [--rate RUNS_PER_S (60)] [--mix-items N (10)]
                                the steady mixed load instead of the figures
@@ -269,6 +269,18 @@ async fn bench() -> Result<()> {
         .await;
         r.chain_batched = Some(chain_phase(&o, &control, &crew, true, true).await);
     }
+    if has('m') {
+        begin_phase(
+            &o,
+            &control,
+            format!(
+                "(m) {} runs of a 3-step chain, one start_flow each, completed with complete_tasks",
+                o.chain_runs
+            ),
+        )
+        .await;
+        r.chain_batched_per_call = Some(chain_phase(&o, &control, &crew, false, true).await);
+    }
     if has('d') {
         begin_phase(
             &o,
@@ -409,6 +421,7 @@ pub struct Results {
     pub chain: Option<Result<Chain>>,
     pub chain_many: Option<Result<Chain>>,
     pub chain_batched: Option<Result<Chain>>,
+    pub chain_batched_per_call: Option<Result<Chain>>,
     pub latency: Option<Result<latency::Latency>>,
     pub pickup: Option<Result<latency::Latency>>,
     pub floor: Option<Result<(Phase, Duration)>>,
@@ -435,6 +448,7 @@ impl Results {
             bad(&self.chain),
             bad(&self.chain_many),
             bad(&self.chain_batched),
+            bad(&self.chain_batched_per_call),
             bad(&self.latency),
             bad(&self.pickup),
             bad(&self.floor),
@@ -830,7 +844,7 @@ async fn map_phase(
     })
 }
 
-/// (b), (h), (l): a chain phase and how its runs were started.
+/// (b), (h), (l), (m): a chain phase and how its runs were started.
 pub struct Chain {
     pub phase: Phase,
     /// first start call sent until the last start call returned
@@ -842,7 +856,8 @@ pub struct Chain {
 /// (b) `chain_runs` runs of a -> b -> c, started one start_flow at a time by the control
 /// connection while the workers process them; (h) the same runs started with start_flows,
 /// `quantum_flow.max_batch_size` runs per call (one call for 1,000); (l) as (h), the workers
-/// completing each polled batch with one complete_tasks call (`batched`). Clock: first start call
+/// completing each polled batch with one complete_tasks call (`batched`), as the clients'
+/// `Worker` does; (m) as (b), the workers completing as in (l). Clock: first start call
 /// sent until get_run of the last run to complete says completed; every run is checked
 /// afterwards.
 async fn chain_phase(
