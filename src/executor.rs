@@ -91,12 +91,11 @@ impl Run {
     /// once this transaction commits.
     fn ended(&self, status: &str) {
         self.emit(None, status);
-        wakeup::notify_on_commit(&run_wait_key(self.run_id), wakeup::EVERY_SLEEPER);
+        wakeup::notify_run_waiters_on_commit(&run_wait_key(self.run_id));
     }
 }
 
-/// What `wait_run` callers of `run_id` wait on (`wakeup` matches it like a workflow slug; a
-/// slug cannot contain `:`).
+/// What `wait_run` callers of `run_id` wait on (`wakeup::run_wait_event`).
 fn run_wait_key(run_id: Uuid) -> String {
     format!("run:{run_id}")
 }
@@ -403,8 +402,9 @@ fn start_sub_flows(
             return Ok(Started::RunEnded);
         }
     }
-    // the children's own steps wake the pollers of their workflow
-    Ok(Started::Queued(0))
+    // The children's own steps wake the pollers of their workflow; one sleeper of this one
+    // looks again, as for an event step, in case the step left a timer in its queue.
+    Ok(Started::Queued(1))
 }
 
 /// Counts `n` completed tasks of one step (`map`: a map step, counted by its shards); when
@@ -1463,7 +1463,7 @@ pub fn run_document(run_id: Uuid, include_tasks: bool) -> QfResult<Jsonb> {
 /// Waits until the run has ended (completed or failed), woken by the commit that ended it,
 /// or until `max_wait_ms` has passed, and returns `get_run`'s document either way.
 pub fn wait_run(run_id: Uuid, max_wait_ms: i32) -> QfResult<Jsonb> {
-    let event = wakeup::wait_event_for(&run_wait_key(run_id));
+    let event = wakeup::run_wait_event(&run_wait_key(run_id));
     let deadline = Instant::now() + Duration::from_millis(max_wait_ms.max(0) as u64);
     loop {
         if max_wait_ms > 0 {

@@ -23,12 +23,16 @@
 //!
 //! A commit wakes as many sleepers as it made tasks visible (all of them for a run's end, which
 //! every `wait_run` caller of the run awaits), so an idle pool of many workers does not run a
-//! claim query per worker for every task. A woken sleeper claims after the commit (its latch is
-//! set, so it re-checks even if it was between its claim query and its sleep); one that was
-//! just giving up its poll leaves the task to the next poll, or to a sleeper's re-check.
+//! claim query per worker for every task. Only a backend asleep, whose latch nobody has set
+//! yet, counts against that number: a poll in its claim round advertises a *checking* value
+//! (its round may have read the queue before the commit and return other tasks, or be its last
+//! round), and one already woken by an earlier commit may take that commit's task. Both get
+//! their latch set as well, uncounted. `wait_run` callers advertise under a marker of their
+//! own, so they never take a workflow's wake-ups.
 //!
-//! A hash collision, a stale slot or an unrelated latch wake-up only costs the sleeper one
-//! extra claim attempt. Sleeps are also capped (`quantum_flow.poll_recheck_ms`) and end when
+//! A stale slot or an unrelated latch wake-up only costs the sleeper one extra claim attempt.
+//! Two workflows whose slugs hash alike (16 bits) share their sleepers: a sleeper of one may
+//! take a wake-up meant for the other, whose task then waits for a poll's re-check. Sleeps are also capped (`quantum_flow.poll_recheck_ms`) and end when
 //! the queue's next delayed message (a retry after backoff, a claimed task's timeout) becomes
 //! visible.
 
@@ -37,8 +41,14 @@ use pgrx::pg_sys;
 use std::cell::RefCell;
 
 /// Marks our wait events among other extensions' (bits 16..24 are unused by PostgreSQL's
-/// wait-event encoding: class in the top byte, event id in the low 16 bits).
-const MARKER: u32 = 0x51 << 16;
+/// wait-event encoding: class in the top byte, event id in the low 16 bits): the top six of
+/// those bits; the lower two say what waits.
+const MARKER: u32 = 0x50 << 16;
+const MARKER_MASK: u32 = 0xfc << 16;
+/// Set while a poll runs its claim round, clear while it sleeps.
+const CHECKING: u32 = 0x01 << 16;
+/// A `wait_run` caller's key (a run's end), not a workflow's.
+const RUN_WAIT: u32 = 0x02 << 16;
 
 /// `notify_on_commit`'s count for a wake-up that every sleeper on the key must see.
 pub const EVERY_SLEEPER: u32 = u32::MAX;
@@ -53,12 +63,23 @@ thread_local! {
 /// extension class, marked; never 0). Before PostgreSQL 17 it is the wait event itself; from
 /// 17 on it is the key written into the sleeper's slot (see the module documentation).
 pub fn wait_event_for(workflow_slug: &str) -> u32 {
+    pg_sys::PG_WAIT_EXTENSION | MARKER | hash16(workflow_slug)
+}
+
+/// The value that identifies `wait_run` callers waiting on `run_key` (as `wait_event_for`,
+/// under its own marker).
+pub fn run_wait_event(run_key: &str) -> u32 {
+    pg_sys::PG_WAIT_EXTENSION | MARKER | RUN_WAIT | hash16(run_key)
+}
+
+/// FNV-1a, folded to 16 bits.
+fn hash16(key: &str) -> u32 {
     let mut hash: u32 = 0x811c_9dc5;
-    for b in workflow_slug.bytes() {
+    for b in key.bytes() {
         hash ^= u32::from(b);
         hash = hash.wrapping_mul(0x0100_0193);
     }
-    pg_sys::PG_WAIT_EXTENSION | MARKER | ((hash ^ (hash >> 16)) & 0xffff)
+    (hash ^ (hash >> 16)) & 0xffff
 }
 
 /// Registers the transaction callback; called once per process from `_PG_init`.
@@ -70,10 +91,18 @@ pub fn init() {
 /// made visible, or `EVERY_SLEEPER`) once the current transaction commits. Counts for the same
 /// key add up.
 pub fn notify_on_commit(workflow_slug: &str, sleepers: u32) {
+    notify_event_on_commit(wait_event_for(workflow_slug), sleepers);
+}
+
+/// Wake every `wait_run` caller waiting on `run_key` once the current transaction commits.
+pub fn notify_run_waiters_on_commit(run_key: &str) {
+    notify_event_on_commit(run_wait_event(run_key), EVERY_SLEEPER);
+}
+
+fn notify_event_on_commit(event: u32, sleepers: u32) {
     if sleepers == 0 {
         return;
     }
-    let event = wait_event_for(workflow_slug);
     // The slots must be mapped now: the commit callback must not allocate or fail.
     imp::prepare_to_notify();
     PENDING.with(|p| add_pending(&mut p.borrow_mut(), event, sleepers));
@@ -86,17 +115,28 @@ fn add_pending(pending: &mut Vec<(u32, u32)>, event: u32, sleepers: u32) {
     }
 }
 
-/// Whether a sleeper advertising `info` is to be woken, counting it against its key's
-/// remaining wake-ups in `pending`.
-fn take_wake(pending: &mut [(u32, u32)], info: u32) -> bool {
-    match pending.iter_mut().find(|(e, n)| *e == info && *n > 0) {
-        Some((_, n)) => {
-            if *n != EVERY_SLEEPER {
-                *n -= 1;
-            }
+/// Whether the backend advertising `info` is to be woken. A sleeper (`CHECKING` clear) whose
+/// latch is not set yet (`latch_set`) counts against its key's remaining wake-ups in
+/// `pending`, and is woken only while some remain; a poll in its claim round, or a sleeper
+/// already woken, is woken while its key is pending at all, uncounted.
+fn take_wake(pending: &mut [(u32, u32)], info: u32, latch_set: bool) -> bool {
+    if info & MARKER_MASK != MARKER {
+        return false;
+    }
+    let key = info & !CHECKING;
+    let Some((_, n)) = pending.iter_mut().find(|(e, _)| *e == key) else {
+        return false;
+    };
+    if info & CHECKING != 0 || latch_set {
+        return true;
+    }
+    match *n {
+        0 => false,
+        EVERY_SLEEPER => true,
+        _ => {
+            *n -= 1;
             true
         }
-        None => false,
     }
 }
 
@@ -127,7 +167,7 @@ unsafe extern "C-unwind" fn on_xact_event(
 pub fn prepare_to_wait(event: u32) {
     unsafe {
         pg_sys::ResetLatch(pg_sys::MyLatch);
-        imp::advertise(event);
+        imp::advertise(event | CHECKING);
     }
 }
 
@@ -152,6 +192,15 @@ pub fn wait_for_work(event: u32, timeout_ms: i64) {
         // WaitLatch clears the reported wait event on return
     }
     pgrx::check_for_interrupts!();
+}
+
+/// Whether another backend's latch is set (a plain read, as `SetLatch` itself does first: at
+/// worst stale, which costs one uncounted or one extra wake-up).
+///
+/// # Safety
+/// `latch` points at a live PGPROC's `procLatch`.
+unsafe fn latch_is_set(latch: *const pg_sys::Latch) -> bool {
+    unsafe { std::ptr::read_volatile(std::ptr::addr_of!((*latch).is_set)) != 0 }
 }
 
 /// Stop advertising (after the last claim attempt of a poll).
@@ -188,8 +237,12 @@ mod imp {
             for i in 0..(*global).allProcCount as usize {
                 let proc = procs.add(i);
                 let info = std::ptr::read_volatile(std::ptr::addr_of!((*proc).wait_event_info));
-                if info != 0 && super::take_wake(events, info) {
-                    pg_sys::SetLatch(std::ptr::addr_of_mut!((*proc).procLatch));
+                if info == 0 {
+                    continue;
+                }
+                let latch = std::ptr::addr_of_mut!((*proc).procLatch);
+                if super::take_wake(events, info, super::latch_is_set(latch)) {
+                    pg_sys::SetLatch(latch);
                 }
             }
         }
@@ -320,8 +373,12 @@ mod imp {
             let procs = (*pg_sys::ProcGlobal).allProcs;
             for (i, slot) in slots.iter().enumerate() {
                 let key = slot.load(Ordering::Relaxed);
-                if key != 0 && super::take_wake(events, key) {
-                    pg_sys::SetLatch(std::ptr::addr_of_mut!((*procs.add(i)).procLatch));
+                if key == 0 {
+                    continue;
+                }
+                let latch = std::ptr::addr_of_mut!((*procs.add(i)).procLatch);
+                if super::take_wake(events, key, super::latch_is_set(latch)) {
+                    pg_sys::SetLatch(latch);
                 }
             }
         }
@@ -357,6 +414,9 @@ mod tests {
             let e = wait_event_for(slug);
             assert_eq!(e & 0xff00_0000, pg_sys::PG_WAIT_EXTENSION);
             assert_eq!(e & 0x00ff_0000, MARKER);
+            let r = run_wait_event(slug);
+            assert_eq!(r & 0x00ff_0000, MARKER | RUN_WAIT);
+            assert_eq!(r & 0xffff, e & 0xffff);
         }
         assert_ne!(
             wait_event_for("ai_data_pipeline"),
@@ -376,9 +436,31 @@ mod tests {
         assert_eq!(pending, vec![(a, 2), (b, EVERY_SLEEPER)]);
         let woken: Vec<bool> = [a, b, a, a, b, 0, b]
             .iter()
-            .map(|&info| take_wake(&mut pending, info))
+            .map(|&info| take_wake(&mut pending, info, false))
             .collect();
         assert_eq!(woken, vec![true, true, true, false, true, false, true]);
         assert_eq!(pending, vec![(a, 0), (b, EVERY_SLEEPER)]);
+    }
+
+    #[test]
+    fn a_checking_or_already_woken_poll_is_woken_uncounted() {
+        let a = wait_event_for("a");
+        let mut pending = vec![(a, 1)];
+        // in its claim round, and asleep with its latch already set: woken, not counted
+        assert!(take_wake(&mut pending, a | CHECKING, false));
+        assert!(take_wake(&mut pending, a, true));
+        assert_eq!(pending, vec![(a, 1)]);
+        // the first sleeper not woken yet takes the one wake-up, the next one is left asleep
+        assert!(take_wake(&mut pending, a, false));
+        assert!(!take_wake(&mut pending, a, false));
+        assert!(take_wake(&mut pending, a | CHECKING, false));
+        // a wait_run caller whose key hashes like the workflow never takes its wake-ups
+        assert!(!take_wake(&mut vec![(a, 1)], run_wait_event("a"), false));
+        // another extension's wait event with the same low bits
+        assert!(!take_wake(
+            &mut pending,
+            pg_sys::PG_WAIT_EXTENSION | (a & 0xffff),
+            false
+        ));
     }
 }
