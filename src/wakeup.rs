@@ -32,9 +32,9 @@
 //!
 //! A stale slot or an unrelated latch wake-up only costs the sleeper one extra claim attempt.
 //! Two workflows whose slugs hash alike (16 bits) share their sleepers: a sleeper of one may
-//! take a wake-up meant for the other, whose task then waits for a poll's re-check. Sleeps are also capped (`quantum_flow.poll_recheck_ms`) and end when
-//! the queue's next delayed message (a retry after backoff, a claimed task's timeout) becomes
-//! visible.
+//! take a wake-up meant for the other, whose task then waits for a poll's re-check. Sleeps are
+//! also capped (`quantum_flow.poll_recheck_ms`) and end when the queue's next delayed message
+//! (a retry after backoff, a claimed task's timeout) becomes visible.
 
 use crate::settings::POLL_RECHECK_MS;
 use pgrx::pg_sys;
@@ -194,8 +194,9 @@ pub fn wait_for_work(event: u32, timeout_ms: i64) {
     pgrx::check_for_interrupts!();
 }
 
-/// Whether another backend's latch is set (a plain read, as `SetLatch` itself does first: at
-/// worst stale, which costs one uncounted or one extra wake-up).
+/// Whether another backend's latch is set (a plain read, as `SetLatch` itself does first). A
+/// stale read costs an extra wake-up, or, if it misses a latch another commit set just now,
+/// may leave this commit's task to a poll's re-check.
 ///
 /// # Safety
 /// `latch` points at a live PGPROC's `procLatch`.
