@@ -456,7 +456,7 @@ mod tests {
         assert!(!take_wake(&mut pending, a, false));
         assert!(take_wake(&mut pending, a | CHECKING, false));
         // a wait_run caller whose key hashes like the workflow never takes its wake-ups
-        assert!(!take_wake(&mut vec![(a, 1)], run_wait_event("a"), false));
+        assert!(!take_wake(&mut [(a, 1)], run_wait_event("a"), false));
         // another extension's wait event with the same low bits
         assert!(!take_wake(
             &mut pending,
