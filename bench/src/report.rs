@@ -93,6 +93,43 @@ fn map_row(
     }
 }
 
+/// A chain phase's row and line, as `map_row` for maps (3 tasks per run).
+fn chain_row(
+    out: &mut Out,
+    name: &str,
+    label: &str,
+    workload: String,
+    line: &str,
+    res: &Option<crate::Result<crate::Chain>>,
+    v: Option<f64>,
+) {
+    if let Some(res) = res {
+        let result = match res {
+            Ok(c) => {
+                let v = v.unwrap_or(0.0);
+                out.lines.push((
+                    line.to_string(),
+                    format!("{v:.0} runs/s ({:.0} tasks/s)", v * 3.0),
+                ));
+                format!("{v:.0} runs/s ({:.2} s)", secs(c.phase.elapsed))
+            }
+            Err(e) => out.failed(name, e.as_ref()),
+        };
+        out.rows.push((format!("{name} {label}"), workload, result));
+    }
+}
+
+/// How long a per-call chain phase's start_flow calls took, of the whole phase.
+fn start_flow_calls(o: &Options, c: &crate::Chain) -> String {
+    format!(
+        "the {} start_flow calls took {:.2} s ({:.0} runs/s) of the {:.2} s",
+        c.start_calls,
+        secs(c.starting),
+        rate(o.chain_runs, c.starting),
+        secs(c.phase.elapsed)
+    )
+}
+
 /// One row of the targets table.
 struct Target {
     figure: String,
@@ -164,27 +201,18 @@ pub fn report(o: &Options, m: &machine::Machine, server: &machine::Server, r: &R
         &r.map,
         a_rate,
     );
-    if let Some(res) = &r.chain {
-        let result = match res {
-            Ok(c) => {
-                let v = b_rate.unwrap_or(0.0);
-                out.lines.push((
-                    "quantum_flow chain throughput".to_string(),
-                    format!("{v:.0} runs/s ({:.0} tasks/s)", v * 3.0),
-                ));
-                format!("{v:.0} runs/s ({:.2} s)", secs(c.phase.elapsed))
-            }
-            Err(e) => out.failed("(b)", e.as_ref()),
-        };
-        out.rows.push((
-            "(b) chain, start_flow".into(),
-            format!(
-                "{} runs of a -> b -> c, one start_flow each, {w} workers",
-                o.chain_runs
-            ),
-            result,
-        ));
-    }
+    chain_row(
+        &mut out,
+        "(b)",
+        "chain, start_flow",
+        format!(
+            "{} runs of a -> b -> c, one start_flow each, {w} workers",
+            o.chain_runs
+        ),
+        "quantum_flow chain throughput",
+        &r.chain,
+        b_rate,
+    );
     if let Some(res) = &r.latency {
         let result = match (res, &handoff) {
             (Ok(_), Some((h, _))) => {
@@ -274,60 +302,33 @@ pub fn report(o: &Options, m: &machine::Machine, server: &machine::Server, r: &R
         &r.batched,
         g_rate,
     );
-    if let Some(res) = &r.chain_many {
-        let result = match res {
-            Ok(c) => {
-                let v = h_rate.unwrap_or(0.0);
-                out.lines.push((
-                    "quantum_flow chain throughput, start_flows".to_string(),
-                    format!("{v:.0} runs/s ({:.0} tasks/s)", v * 3.0),
-                ));
-                format!("{v:.0} runs/s ({:.2} s)", secs(c.phase.elapsed))
-            }
-            Err(e) => out.failed("(h)", e.as_ref()),
-        };
-        out.rows.push((
-            "(h) chain, start_flows".into(),
-            "as (b), the runs started by start_flows (<= max_batch_size per call)".into(),
-            result,
-        ));
-    }
-    if let Some(res) = &r.chain_batched {
-        let result = match res {
-            Ok(c) => {
-                let v = l_rate.unwrap_or(0.0);
-                out.lines.push((
-                    "quantum_flow chain throughput, batch calls".to_string(),
-                    format!("{v:.0} runs/s ({:.0} tasks/s)", v * 3.0),
-                ));
-                format!("{v:.0} runs/s ({:.2} s)", secs(c.phase.elapsed))
-            }
-            Err(e) => out.failed("(l)", e.as_ref()),
-        };
-        out.rows.push((
-            "(l) chain, batch calls".into(),
-            "as (h), each polled batch completed by one complete_tasks".into(),
-            result,
-        ));
-    }
-    if let Some(res) = &r.chain_batched_per_call {
-        let result = match res {
-            Ok(c) => {
-                let v = m_rate.unwrap_or(0.0);
-                out.lines.push((
-                    "quantum_flow chain throughput, start_flow, complete_tasks".to_string(),
-                    format!("{v:.0} runs/s ({:.0} tasks/s)", v * 3.0),
-                ));
-                format!("{v:.0} runs/s ({:.2} s)", secs(c.phase.elapsed))
-            }
-            Err(e) => out.failed("(m)", e.as_ref()),
-        };
-        out.rows.push((
-            "(m) chain, start_flow, batches".into(),
-            "as (b), each polled batch completed by one complete_tasks".into(),
-            result,
-        ));
-    }
+    chain_row(
+        &mut out,
+        "(h)",
+        "chain, start_flows",
+        "as (b), the runs started by start_flows (<= max_batch_size per call)".into(),
+        "quantum_flow chain throughput, start_flows",
+        &r.chain_many,
+        h_rate,
+    );
+    chain_row(
+        &mut out,
+        "(l)",
+        "chain, batch calls",
+        "as (h), each polled batch completed by one complete_tasks".into(),
+        "quantum_flow chain throughput, batch calls",
+        &r.chain_batched,
+        l_rate,
+    );
+    chain_row(
+        &mut out,
+        "(m)",
+        "chain, start_flow, batches",
+        "as (b), each polled batch completed by one complete_tasks".into(),
+        "quantum_flow chain throughput, start_flow, complete_tasks",
+        &r.chain_batched_per_call,
+        m_rate,
+    );
     if let Some(res) = &r.pickup {
         let result = match (res, &pickup) {
             (Ok(_), Some((s, _))) => {
@@ -695,13 +696,7 @@ fn details(o: &Options, r: &Results, handoff: &Sorted, pickup: &Sorted) {
             "  (b) {}",
             calls(&c.phase.stats, "poll_tasks", "complete_task")
         );
-        println!(
-            "      the {} start_flow calls took {:.2} s ({:.0} runs/s) of the {:.2} s",
-            c.start_calls,
-            secs(c.starting),
-            rate(o.chain_runs, c.starting),
-            secs(c.phase.elapsed)
-        );
+        println!("      {}", start_flow_calls(o, c));
     }
     if let Some((h, c)) = handoff {
         println!(
@@ -777,13 +772,7 @@ fn details(o: &Options, r: &Results, handoff: &Sorted, pickup: &Sorted) {
             "  (m) {}",
             calls(&c.phase.stats, "poll_tasks", "complete_tasks")
         );
-        println!(
-            "      the {} start_flow calls took {:.2} s ({:.0} runs/s) of the {:.2} s",
-            c.start_calls,
-            secs(c.starting),
-            rate(o.chain_runs, c.starting),
-            secs(c.phase.elapsed)
-        );
+        println!("      {}", start_flow_calls(o, c));
     }
     if let Some((s, c)) = pickup {
         println!(
