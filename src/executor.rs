@@ -891,15 +891,12 @@ fn complete_answers(answers: &[Answer], which: &[usize], completed: &mut [bool])
             continue;
         }
         let counts: Vec<(Uuid, String, i32, bool)> = step_counts
-            .iter()
-            .map(|((run, step), &(n, map))| (*run, step.clone(), n, !map))
+            .into_iter()
+            .map(|((run, step), (n, map))| (run, step, n, !map))
             .collect();
-        for (run_id, step_slug) in runs::count_completed_tasks_of_steps(&counts)? {
+        for (run_id, step_slug, map) in runs::count_completed_tasks_of_steps(&counts)? {
             let key_value = keys.get(&run_id).cloned().flatten();
             let run = Run::new(run_id, workflow_slug.clone(), key_value);
-            let map = step_counts
-                .get(&(run_id, step_slug.clone()))
-                .is_some_and(|c| c.1);
             if let Started::Finished(ready) = finish_counted(&run, &step_slug, map)? {
                 start_steps(&run, ready)?;
             }

@@ -1226,7 +1226,7 @@ pub fn workflows_of(run_ids: &[Uuid]) -> QfResult<Vec<(Uuid, String)>> {
 
 /// Counts completed tasks of several steps at once (`(run, step, n, single)`, each step once),
 /// locking their rows in key order; returns the steps whose tasks are now all completed, in
-/// key order. Concurrent counts on one step serialize on its row; under READ COMMITTED each
+/// key order, each with whether it is a map step. Concurrent counts on one step serialize on its row; under READ COMMITTED each
 /// re-reads the row after the lock wait and sees the others' increments, so exactly one sees
 /// the total.
 ///
@@ -1235,15 +1235,15 @@ pub fn workflows_of(run_ids: &[Uuid]) -> QfResult<Vec<(Uuid, String)>> {
 /// it; it fits, being a task's). A map step is completed by `finish_map_step`.
 pub fn count_completed_tasks_of_steps(
     counts: &[(Uuid, String, i32, bool)],
-) -> QfResult<Vec<(Uuid, String)>> {
+) -> QfResult<Vec<(Uuid, String, bool)>> {
     let run_ids: Vec<Uuid> = counts.iter().map(|c| c.0).collect();
     let steps: Vec<String> = counts.iter().map(|c| c.1.clone()).collect();
     let ns: Vec<i32> = counts.iter().map(|c| c.2).collect();
     let single: Vec<bool> = counts.iter().map(|c| c.3).collect();
-    let mut done: Vec<(Uuid, String)> = query(
+    let mut done: Vec<(Uuid, String, bool)> = query(
         "WITH c AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::bool[]) AS c(run_id, step_slug, n, single)), \
          locked AS MATERIALIZED ( \
-           SELECT ss.run_id, ss.step_slug, c.n, c.single AND ss.tasks_completed + c.n = ss.tasks_total AS finish \
+           SELECT ss.run_id, ss.step_slug, c.n, c.single, c.single AND ss.tasks_completed + c.n = ss.tasks_total AS finish \
            FROM quantum_flow.step_states ss \
            JOIN c ON ss.run_id = c.run_id AND ss.step_slug = c.step_slug \
            ORDER BY ss.run_id, ss.step_slug FOR UPDATE OF ss) \
@@ -1255,13 +1255,13 @@ pub fn count_completed_tasks_of_steps(
                                WHERE t.run_id = ss.run_id AND t.step_slug = ss.step_slug AND t.task_index = 0) \
                          ELSE ss.output END \
          FROM locked l WHERE ss.run_id = l.run_id AND ss.step_slug = l.step_slug \
-         RETURNING ss.run_id, ss.step_slug, ss.tasks_completed = ss.tasks_total",
+         RETURNING ss.run_id, ss.step_slug, ss.tasks_completed = ss.tasks_total, NOT l.single",
         &[run_ids.into(), steps.into(), ns.into(), single.into()],
-        |r| Ok((req(r, 1)?, req(r, 2)?, req::<bool>(r, 3)?)),
+        |r| Ok((req(r, 1)?, req(r, 2)?, req::<bool>(r, 3)?, req::<bool>(r, 4)?)),
     )?
     .into_iter()
-    .filter(|(_, _, all)| *all)
-    .map(|(run, step, _)| (run, step))
+    .filter(|(_, _, all, _)| *all)
+    .map(|(run, step, _, map)| (run, step, map))
     .collect();
     done.sort();
     Ok(done)
