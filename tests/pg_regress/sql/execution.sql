@@ -517,6 +517,19 @@ SELECT quantum_flow.get_run(NULL);
 SELECT count(*) AS runs FROM quantum_flow.runs WHERE workflow_slug = 'exec_no_steps';
 SELECT quantum_flow.delete_flow('exec_no_steps');
 
+-- start_flow without a run_id makes a random version-4 UUID (RFC 4122 variant), as
+-- gen_random_uuid() does; 200 of them are all different
+SELECT workflow_slug FROM quantum_flow.create_flow('exec_ids');
+SELECT step_slug FROM quantum_flow.add_step('exec_ids', 'only');
+WITH ids AS (SELECT quantum_flow.start_flow('exec_ids') AS id FROM generate_series(1, 200))
+SELECT count(DISTINCT id) AS distinct_ids,
+       bool_and(substr(id::text, 15, 1) = '4') AS version_4,
+       bool_and(substr(id::text, 20, 1) IN ('8', '9', 'a', 'b')) AS rfc_4122_variant,
+       count(*) FILTER (WHERE id = '00000000-0000-0000-0000-000000000000') AS nil_ids
+FROM ids;
+SELECT count(quantum_flow.cancel_run(run_id)) AS cancelled FROM quantum_flow.runs WHERE workflow_slug = 'exec_ids';
+SELECT quantum_flow.delete_flow('exec_ids');
+
 -- clean up check: no exec_* workflow, run or queue is left
 SELECT count(*) AS workflows FROM quantum_flow.list_flows() WHERE workflow_slug LIKE 'exec\_%';
 SELECT count(*) AS runs FROM quantum_flow.runs;
