@@ -859,6 +859,8 @@ fn complete_answers(answers: &[Answer], which: &[usize], completed: &mut [bool])
         // Per step: tasks newly counted, and whether it is a map step (a map task counts on
         // its shard first: a step gets its shards' counts when they fill).
         let mut step_counts: BTreeMap<(Uuid, String), (i32, bool)> = BTreeMap::new();
+        // Steps the completing statement counted itself (a single step's last task).
+        let mut finished: Vec<(Uuid, String, bool)> = Vec::new();
         let mut keys: BTreeMap<Uuid, Option<String>> = BTreeMap::new();
         for c in queue::complete_batch(&workflow_slug, &batch)? {
             match c {
@@ -868,7 +870,11 @@ fn complete_answers(answers: &[Answer], which: &[usize], completed: &mut [bool])
                         concurrency::released(&workflow_slug, value, 1);
                     }
                     keys.insert(d.run_id, d.key_value);
-                    if !d.is_map {
+                    if let Some(done) = d.step_finished {
+                        if done {
+                            finished.push((d.run_id, d.step_slug, false));
+                        }
+                    } else if !d.is_map {
                         step_counts
                             .entry((d.run_id, d.step_slug))
                             .or_insert((0, false))
@@ -887,14 +893,15 @@ fn complete_answers(answers: &[Answer], which: &[usize], completed: &mut [bool])
                 }
             }
         }
-        if step_counts.is_empty() {
-            continue;
+        if !step_counts.is_empty() {
+            let counts: Vec<(Uuid, String, i32, bool)> = step_counts
+                .into_iter()
+                .map(|((run, step), (n, map))| (run, step, n, !map))
+                .collect();
+            finished.extend(runs::count_completed_tasks_of_steps(&counts)?);
+            finished.sort();
         }
-        let counts: Vec<(Uuid, String, i32, bool)> = step_counts
-            .into_iter()
-            .map(|((run, step), (n, map))| (run, step, n, !map))
-            .collect();
-        for (run_id, step_slug, map) in runs::count_completed_tasks_of_steps(&counts)? {
+        for (run_id, step_slug, map) in finished {
             let key_value = keys.get(&run_id).cloned().flatten();
             let run = Run::new(run_id, workflow_slug.clone(), key_value);
             if let Started::Finished(ready) = finish_counted(&run, &step_slug, map)? {
