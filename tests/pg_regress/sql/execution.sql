@@ -517,6 +517,45 @@ SELECT quantum_flow.get_run(NULL);
 SELECT count(*) AS runs FROM quantum_flow.runs WHERE workflow_slug = 'exec_no_steps';
 SELECT quantum_flow.delete_flow('exec_no_steps');
 
+--
+-- Scenario repeat: a diamond (top -> left, right -> bottom), one task per poll, and the
+-- steps' states after each answer. complete_task counts a single step's task on its step in
+-- the statement that completes the task; the run and the dependents are counted after it.
+-- A second run in the same session ends exactly as the first.
+--
+SELECT workflow_slug FROM quantum_flow.create_flow('exec_repeat');
+SELECT step_slug FROM quantum_flow.add_step('exec_repeat', 'top');
+SELECT step_slug FROM quantum_flow.add_step('exec_repeat', 'left', ARRAY['top']);
+SELECT step_slug FROM quantum_flow.add_step('exec_repeat', 'right', ARRAY['top']);
+SELECT step_slug FROM quantum_flow.add_step('exec_repeat', 'bottom', ARRAY['left', 'right']);
+CREATE FUNCTION pg_temp.drive_repeat(id uuid)
+RETURNS TABLE (after text, step_slug text, status text, remaining_deps int, output jsonb)
+LANGUAGE plpgsql AS $$
+DECLARE
+  t record;
+  answered text;
+BEGIN
+  PERFORM quantum_flow.start_flow('exec_repeat', '{"n": 1}', id);
+  -- one task per poll, answered with its step's name; the steps' state after each answer
+  LOOP
+    SELECT * INTO t FROM quantum_flow.poll_tasks('exec_repeat', 1) LIMIT 1;
+    EXIT WHEN NOT FOUND;
+    PERFORM quantum_flow.complete_task(t.run_id, t.step_slug, t.task_index, to_jsonb(t.step_slug));
+    answered := t.step_slug;
+    RETURN QUERY
+      SELECT answered, ss.step_slug, ss.status, ss.remaining_deps, ss.output
+      FROM quantum_flow.step_states ss
+      JOIN quantum_flow.workflow_steps ws USING (workflow_slug, step_slug)
+      WHERE ss.run_id = id ORDER BY ws.step_index;
+  END LOOP;
+END $$;
+SELECT * FROM pg_temp.drive_repeat('a0000000-0000-0000-0000-0000000000e1');
+SELECT * FROM pg_temp.drive_repeat('a0000000-0000-0000-0000-0000000000e2');
+SELECT run_id, status, output, remaining_steps FROM quantum_flow.runs
+WHERE workflow_slug = 'exec_repeat' ORDER BY run_id;
+SELECT count(*) AS messages FROM pgmq.q_qf_exec_repeat;
+SELECT quantum_flow.delete_flow('exec_repeat');
+
 -- start_flow without a run_id makes a random version-4 UUID (RFC 4122 variant), as
 -- gen_random_uuid() does; 200 of them are all different
 SELECT workflow_slug FROM quantum_flow.create_flow('exec_ids');
