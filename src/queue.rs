@@ -976,8 +976,9 @@ pub struct Done {
     pub is_map: bool,
     /// The run's concurrency key value.
     pub key_value: Option<String>,
-    /// For a single step's task completed by `complete_task`: its step is counted already,
-    /// and this says whether the task finished it (`None`: the step is still to be counted).
+    /// For a single step's task completed alone (`complete_task`, or a batch of one): its
+    /// step is counted already, and this says whether the task finished it (`None`: a map
+    /// task, or a task of a larger batch, whose step is still to be counted).
     pub step_finished: Option<bool>,
 }
 
@@ -1121,8 +1122,13 @@ pub fn complete_batch(workflow_slug: &str, answers: &[Answer]) -> QfResult<Vec<C
 ///
 /// A single step's task is also counted on its step here, as `count_completed_tasks_of_steps`
 /// counts it (when it is the step's last, the step is completed with the task's output): one
-/// statement fewer on every hand-off. The step's row is locked after the task's, the order
-/// of the separate statements it replaces.
+/// statement fewer on every hand-off. Rows are locked in this order: the task, then its shard
+/// or its step, then its message (`gone` is read by nothing, so its delete runs when the
+/// statement ends). The message coming after the task is the one exception to `executor`'s
+/// lock order, as it was before the step count moved here. It does not deadlock: a path that
+/// holds a message lock either takes the task's with SKIP LOCKED (a poll's read,
+/// `sweep_overdue`) or, like `unpark_run`, goes on to lock only the run, which this
+/// statement does not hold.
 fn complete_one(workflow_slug: &str, a: &Answer) -> QfResult<Vec<Completed>> {
     let table = queue_table(&crate::engine::slug::queue_name(workflow_slug));
     let sql = format!(

@@ -303,7 +303,8 @@ pub fn count_completed_shard_task(
 /// Completes a map step whose tasks are all counted, with its tasks' outputs as an array in
 /// task order, aggregated once here. Returns None when done, or the size in bytes the array
 /// would have had when it does not fit in a jsonb (nothing is written then: the caller fails
-/// the run). A single step is completed by `count_completed_tasks_of_steps` itself.
+/// the run). A single step is completed by the statement that counts its task
+/// (`count_completed_tasks_of_steps`, or `queue::complete_one` for a task completed alone).
 ///
 /// Runs as its own statement after that count, so its snapshot includes the other
 /// completers' task outputs (they committed before our counter updates could proceed).
@@ -1232,7 +1233,9 @@ pub fn workflows_of(run_ids: &[Uuid]) -> QfResult<Vec<(Uuid, String)>> {
 ///
 /// A single step (`single`: not a map step) whose task was its last is also marked completed
 /// here, with that task's output (written earlier in this transaction, so this statement sees
-/// it; it fits, being a task's). A map step is completed by `finish_map_step`.
+/// it; it fits, being a task's). A map step is completed by `finish_map_step`. A single step's
+/// task completed alone is counted by `queue::complete_one` instead, in the statement that
+/// completes it.
 pub fn count_completed_tasks_of_steps(
     counts: &[(Uuid, String, i32, bool)],
 ) -> QfResult<Vec<(Uuid, String, bool)>> {
