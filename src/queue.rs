@@ -1003,6 +1003,9 @@ pub enum Completed {
 ///
 /// Deadlock-free against concurrent overlapping batches: the tasks are locked in key order,
 /// then the shards in key order (a poll never waits for a task lock: it skips locked ones).
+/// The messages are deleted in `msg_id` order (an index scan sorts the array), the order in
+/// which `unpark_run` locks a run's messages: in task order, a batch holding one message of a
+/// paused run and waiting for another could deadlock with a `resume_run` holding the other.
 /// Each shard is locked by a LATERAL lookup by key, so the plan is a nested loop over the
 /// sorted counts with index probes whatever the row estimates (with a generic plan the
 /// batch's size is unknown, and PostgreSQL 18 otherwise hashes the whole shard table).
@@ -1041,7 +1044,7 @@ pub fn complete_batch(workflow_slug: &str, answers: &[Answer]) -> QfResult<Vec<C
            WHERE t.run_id = l.run_id AND t.step_slug = l.step_slug AND t.task_index = l.task_index \
            RETURNING l.ord, t.run_id, t.step_slug, t.task_index, l.message_id, l.is_map, l.concurrency_value), \
          gone AS ( \
-           DELETE FROM {table} q USING done d WHERE q.msg_id = d.message_id), \
+           DELETE FROM {table} q WHERE q.msg_id = ANY (ARRAY(SELECT d.message_id FROM done d))), \
          counts AS ( \
            SELECT d.run_id, d.step_slug, (d.task_index / 16) % $8 AS shard, count(*)::int AS n \
            FROM done d WHERE d.is_map GROUP BY 1, 2, 3), \
