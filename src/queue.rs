@@ -1131,7 +1131,8 @@ pub fn complete_batch(workflow_slug: &str, answers: &[Answer]) -> QfResult<Vec<C
 /// lock order, as it was before the step count moved here. It does not deadlock: a path that
 /// holds a message lock either takes the task's with SKIP LOCKED (a poll's read,
 /// `sweep_overdue`) or, like `unpark_run`, goes on to lock only the run, which this
-/// statement does not hold.
+/// statement does not hold. (A transaction of several calls can: it may hold a message of a
+/// paused run that `resume_run` waits for while it waits for another, see docs/limits.md.)
 fn complete_one(workflow_slug: &str, a: &Answer) -> QfResult<Vec<Completed>> {
     let table = queue_table(&crate::engine::slug::queue_name(workflow_slug));
     let sql = format!(
