@@ -246,7 +246,7 @@ CREATE TABLE step_tasks (
     last_error_at  timestamptz,
     PRIMARY KEY (run_id, step_slug, task_index)
 ) WITH (fillfactor = 70);
--- A map step's completed-task counter, split in shards ((task_index / 16) % shard count) so
+-- A map step's completed-task counter, split in shards ((task_index / 4) % shard count) so
 -- that workers completing tasks of one step rarely wait for each other's commits, and a batch
 -- of consecutive tasks locks a few shards; only the last completer of a shard adds the
 -- shard's total to step_states.tasks_completed.

@@ -610,13 +610,13 @@ CREATE EVENT TRIGGER quantum_flow_drop_extension ON ddl_command_start
     WHEN TAG IN ('DROP EXTENSION')
     EXECUTE FUNCTION on_drop_extension();
 
--- 0.2.0 counts map task i on counter shard (i / 16) % 32 instead of i % 32, so that a batch of
--- consecutive tasks locks a few shards, not all 32. The shards of every map step that has not
--- completed (in flight, or failed and so retryable) are rebuilt from its tasks, under new
--- numbers first (32 and up) so that no key is taken twice, and its step's count of tasks in
+-- 0.2.0 counts map task i on counter shard (i / 4) % 64 instead of i % 32, so that a batch of
+-- consecutive tasks locks a few shards, not all of them. The shards of every map step that has
+-- not completed (in flight, or failed and so retryable) are rebuilt from its tasks, under new
+-- numbers first (64 and up) so that no key is taken twice, and its step's count of tasks in
 -- full shards with them.
 INSERT INTO step_task_shards (run_id, step_slug, shard, tasks_total, tasks_completed)
-SELECT t.run_id, t.step_slug, 32 + (t.task_index / 16) % 32, count(*),
+SELECT t.run_id, t.step_slug, 64 + (t.task_index / 4) % 64, count(*),
        count(*) FILTER (WHERE t.status = 'completed')
 FROM step_states ss
 JOIN step_tasks t ON t.run_id = ss.run_id AND t.step_slug = ss.step_slug
@@ -625,8 +625,8 @@ WHERE ss.status <> 'completed'
 GROUP BY 1, 2, 3;
 DELETE FROM step_task_shards sh USING step_states ss
 WHERE ss.run_id = sh.run_id AND ss.step_slug = sh.step_slug AND ss.status <> 'completed'
-  AND sh.shard < 32;
-UPDATE step_task_shards SET shard = shard - 32 WHERE shard >= 32;
+  AND sh.shard < 64;
+UPDATE step_task_shards SET shard = shard - 64 WHERE shard >= 64;
 UPDATE step_states ss SET tasks_completed = x.n
 FROM (SELECT run_id, step_slug,
              coalesce(sum(tasks_total) FILTER (WHERE tasks_completed = tasks_total), 0)::int AS n

@@ -231,7 +231,7 @@ pub fn start_map_step(
                 $tasks,
                 " shards AS ( \
                    INSERT INTO quantum_flow.step_task_shards (run_id, step_slug, shard, tasks_total) \
-                   SELECT $2, $3, (i.task_index / 16) % $5, count(*) FROM items i GROUP BY (i.task_index / 16) % $5) \
+                   SELECT $2, $3, (i.task_index / 4) % $5, count(*) FROM items i GROUP BY (i.task_index / 4) % $5) \
                  UPDATE quantum_flow.step_states \
                  SET status = 'started', tasks_total = (SELECT count(*) FROM items), started_at = clock_timestamp() \
                  WHERE run_id = $2 AND step_slug = $3 \
@@ -1046,7 +1046,7 @@ pub fn complete_batch(workflow_slug: &str, answers: &[Answer]) -> QfResult<Vec<C
          gone AS ( \
            DELETE FROM {table} q WHERE q.msg_id = ANY (ARRAY(SELECT d.message_id FROM done d))), \
          counts AS ( \
-           SELECT d.run_id, d.step_slug, (d.task_index / 16) % $8 AS shard, count(*)::int AS n \
+           SELECT d.run_id, d.step_slug, (d.task_index / 4) % $8 AS shard, count(*)::int AS n \
            FROM done d WHERE d.is_map GROUP BY 1, 2, 3), \
          shards_locked AS MATERIALIZED ( \
            SELECT s.run_id, s.step_slug, s.shard, c.n \
@@ -1151,7 +1151,7 @@ fn complete_one(workflow_slug: &str, a: &Answer) -> QfResult<Vec<Completed>> {
            DELETE FROM {table} q WHERE q.msg_id = (SELECT d.message_id FROM done d)), \
          shard AS ( \
            UPDATE quantum_flow.step_task_shards s SET tasks_completed = s.tasks_completed + 1 \
-           WHERE s.run_id = $1 AND s.step_slug = $2 AND s.shard = ($3 / 16) % $7 \
+           WHERE s.run_id = $1 AND s.step_slug = $2 AND s.shard = ($3 / 4) % $7 \
              AND EXISTS (SELECT FROM done) \
            RETURNING CASE WHEN s.tasks_completed = s.tasks_total THEN s.tasks_total END AS full), \
          step AS ( \

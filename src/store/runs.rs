@@ -287,7 +287,7 @@ pub fn count_completed_shard_task(
 ) -> QfResult<Option<i32>> {
     Ok(query_opt(
         "UPDATE quantum_flow.step_task_shards SET tasks_completed = tasks_completed + 1 \
-         WHERE run_id = $1 AND step_slug = $2 AND shard = ($3 / 16) % $4 \
+         WHERE run_id = $1 AND step_slug = $2 AND shard = ($3 / 4) % $4 \
          RETURNING CASE WHEN tasks_completed = tasks_total THEN tasks_total END",
         &[
             run_id.into(),
@@ -877,7 +877,7 @@ pub fn start_flow_tasks(
            RETURNING task_index, child_run_id), \
          shards AS ( \
            INSERT INTO quantum_flow.step_task_shards (run_id, step_slug, shard, tasks_total) \
-           SELECT $1, $2, (i / 16) % $5, count(*) FROM generate_series(0, $3 - 1) AS i WHERE $4 GROUP BY (i / 16) % $5), \
+           SELECT $1, $2, (i / 4) % $5, count(*) FROM generate_series(0, $3 - 1) AS i WHERE $4 GROUP BY (i / 4) % $5), \
          state AS ( \
            UPDATE quantum_flow.step_states SET status = 'started', tasks_total = $3, started_at = clock_timestamp() \
            WHERE run_id = $1 AND step_slug = $2) \

@@ -523,7 +523,7 @@ async fn check_runs(c: &Client, runs: &[RunSpec]) {
 
 /// No task counted twice: for every completed step, its completed-task counter equals its task
 /// count and the number of its completed tasks; every map counter shard counts exactly the
-/// completed tasks of its shard (task i counts on shard (i / 16) % 32), in finished and failed
+/// completed tasks of its shard (task i counts on shard (i / 4) % 64), in finished and failed
 /// runs.
 async fn check_counters(c: &Client) {
     let steps = c
@@ -552,7 +552,7 @@ async fn check_counters(c: &Client) {
             "SELECT sh.run_id::text, sh.step_slug, sh.shard, sh.tasks_completed, \
                     (SELECT count(*)::int FROM quantum_flow.step_tasks t \
                      WHERE t.run_id = sh.run_id AND t.step_slug = sh.step_slug \
-                       AND t.status = 'completed' AND (t.task_index / 16) % 32 = sh.shard) \
+                       AND t.status = 'completed' AND (t.task_index / 4) % 64 = sh.shard) \
              FROM quantum_flow.step_task_shards sh",
             &[],
         )

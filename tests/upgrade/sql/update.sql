@@ -29,13 +29,13 @@ SELECT h.table_name, h.rows, h.md5 = b.md5 AS unchanged
 FROM upgrade_check.table_hashes() AS h JOIN upgrade_check.tables_before AS b USING (table_name)
 ORDER BY h.table_name;
 -- the renumbered counter shards of unfinished map steps: each task is counted on the shard
--- (task_index / 16) % 32, each shard counts its completed tasks, and the step the tasks of its
+-- (task_index / 4) % 64, each shard counts its completed tasks, and the step the tasks of its
 -- full shards
 SELECT count(*) AS unfinished_map_steps,
        count(*) FILTER (WHERE c.expected = c.shards) AS consistent
 FROM (SELECT ss.run_id, ss.step_slug,
              (SELECT jsonb_agg(jsonb_build_array(e.shard, e.total, e.completed) ORDER BY e.shard)
-              FROM (SELECT (t.task_index / 16) % 32 AS shard, count(*) AS total,
+              FROM (SELECT (t.task_index / 4) % 64 AS shard, count(*) AS total,
                            count(*) FILTER (WHERE t.status = 'completed') AS completed
                     FROM quantum_flow.step_tasks t
                     WHERE t.run_id = ss.run_id AND t.step_slug = ss.step_slug GROUP BY 1) AS e)
