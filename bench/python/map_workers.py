@@ -31,6 +31,8 @@ import inspect
 import json
 import logging
 import multiprocessing as mp
+import os
+import queue
 import sys
 import threading
 import time
@@ -44,8 +46,10 @@ def emit(obj: Dict[str, Any]) -> None:
 
 def worker_process(i: int, a: argparse.Namespace, completed: Any, stop: Any, out: Any) -> None:
     """One worker process: starts its Worker, says so on ``out``, publishes its completions
-    in ``completed[i]`` until ``stop`` is set, then stops the Worker and sends its stats."""
+    in ``completed[i]`` until ``stop`` is set (or the parent is gone: the bench killed it),
+    then stops the Worker and sends its stats."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    parent = os.getppid()
     try:
         import quantum_flow
         from quantum_flow import Worker
@@ -86,6 +90,8 @@ def worker_process(i: int, a: argparse.Namespace, completed: Any, stop: Any, out
     )
     while not stop.wait(0.001):
         completed[i] = w.stats.completed
+        if os.getppid() != parent:
+            break
         if not w.running:
             out.put({"error": f"worker {i} stopped early (see its log above)"})
             break
@@ -136,7 +142,13 @@ def main() -> int:
 
     ready: List[Dict[str, Any]] = []
     while len(ready) < a.workers:
-        msg = out.get()
+        try:
+            msg = out.get(timeout=1)
+        except queue.Empty:
+            if any(proc.exitcode is not None for proc in procs):
+                msg = {"error": "a worker process exited before it was ready (see its log above)"}
+            else:
+                continue
         if "error" in msg:
             emit(msg)
             shut_down()
@@ -176,7 +188,7 @@ def main() -> int:
         while not watching.is_set():
             try:
                 msg = out.get(timeout=0.1)
-            except Exception:  # queue.Empty
+            except queue.Empty:
                 continue
             if "error" in msg:
                 emit(msg)
@@ -200,7 +212,7 @@ def main() -> int:
     while len(finals) < a.workers:
         try:
             msg = out.get(timeout=60)
-        except Exception:  # queue.Empty
+        except queue.Empty:
             errors.append(f"{a.workers - len(finals)} worker process(es) sent no stats")
             break
         if "error" in msg:
