@@ -135,11 +135,6 @@ def main() -> int:
     for proc in procs:
         proc.start()
 
-    def shut_down() -> None:
-        stop.set()
-        for proc in procs:
-            proc.join(30)
-
     ready: List[Dict[str, Any]] = []
     while len(ready) < a.workers:
         try:
@@ -151,7 +146,9 @@ def main() -> int:
                 continue
         if "error" in msg:
             emit(msg)
-            shut_down()
+            stop.set()
+            for proc in procs:
+                proc.join(30)
             return 2
         ready.append(msg)
     first = ready[0]
@@ -167,6 +164,8 @@ def main() -> int:
     )
 
     watching = threading.Event()
+    # stats a worker process sent before "stop" (one whose Worker stopped early)
+    finals: List[Dict[str, Any]] = []
 
     def watch() -> None:
         announced = False
@@ -181,31 +180,23 @@ def main() -> int:
                 last = time.monotonic()
                 if any(not proc.is_alive() for proc in procs):
                     emit({"error": "a worker process exited early (see its log above)"})
-            time.sleep(0.001)
-
-    def relay_errors() -> None:
-        # errors a worker process reports while it runs (its stats come after "stop")
-        while not watching.is_set():
             try:
-                msg = out.get(timeout=0.1)
+                msg = out.get_nowait()
             except queue.Empty:
+                time.sleep(0.001)
                 continue
             if "error" in msg:
                 emit(msg)
             else:
                 finals.append(msg)
 
-    finals: List[Dict[str, Any]] = []
     watcher = threading.Thread(target=watch, daemon=True)
-    relay = threading.Thread(target=relay_errors, daemon=True)
     watcher.start()
-    relay.start()
     for line in sys.stdin:
         if line.strip() == "stop":
             break
     watching.set()
     watcher.join()
-    relay.join()
     stop.set()
     totals = {"completed": 0, "failed": 0, "ignored": 0}
     errors: List[str] = []
