@@ -441,16 +441,19 @@ fn after_step_finished(run: &Run, step_slug: &str, steps: i32) -> QfResult<Optio
     match runs::count_finished_steps_and_ready(run.run_id, &run.workflow_slug, step_slug, steps)? {
         None => Ok(None),
         Some((0, _)) => {
-            if let Some(bytes) = runs::complete_run(run.run_id)? {
-                // Every step completed: the run fails, no step does.
-                let message = QfError::OutputTooLarge(format!(
-                    "the run's output (its leaf steps' outputs) would be {bytes} bytes, more \
-                     than a jsonb value holds ({JSONB_MAX_BYTES})"
-                ));
-                fail_run_only(run, &format!("run output: {message}"))?;
-            } else {
-                run.ended("completed");
-                run_completed(run)?;
+            match runs::complete_run(run.run_id)? {
+                runs::RunCompletion::TooLarge(bytes) => {
+                    // Every step completed: the run fails, no step does.
+                    let message = QfError::OutputTooLarge(format!(
+                        "the run's output (its leaf steps' outputs) would be {bytes} bytes, \
+                         more than a jsonb value holds ({JSONB_MAX_BYTES})"
+                    ));
+                    fail_run_only(run, &format!("run output: {message}"))?;
+                }
+                runs::RunCompletion::Completed(links) => {
+                    run.ended("completed");
+                    run_completed(run, links)?;
+                }
             }
             Ok(None)
         }
@@ -459,10 +462,7 @@ fn after_step_finished(run: &Run, step_slug: &str, steps: i32) -> QfResult<Optio
 }
 
 /// After a run completed: its timer goes, and a child run completes its parent's task.
-fn run_completed(run: &Run) -> QfResult<()> {
-    let Some(links) = runs::run_links(run.run_id)? else {
-        return Ok(());
-    };
+fn run_completed(run: &Run, links: runs::RunLinks) -> QfResult<()> {
     if let Some(timer) = links.timer_message_id {
         queue::archive_unless_held(&run.queue, vec![timer])?;
     }

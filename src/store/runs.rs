@@ -3,7 +3,7 @@
 use super::{col, execute, query, query_opt, req};
 use crate::engine::graph::StepState;
 use crate::engine::COUNTER_SHARDS;
-use crate::error::QfResult;
+use crate::error::{QfError, QfResult};
 use crate::jsonb::Jsonb;
 use crate::queue::{TaskKey, Timer};
 use crate::settings::JSONB_MAX_BYTES;
@@ -385,36 +385,55 @@ pub fn count_finished_steps_and_ready(
 }
 
 /// Completes a run; its output holds every completed leaf step's output (skipped leaves
-/// have none: a run whose leaves were all skipped has output `{}`). Returns None when done, or the
-/// size in bytes the output would have had when it does not fit in a jsonb (nothing is
-/// written then: the caller fails the run).
-pub fn complete_run(run_id: Uuid) -> QfResult<Option<i64>> {
-    let too_large = query_opt(
-        "SELECT bytes FROM ( \
-           SELECT (8 + coalesce(sum(quantum_flow.jsonb_raw_size(ss.output) + length(ss.step_slug) + 11), 0))::bigint AS bytes \
+/// have none: a run whose leaves were all skipped has output `{}`). Returns the run's links
+/// (for what follows its end), or the size in bytes the output would have had when it does
+/// not fit in a jsonb (nothing is written then: the caller fails the run).
+///
+/// One statement: the size is summed first, and the output is aggregated only when it fits
+/// (`jsonb_object_agg` would raise on one that does not). Against a size check, the update
+/// and a read of the links, that is two statements fewer at the end of every run.
+pub fn complete_run(run_id: Uuid) -> QfResult<RunCompletion> {
+    let row = query_opt(
+        "WITH leaves AS MATERIALIZED ( \
+           SELECT ss.step_slug, ss.output \
            FROM quantum_flow.runs r JOIN quantum_flow.step_states ss ON ss.run_id = r.run_id \
            WHERE r.run_id = $1 AND ss.status = 'completed' \
              AND NOT EXISTS (SELECT 1 FROM quantum_flow.workflow_step_dependencies_def d \
-                             WHERE d.workflow_slug = r.workflow_slug AND d.dep_slug = ss.step_slug)) leaves \
-         WHERE bytes > $2",
+                             WHERE d.workflow_slug = r.workflow_slug AND d.dep_slug = ss.step_slug)), \
+         size AS ( \
+           SELECT (8 + coalesce(sum(quantum_flow.jsonb_raw_size(l.output) + length(l.step_slug) + 11), 0))::bigint \
+                  AS bytes \
+           FROM leaves l), \
+         done AS ( \
+           UPDATE quantum_flow.runs r \
+           SET status = 'completed', completed_at = clock_timestamp(), \
+               output = (SELECT coalesce(jsonb_object_agg(l.step_slug, l.output), '{}'::jsonb) FROM leaves l) \
+           WHERE r.run_id = $1 AND (SELECT bytes FROM size) <= $2 \
+           RETURNING true AS completed, r.parent_run_id, r.parent_step_slug, r.parent_task_index, \
+                     r.timer_message_id) \
+         SELECT s.bytes, d.completed IS NOT NULL, d.parent_run_id, d.parent_step_slug, \
+                d.parent_task_index, d.timer_message_id \
+         FROM size s LEFT JOIN done d ON true",
         &[run_id.into(), JSONB_MAX_BYTES.into()],
-        |r| req::<i64>(r, 1),
+        |r| {
+            let bytes: i64 = req(r, 1)?;
+            if !req::<bool>(r, 2)? {
+                return Ok(RunCompletion::TooLarge(bytes));
+            }
+            Ok(RunCompletion::Completed(RunLinks {
+                parent: task_key_of(col(r, 3)?, col(r, 4)?, col(r, 5)?),
+                timer_message_id: col(r, 6)?,
+            }))
+        },
     )?;
-    if too_large.is_some() {
-        return Ok(too_large);
-    }
-    execute(
-        "UPDATE quantum_flow.runs r \
-         SET status = 'completed', completed_at = clock_timestamp(), \
-             output = (SELECT coalesce(jsonb_object_agg(ss.step_slug, ss.output), '{}'::jsonb) \
-                       FROM quantum_flow.step_states ss \
-                       WHERE ss.run_id = r.run_id AND ss.status = 'completed' \
-                         AND NOT EXISTS (SELECT 1 FROM quantum_flow.workflow_step_dependencies_def d \
-                                         WHERE d.workflow_slug = r.workflow_slug AND d.dep_slug = ss.step_slug)) \
-         WHERE r.run_id = $1",
-        &[run_id.into()],
-    )?;
-    Ok(None)
+    row.ok_or_else(|| QfError::Internal(format!("completing run {run_id} returned no row")))
+}
+
+/// What `complete_run` did.
+pub enum RunCompletion {
+    Completed(RunLinks),
+    /// The output would be this many bytes, more than a jsonb value holds.
+    TooLarge(i64),
 }
 
 /// What `fail_task` did to a task.
@@ -816,22 +835,28 @@ pub fn run_links(run_id: Uuid) -> QfResult<Option<RunLinks>> {
          FROM quantum_flow.runs WHERE run_id = $1",
         &[run_id.into()],
         |r| {
-            let parent_run: Option<Uuid> = col(r, 1)?;
-            let parent_step: Option<String> = col(r, 2)?;
-            let parent_task: Option<i32> = col(r, 3)?;
             Ok(RunLinks {
-                parent: match (parent_run, parent_step, parent_task) {
-                    (Some(run_id), Some(step_slug), Some(task_index)) => Some(TaskKey {
-                        run_id,
-                        step_slug,
-                        task_index,
-                    }),
-                    _ => None,
-                },
+                parent: task_key_of(col(r, 1)?, col(r, 2)?, col(r, 3)?),
                 timer_message_id: col(r, 4)?,
             })
         },
     )
+}
+
+/// The parent task named by a run's `parent_*` columns, if all are set.
+fn task_key_of(
+    run_id: Option<Uuid>,
+    step_slug: Option<String>,
+    task_index: Option<i32>,
+) -> Option<TaskKey> {
+    match (run_id, step_slug, task_index) {
+        (Some(run_id), Some(step_slug), Some(task_index)) => Some(TaskKey {
+            run_id,
+            step_slug,
+            task_index,
+        }),
+        _ => None,
+    }
 }
 
 /// The run's child runs that have not ended, locked, in `run_id` order, skipping any another
