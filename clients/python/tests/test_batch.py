@@ -12,7 +12,7 @@ from uuid import UUID, uuid4
 
 import psycopg
 import pytest
-from conftest import wait_for_run_end
+from conftest import wait_for_run_end, wait_until
 from psycopg.conninfo import make_conninfo
 
 import quantum_flow as qf
@@ -410,3 +410,50 @@ def test_a_refused_output_in_a_batch_fails_only_its_own_task(
     assert sum(calls.batches) == 16
     assert calls.single == sum(calls.failed_batches)
     assert max(calls.failed_batches) > 1, calls.batches
+
+
+def test_a_queued_completion_frees_its_thread_for_the_next_task(
+    conninfo: str,
+    conn: psycopg.Connection[Any],
+    slug: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    root_map(conn, slug)
+    complete_tasks = qf.api.complete_tasks
+    release = threading.Event()
+    batches: List[int] = []
+
+    def held_first(c: Any, answers: Any) -> Any:
+        batches.append(len(answers))
+        if len(batches) == 1:
+            release.wait(30)
+        return complete_tasks(c, answers)
+
+    monkeypatch.setattr(qf.api, "complete_tasks", held_first)
+    worked: List[int] = []
+    lock = threading.Lock()
+
+    def m(input: Any) -> Any:
+        with lock:
+            worked.append(input["item"])
+        return input["item"] * 2
+
+    worker = qf.Worker(conninfo, slug, {"m": m}, concurrency=2, batch_size=2, max_wait_ms=50)
+    worker.start()
+    try:
+        run_id = qf.start_flow(conn, slug, list(range(10)))
+        # The first batch is held: with two threads, all ten tasks are still worked meanwhile,
+        # their completions waiting for the answering thread.
+        wait_until(lambda: len(worked) == 10, timeout=30, what="all ten tasks worked")
+        assert len(batches) == 1
+        assert qf.get_run(conn, run_id).status == "started"
+        release.set()
+        run = wait_for_run_end(conn, run_id)
+    finally:
+        release.set()
+        stats = worker.stop()
+    assert (run.status, run.output) == ("completed", {"m": [n * 2 for n in range(10)]})
+    assert sorted(worked) == list(range(10))
+    assert stats == qf.WorkerStats(completed=10, failed=0, ignored=0)
+    # The completions queued behind the held call went in the calls after it.
+    assert sum(batches) == 10 and len(batches) >= 2, batches

@@ -6,8 +6,10 @@ With ``complete_in_batches`` (the default) one more belongs to the answering thr
 sends completions with ``complete_tasks``: it takes the first completion waiting, and with it
 every other one already waiting (up to 100), in one call and one commit. A completion is never
 held back on a timer: those that finish while a batch is on its way go together in the next
-call. Each thread of the pool answers failures (and completions, without batches, or those of
-a batch the server refused) on a connection of its own, opened when first needed.
+call. A task's thread is free for the next task as soon as its completion is queued; the
+worker claims no more while 100 completions wait for their answer. Each thread of the pool
+answers failures (and completions, without batches) on a connection of its own, opened when
+first needed; the answering thread completes those of a batch the server refused one by one.
 
 Shutdown (:meth:`Worker.stop`): the worker stops claiming. A ``poll_tasks`` that is waiting
 for work is cancelled; a cancelled poll rolls back, so it claimed nothing, and a poll that
@@ -31,7 +33,7 @@ import os
 import queue
 import threading
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, List, Mapping, Optional, Tuple, Union
 
 import psycopg
@@ -138,7 +140,10 @@ class Worker:
 
         self._stopping = threading.Event()
         self._slots = threading.Condition()
-        self._in_flight = 0
+        #: Tasks claimed whose step function has not returned (each has or gets a thread).
+        self._running = 0
+        #: Completions queued for the answering thread and not yet answered.
+        self._unanswered = 0
         self._stats_lock = threading.Lock()
         self._completed = 0
         self._failed = 0
@@ -173,14 +178,16 @@ class Worker:
             if missing:
                 raise MissingStepFunctions(self.workflow_slug, missing)
             if self.complete_in_batches:
-                completer = _BatchCompleter(self.conninfo, self.workflow_slug)
+                completer = _BatchCompleter(
+                    self.conninfo, self.workflow_slug, self._batch_answered
+                )
                 self._completer = completer
             with ThreadPoolExecutor(
                 max_workers=self.concurrency, thread_name_prefix="quantum_flow-task"
             ) as pool:
                 self._claim_loop(pool)
-            # Leaving the `with` waited for every task the worker held: each waited for its
-            # answer, so the answering thread has nothing left to send.
+            # Leaving the `with` waited for every task's function and for its answer, or for
+            # its completion to be queued: close() below answers those.
         finally:
             if completer is not None:
                 self._completer = None
@@ -239,11 +246,14 @@ class Worker:
         assert self._poll_conn is not None
         while True:
             with self._slots:
-                while self._in_flight >= self.concurrency and not self._stopping.is_set():
+                while (
+                    self._running >= self.concurrency
+                    or self._unanswered >= MAX_COMPLETION_BATCH
+                ) and not self._stopping.is_set():
                     self._slots.wait()
                 if self._stopping.is_set():
                     return
-                free = self.concurrency - self._in_flight
+                free = self.concurrency - self._running
                 # Set under the lock stop() takes, so stop() cancels only a poll in progress.
                 self._polling = True
             try:
@@ -270,7 +280,7 @@ class Worker:
                     self._polling = False
             # Tasks claimed are worked even when stop() came meanwhile: they are ours now.
             with self._slots:
-                self._in_flight += len(tasks)
+                self._running += len(tasks)
             for task in tasks:
                 pool.submit(self._work, task)
 
@@ -311,7 +321,7 @@ class Worker:
                 self._answer(task, output=output)
         finally:
             with self._slots:
-                self._in_flight -= 1
+                self._running -= 1
                 self._slots.notify_all()
 
     def _log_failure(self, task: Task, what: str, permanent: bool, error: BaseException) -> None:
@@ -328,12 +338,34 @@ class Worker:
         )
 
     def _answer(
-        self, task: Task, output: Any = None, error: Optional[str] = None, retry: bool = True
+        self,
+        task: Task,
+        output: Any = None,
+        error: Optional[str] = None,
+        retry: bool = True,
+        alone: bool = False,
     ) -> None:
+        """Answers the task: its completion goes to the answering thread's next batch (unless
+        ``alone``, or without batches), anything else from this thread."""
+        if error is None and not alone:
+            completer = self._completer
+            if completer is not None:
+                with self._slots:
+                    self._unanswered += 1
+                if completer.submit(task, output):
+                    return
+                self._answered_in_batch()
         try:
             if error is None:
                 try:
-                    counted = self._complete(task, output)
+                    counted = api.complete_task(
+                        self._answer_conn(),
+                        task.run_id,
+                        task.step_slug,
+                        task.task_index,
+                        output,
+                        task.attempt,
+                    )
                 except (QuantumFlowError, psycopg.Error) as e:
                     if not output_refused(e):
                         raise
@@ -362,17 +394,22 @@ class Worker:
             )
             self._drop_answer_conn()
 
-    def _complete(self, task: Task, output: Any) -> bool:
-        """Completes the task: in the answering thread's next batch, or alone (without
-        batches, when its batch failed, or when the answering thread is gone)."""
-        completer = self._completer
-        if completer is not None:
-            counted = completer.complete(task, output)
-            if counted is not None:
-                return counted
-        return api.complete_task(
-            self._answer_conn(), task.run_id, task.step_slug, task.task_index, output, task.attempt
-        )
+    def _batch_answered(self, task: Task, output: Any, counted: Optional[bool]) -> None:
+        """The answering thread's report on one completion of a batch: what
+        ``complete_task`` would have said, or None when it must be completed alone (its
+        batch failed), which is done here, in the answering thread."""
+        try:
+            if counted is None:
+                self._answer(task, output, alone=True)
+            else:
+                self._count(completed=counted, ignored=not counted)
+        finally:
+            self._answered_in_batch()
+
+    def _answered_in_batch(self) -> None:
+        with self._slots:
+            self._unanswered -= 1
+            self._slots.notify_all()
 
     def _answer_conn(self) -> psycopg.Connection[Any]:
         conn: Optional[psycopg.Connection[Any]] = getattr(self._local, "conn", None)
@@ -396,27 +433,32 @@ class Worker:
             self._ignored += ignored
 
 
-#: A completion waiting for the answering thread: the task, its output, and where the
-#: answer goes (True / False as ``complete_task`` says, None: "complete it alone").
-_Pending = Tuple[Task, Any, "Future[Optional[bool]]"]
+#: A completion waiting for the answering thread: the task and its output.
+_Pending = Tuple[Task, Any]
+
+#: Where the answering thread reports each completion: the task, its output, and True /
+#: False as ``complete_task`` says, or None: "complete it alone".
+_Report = Callable[[Task, Any, Optional[bool]], None]
 
 
 class _BatchCompleter:
     """The answering thread of a worker that completes in batches.
 
-    :meth:`complete` queues a completion and waits for its answer. The thread takes the first
-    completion waiting (blocking), then every other one already waiting (not blocking, up to
-    :data:`MAX_COMPLETION_BATCH`), and sends them with one ``complete_tasks`` on its own
-    connection: an idle worker's single completion goes at once, and under load completions
-    batch up by themselves while the previous call is on its way.
+    :meth:`submit` queues a completion. The thread takes the first completion waiting
+    (blocking), then every other one already waiting (not blocking, up to
+    :data:`MAX_COMPLETION_BATCH`), sends them with one ``complete_tasks`` on its own
+    connection, and reports each one's answer to ``report``: an idle worker's single
+    completion goes at once, and under load completions batch up by themselves while the
+    previous call is on its way.
 
     When the call fails (one output the server refuses fails the whole batch; a lost
-    connection), each completion of the batch is answered None: its own thread then completes
-    it alone, so that only a bad one gets the error.
+    connection), each completion of the batch is reported None, and ``report`` completes it
+    alone, so that only a bad one gets the error.
     """
 
-    def __init__(self, conninfo: str, workflow_slug: str) -> None:
+    def __init__(self, conninfo: str, workflow_slug: str, report: _Report) -> None:
         self.conninfo = conninfo
+        self._report = report
         self._queue: queue.Queue[Optional[_Pending]] = queue.Queue()
         self._lock = threading.Lock()
         self._closed = False
@@ -427,15 +469,14 @@ class _BatchCompleter:
         )
         self._thread.start()
 
-    def complete(self, task: Task, output: Any) -> Optional[bool]:
-        """What ``complete_task`` would say, from the task's batch; None when the caller must
-        complete it alone (its batch failed, or the thread is gone)."""
-        future: Future[Optional[bool]] = Future()
+    def submit(self, task: Task, output: Any) -> bool:
+        """Queues the completion (its answer goes to ``report``); False when the thread is
+        gone, and the caller must complete it alone."""
         with self._lock:
             if self._closed:
-                return None
-            self._queue.put((task, output, future))
-        return future.result()
+                return False
+            self._queue.put((task, output))
+        return True
 
     def close(self) -> None:
         """Ends the thread once it has answered every completion queued before."""
@@ -472,7 +513,7 @@ class _BatchCompleter:
                 except queue.Empty:
                     break
                 if pending is not None:
-                    pending[2].set_result(None)
+                    self._report(pending[0], pending[1], None)
             if self._conn is not None:
                 self._conn.close()
 
@@ -482,7 +523,7 @@ class _BatchCompleter:
             if self._conn is None or self._conn.closed:
                 self._conn = psycopg.connect(self.conninfo, autocommit=True)
             answered = api.complete_tasks(
-                self._conn, [TaskAnswer.for_task(task, output) for task, output, _ in batch]
+                self._conn, [TaskAnswer.for_task(task, output) for task, output in batch]
             )
             if len(answered) == len(batch):
                 results = list(answered)
@@ -500,8 +541,8 @@ class _BatchCompleter:
                 self._conn.close()
                 self._conn = None
         finally:
-            for (_, _, future), result in zip(batch, results):
-                future.set_result(result)
+            for (task, output), result in zip(batch, results):
+                self._report(task, output, result)
 
 
 def _cancel(conn: psycopg.Connection[Any]) -> None:
