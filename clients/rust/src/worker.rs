@@ -8,6 +8,11 @@
 //!   their `complete_task` / `fail_task` calls on it, so answers never wait behind a poll and
 //!   the worker needs no pool. Both statements are prepared once.
 //!
+//! Concurrency: at most `concurrency` handlers run at once. With `complete_in_batches`, a task
+//! gives its slot back once its completion is queued for the batcher, so the next tasks run
+//! while a batch is on its way; claiming pauses while `MAX_COMPLETION_BATCH` queued
+//! completions wait for their answer.
+//!
 //! Shutdown: when the shutdown signal turns true the worker stops claiming. A `poll_tasks`
 //! that is waiting is cancelled (a cancelled poll rolls back, so it claimed nothing; a poll
 //! that returned first hands its tasks to handlers as usual). Then it waits for the tasks it
@@ -26,7 +31,7 @@ use std::panic::AssertUnwindSafe;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_postgres::{CancelToken, Client, NoTls, Statement};
 
@@ -160,7 +165,8 @@ impl std::fmt::Debug for StepFunctions {
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     pub workflow_slug: String,
-    /// Tasks in flight at most (handlers running or answering). Default 10.
+    /// Handlers running at once at most. A task holds its slot until it is answered, or, with
+    /// `complete_in_batches`, until its completion is queued for the next batch. Default 10.
     pub concurrency: usize,
     /// Tasks claimed per `poll_tasks` call at most (never more than the free slots). Default 10.
     pub batch_size: i32,
@@ -289,10 +295,19 @@ impl Answerer {
         })
     }
 
-    async fn complete(&self, task: &Task, output: &Value) -> Result<bool> {
+    /// Completes the task. `slot` is the task's concurrency slot: once the completion is
+    /// queued for the batcher, the slot is given back, so that the next task runs while the
+    /// batch is on its way; answering on its own, the task keeps its slot until answered.
+    async fn complete(
+        &self,
+        task: &Task,
+        output: &Value,
+        slot: Option<OwnedSemaphorePermit>,
+    ) -> Result<bool> {
         if let Some(batcher) = &self.batcher {
             let (tx, rx) = oneshot::channel();
             if batcher.send((task.clone(), output.clone(), tx)).is_ok() {
+                drop(slot);
                 if let Ok(answer) = rx.await {
                     return answer;
                 }
@@ -460,7 +475,10 @@ impl Worker {
         let mut stats = WorkerStats::default();
         let workflow_slug: Arc<str> = Arc::from(self.config.workflow_slug.as_str());
         let mut fatal: Option<Error> = None;
+        // Every spawned task until it is answered; a slot is held from the claim until the
+        // task is answered or its completion is queued (see `Answerer::complete`).
         let mut in_flight: JoinSet<Outcome> = JoinSet::new();
+        let slots = Arc::new(Semaphore::new(self.config.concurrency));
         let (hard_stop_tx, hard_stop) = watch::channel(false);
 
         loop {
@@ -470,12 +488,19 @@ impl Worker {
             if fatal.is_some() || *shutdown.borrow() {
                 break;
             }
-            let free = self.config.concurrency.saturating_sub(in_flight.len());
-            if free == 0 {
+            let free = slots.available_permits();
+            // Completions queued and not yet answered: claiming pauses while a whole batch of
+            // them waits, so that a slow answer connection holds back the claims.
+            let unanswered = in_flight
+                .len()
+                .saturating_sub(self.config.concurrency - free);
+            if free == 0 || unanswered >= MAX_COMPLETION_BATCH {
                 tokio::select! {
                     Some(joined) = in_flight.join_next() => {
                         self.tally(joined, &mut stats, &mut fatal)
                     }
+                    // a slot given back (the permit is only a wake-up here: it drops at once)
+                    _ = slots.acquire(), if free == 0 => {}
                     _ = signalled(&mut shutdown) => {}
                 }
                 continue;
@@ -509,11 +534,15 @@ impl Worker {
                 Ok(tasks) => {
                     for task in tasks {
                         stats.claimed += 1;
+                        // Only this loop takes slots, and the poll asked for no more tasks
+                        // than were free, so every claimed task gets one.
+                        let slot = slots.clone().try_acquire_owned().ok();
                         in_flight.spawn(run_task(
                             task.clone(),
                             workflow_slug.clone(),
                             self.handlers.get(&task.step_slug),
                             self.answerer.clone(),
+                            slot,
                             hard_stop.clone(),
                         ));
                     }
@@ -596,6 +625,7 @@ async fn run_task(
     workflow_slug: Arc<str>,
     handler: Option<Handler>,
     answerer: Arc<Answerer>,
+    slot: Option<OwnedSemaphorePermit>,
     mut hard_stop: watch::Receiver<bool>,
 ) -> Outcome {
     let result: std::result::Result<Value, Failure> = match handler {
@@ -640,7 +670,7 @@ async fn run_task(
     // Answers are not interrupted by the shutdown deadline: a dropped query could still
     // commit, so it is awaited to keep the stats exact.
     match result {
-        Ok(output) => match answerer.complete(&task, &output).await {
+        Ok(output) => match answerer.complete(&task, &output, slot).await {
             Ok(true) => Outcome::Completed,
             Ok(false) => Outcome::Ignored,
             // an output the server refuses (too large, or not storable as jsonb) would be

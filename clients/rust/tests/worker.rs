@@ -125,6 +125,102 @@ async fn runs_up_to_concurrency_tasks_at_once() {
     );
 }
 
+/// With batched completions, a task's slot is given back once its completion is queued: while
+/// a `complete_tasks` call waits (here on a row lock the test holds), the worker goes on
+/// working its other tasks, two at a time, and their completions go in the calls after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_queued_completion_gives_its_slot_to_the_next_task() {
+    let url = database(DB).await;
+    let c = client(&url).await;
+    map_flow(&c, "queued_slot", 60).await;
+    let run_id = start_flow(
+        &c,
+        "queued_slot",
+        &json!((0..10).collect::<Vec<i64>>()),
+        None,
+    )
+    .await
+    .unwrap();
+    // Every completion of the map's tasks updates one of these rows: hold them all.
+    let mut holder = client(&url).await;
+    let hold = holder.transaction().await.unwrap();
+    let held = hold
+        .query(
+            "SELECT 1 FROM quantum_flow.step_task_shards WHERE run_id = $1 FOR UPDATE",
+            &[&run_id],
+        )
+        .await
+        .unwrap();
+    assert!(!held.is_empty());
+
+    let (running, most, worked) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let (now, peak, done) = (running.clone(), most.clone(), worked.clone());
+    let steps = StepFunctions::new().step("m", move |input: Value| {
+        let (now, peak, done) = (now.clone(), peak.clone(), done.clone());
+        async move {
+            peak.fetch_max(now.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            now.fetch_sub(1, Ordering::SeqCst);
+            done.fetch_add(1, Ordering::SeqCst);
+            Ok(json!(input["item"].as_i64().ok_or("no item")? * 2))
+        }
+    });
+    let config = WorkerConfig::new("queued_slot")
+        .worker_id("queued-slot")
+        .concurrency(2)
+        .batch_size(2)
+        .max_wait_ms(50);
+    let worker = Worker::connect(&url, config, steps).await.unwrap();
+    let (stop, shutdown) = shutdown_channel();
+    let working = tokio::spawn(worker.run(shutdown));
+
+    eventually("all ten tasks worked", || async {
+        worked.load(Ordering::SeqCst) == 10
+    })
+    .await;
+    eventually("a complete_tasks call waits on the held rows", || async {
+        let waiting: i64 = c
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 \
+                 AND wait_event_type = 'Lock' AND query LIKE '%complete_tasks%'",
+                &[&"quantum_flow worker queued-slot"],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        waiting == 1
+    })
+    .await;
+    assert_eq!(run_status(&c, run_id).await, RunStatus::Started);
+    hold.commit().await.unwrap();
+    eventually("the run completes", || async {
+        run_status(&c, run_id).await != RunStatus::Started
+    })
+    .await;
+    stop.send(true).unwrap();
+    let stats = working.await.unwrap().unwrap();
+
+    let run = get_run(&c, run_id).await.unwrap();
+    assert_eq!(run.status, RunStatus::Completed, "{run:?}");
+    let doubled: Vec<i64> = (0..10).map(|n| n * 2).collect();
+    assert_eq!(run.output, Some(json!({ "m": doubled })));
+    assert_eq!(most.load(Ordering::SeqCst), 2, "two handlers at most");
+    assert_eq!(
+        (
+            stats.claimed,
+            stats.completed,
+            stats.failed,
+            stats.ignored,
+            stats.answer_errors
+        ),
+        (10, 10, 0, 0, 0)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn shutdown_finishes_the_tasks_it_holds_and_claims_no_more() {
     let url = database(DB).await;
