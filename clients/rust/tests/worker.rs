@@ -47,6 +47,22 @@ async fn run_status(c: &Client, run_id: Uuid) -> RunStatus {
     get_run(c, run_id).await.unwrap().status
 }
 
+/// Waits for the run to end, then stops the worker: the run and the worker's stats.
+async fn finish(
+    c: &Client,
+    run_id: Uuid,
+    stop: watch::Sender<bool>,
+    working: tokio::task::JoinHandle<Result<WorkerStats, Error>>,
+) -> (Run, WorkerStats) {
+    eventually("the run ends", || async {
+        run_status(c, run_id).await != RunStatus::Started
+    })
+    .await;
+    stop.send(true).unwrap();
+    let stats = working.await.unwrap().unwrap();
+    (get_run(c, run_id).await.unwrap(), stats)
+}
+
 /// Whether the worker's poll connection is inside poll_tasks, waiting for work.
 async fn poll_is_waiting(c: &Client, worker_id: &str) -> bool {
     let n: i64 = c
@@ -95,14 +111,7 @@ async fn runs_up_to_concurrency_tasks_at_once() {
     let run_id = start_flow(&c, "concurrency", &json!([1, 2, 3, 4, 5, 6, 7, 8]), None)
         .await
         .unwrap();
-    eventually("the run completes", || async {
-        run_status(&c, run_id).await != RunStatus::Started
-    })
-    .await;
-    stop.send(true).unwrap();
-    let stats = working.await.unwrap().unwrap();
-
-    let run = get_run(&c, run_id).await.unwrap();
+    let (run, stats) = finish(&c, run_id, stop, working).await;
     assert_eq!(run.status, RunStatus::Completed, "{run:?}");
     assert_eq!(
         run.output,
@@ -197,14 +206,7 @@ async fn a_queued_completion_gives_its_slot_to_the_next_task() {
     .await;
     assert_eq!(run_status(&c, run_id).await, RunStatus::Started);
     hold.commit().await.unwrap();
-    eventually("the run completes", || async {
-        run_status(&c, run_id).await != RunStatus::Started
-    })
-    .await;
-    stop.send(true).unwrap();
-    let stats = working.await.unwrap().unwrap();
-
-    let run = get_run(&c, run_id).await.unwrap();
+    let (run, stats) = finish(&c, run_id, stop, working).await;
     assert_eq!(run.status, RunStatus::Completed, "{run:?}");
     let doubled: Vec<i64> = (0..10).map(|n| n * 2).collect();
     assert_eq!(run.output, Some(json!({ "m": doubled })));
