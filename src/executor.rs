@@ -34,7 +34,7 @@ use crate::store::{flows, runs};
 use crate::wakeup;
 use pgrx::datum::{TimestampWithTimeZone, Uuid};
 use pgrx::{pg_sys, PgTryBuilder};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
@@ -769,26 +769,80 @@ pub fn complete_tasks(call_name: &str, answers: Vec<Answer>) -> QfResult<Vec<boo
     call(|| {
         let mut completed = vec![false; answers.len()];
         // Each workflow's answers are completed in one statement (it names the workflow's
-        // queue). Which workflow a run belongs to is remembered per backend; should a
-        // remembered one be wrong (a run pruned and its id reused), its answers complete
-        // nothing on the first pass and are tried again with the workflow looked up.
-        let (remembered, unknown): (Vec<usize>, Vec<usize>) =
-            (0..answers.len()).partition(|&i| remembered_workflow(answers[i].run_id).is_some());
-        complete_answers(&answers, &remembered, &mut completed)?;
-        let mut retry: Vec<usize> = remembered.into_iter().filter(|&i| !completed[i]).collect();
-        for &i in &retry {
-            forget_workflow(answers[i].run_id);
-        }
-        retry.extend(unknown);
-        retry.sort_unstable();
-        if !retry.is_empty() {
-            let mut run_ids: Vec<Uuid> = retry.iter().map(|&i| answers[i].run_id).collect();
-            run_ids.sort();
-            run_ids.dedup();
-            for (run_id, workflow_slug) in runs::workflows_of(&run_ids)? {
-                remember_workflow(run_id, workflow_slug);
+        // queue), all workflows in one pass. Which workflow a run belongs to is remembered per
+        // backend (unless the workflow's queue is gone: deleted with its runs); the runs this
+        // backend does not remember are looked up first, in one query that locks nothing.
+        // This call's workflows are kept here: remembering a run can start the backend's
+        // memory over (`REMEMBERED_RUNS`), forgetting runs of this very batch.
+        let all: Vec<usize> = (0..answers.len()).collect();
+        let mut workflows: HashMap<Uuid, String> = HashMap::new();
+        let mut unknown: Vec<Uuid> = Vec::new();
+        let mut live_queues: Vec<String> = Vec::new();
+        for run_id in run_ids_of(&answers, &all) {
+            match remembered_workflow(run_id) {
+                Some(w) if live_queues.contains(&w) || queue::table_exists(&w) => {
+                    if !live_queues.contains(&w) {
+                        live_queues.push(w.clone());
+                    }
+                    workflows.insert(run_id, w);
+                }
+                Some(_) => {
+                    forget_workflow(run_id);
+                    unknown.push(run_id);
+                }
+                None => unknown.push(run_id),
             }
-            complete_answers(&answers, &retry, &mut completed)?;
+        }
+        let looked_up: Vec<(Uuid, String)> = if unknown.is_empty() {
+            Vec::new()
+        } else {
+            runs::workflows_of(&unknown)?
+        };
+        for (run_id, workflow_slug) in &looked_up {
+            remember_workflow(*run_id, workflow_slug.clone());
+        }
+        let remembered: Vec<Uuid> = workflows.keys().copied().collect();
+        workflows.extend(looked_up);
+        complete_answers(
+            &answers,
+            &all,
+            &|id| workflows.get(&id).cloned(),
+            &mut completed,
+        )?;
+        // An answer that completed nothing although its run's workflow was remembered: a
+        // remembered workflow is wrong only when a run was deleted and its id reused, so look
+        // the runs up again, and try again only those whose workflow was not the remembered
+        // one (a late or duplicate answer is answered by `explain_unchanged` below).
+        let retry: Vec<usize> = all
+            .into_iter()
+            .filter(|&i| !completed[i] && remembered.contains(&answers[i].run_id))
+            .collect();
+        if !retry.is_empty() {
+            let run_ids = run_ids_of(&answers, &retry);
+            let actual: HashMap<Uuid, String> = runs::workflows_of(&run_ids)?.into_iter().collect();
+            let mut moved: HashMap<Uuid, String> = HashMap::new();
+            for id in &run_ids {
+                match actual.get(id) {
+                    None => forget_workflow(*id),
+                    Some(w) if workflows.get(id) != Some(w) => {
+                        remember_workflow(*id, w.clone());
+                        moved.insert(*id, w.clone());
+                    }
+                    Some(_) => {}
+                }
+            }
+            let retry: Vec<usize> = retry
+                .into_iter()
+                .filter(|&i| moved.contains_key(&answers[i].run_id))
+                .collect();
+            if !retry.is_empty() {
+                complete_answers(
+                    &answers,
+                    &retry,
+                    &|id| moved.get(&id).cloned(),
+                    &mut completed,
+                )?;
+            }
         }
         for (a, done) in answers.iter().zip(&completed) {
             if !done {
@@ -797,6 +851,14 @@ pub fn complete_tasks(call_name: &str, answers: Vec<Answer>) -> QfResult<Vec<boo
         }
         Ok(completed)
     })
+}
+
+/// The distinct run ids, sorted, of the answers at positions `which`.
+fn run_ids_of(answers: &[Answer], which: &[usize]) -> Vec<Uuid> {
+    let mut ids: Vec<Uuid> = which.iter().map(|&i| answers[i].run_id).collect();
+    ids.sort();
+    ids.dedup();
+    ids
 }
 
 thread_local! {
@@ -835,13 +897,18 @@ fn forget_workflow(run_id: Uuid) {
     RUN_WORKFLOWS.with(|m| m.borrow_mut().remove(&run_id));
 }
 
-/// Completes the answers at positions `which` whose run's workflow is remembered, one
+/// Completes the answers at positions `which` whose run's workflow `workflow_of` knows, one
 /// statement per workflow, and what follows (counts, finished steps, slots).
-fn complete_answers(answers: &[Answer], which: &[usize], completed: &mut [bool]) -> QfResult<()> {
+fn complete_answers(
+    answers: &[Answer],
+    which: &[usize],
+    workflow_of: &dyn Fn(Uuid) -> Option<String>,
+    completed: &mut [bool],
+) -> QfResult<()> {
     let mut by_workflow: BTreeMap<String, Vec<queue::Answer>> = BTreeMap::new();
     for &ord in which {
         let a = &answers[ord];
-        if let Some(workflow_slug) = remembered_workflow(a.run_id) {
+        if let Some(workflow_slug) = workflow_of(a.run_id) {
             by_workflow
                 .entry(workflow_slug)
                 .or_default()

@@ -27,6 +27,7 @@ use crate::jsonb::Jsonb;
 use crate::settings::{FAN_OUT_CHUNK, JSONB_MAX_BYTES};
 use crate::store::{col, execute, query, query_dynamic, query_opt, query_prepared, req};
 use pgrx::datum::Uuid;
+use pgrx::pg_sys;
 use std::cell::Cell;
 
 /// The queue's message table (`q_`) or archive (`a_`), quoted (`pgmq.format_table_name`:
@@ -34,6 +35,21 @@ use std::cell::Cell;
 /// validated slugs).
 fn queue_table(queue: &str) -> String {
     pgrx::spi::quote_qualified_identifier("pgmq", &format!("q_{queue}"))
+}
+
+/// Whether the workflow's queue table exists, from the catalog cache (no statement): a
+/// backend's memory of which workflow a run belongs to can outlive the workflow.
+pub fn table_exists(workflow_slug: &str) -> bool {
+    let table = format!("q_{}", crate::engine::slug::queue_name(workflow_slug));
+    let Ok(table) = std::ffi::CString::new(table) else {
+        return false;
+    };
+    // SAFETY: both lookups only read the catalog caches; with `missing_ok` neither raises.
+    unsafe {
+        let namespace = pg_sys::get_namespace_oid(c"pgmq".as_ptr(), true);
+        namespace != pg_sys::InvalidOid
+            && pg_sys::get_relname_relid(table.as_ptr(), namespace) != pg_sys::InvalidOid
+    }
 }
 
 /// The queue's message table, quoted, for statements elsewhere that join it.

@@ -95,6 +95,45 @@ SELECT quantum_flow.start_flows('bt_chain', ARRAY[NULL]::jsonb[]);
 SELECT quantum_flow.start_flows('bt_missing', ARRAY['{}']::jsonb[]);
 SELECT count(*) AS runs_after FROM quantum_flow.runs WHERE workflow_slug = 'bt_chain';
 
+-- complete_tasks on a backend that never claimed a task (a worker's answering connection)
+-- looks each run's workflow up. Past 10,000 runs that backend starts its memory of runs over:
+-- the batch that crosses the limit (batches of 64 cross it in the middle of one) keeps every
+-- answer.
+SELECT workflow_slug FROM quantum_flow.create_flow('bt_many', max_attempts => 1);
+SELECT step_slug FROM quantum_flow.add_step('bt_many', 'a');
+CREATE TABLE bt_claimed (ord serial, run_id uuid, task_index int, attempt int, n int);
+DO $$
+BEGIN
+  FOR chunk IN 0..10 LOOP
+    PERFORM quantum_flow.start_flows('bt_many',
+      (SELECT array_agg(jsonb_build_object('n', i)) FROM generate_series(chunk * 1000 + 1, least(chunk * 1000 + 1000, 10050)) i));
+    INSERT INTO bt_claimed (run_id, task_index, attempt, n)
+      SELECT run_id, task_index, attempt, (input->'run'->>'n')::int
+      FROM quantum_flow.poll_tasks('bt_many', batch_size => 1000);
+  END LOOP;
+END
+$$;
+SELECT count(*) AS claimed, count(DISTINCT run_id) AS runs FROM bt_claimed;
+\c
+\set VERBOSITY terse
+CREATE TABLE bt_answered (batch int, completed boolean[]);
+DO $$
+BEGIN
+  FOR b IN 0..(10050 / 64) LOOP
+    INSERT INTO bt_answered
+      SELECT b, quantum_flow.complete_tasks(array_agg(run_id ORDER BY ord), array_agg('a'::text ORDER BY ord),
+               array_agg(task_index ORDER BY ord), array_agg(to_jsonb(n * 2) ORDER BY ord),
+               array_agg(attempt ORDER BY ord))
+      FROM bt_claimed WHERE (ord - 1) / 64 = b;
+  END LOOP;
+END
+$$;
+SELECT count(DISTINCT batch) AS batches, count(*) FILTER (WHERE c) AS answers_completed, count(*) FILTER (WHERE NOT c) AS not_completed
+FROM bt_answered, unnest(completed) c;
+SELECT r.status, count(*) AS runs, count(*) FILTER (WHERE (quantum_flow.get_run(r.run_id)->'output'->>'a')::int = c.n * 2) AS right_output
+FROM quantum_flow.runs r JOIN bt_claimed c USING (run_id) WHERE r.workflow_slug = 'bt_many' GROUP BY r.status;
+DROP TABLE bt_claimed, bt_answered;
+
 -- clean up: the other files of this suite share the database
 SELECT count(quantum_flow.cancel_run(run_id)) AS cancelled FROM quantum_flow.runs
 WHERE workflow_slug LIKE 'bt\_%' AND status IN ('started', 'paused');
