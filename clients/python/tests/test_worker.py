@@ -11,6 +11,8 @@ from uuid import UUID
 
 import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 from conftest import wait_for_run_end, wait_until
 
 import quantum_flow as qf
@@ -327,6 +329,62 @@ def test_stop_cancels_a_waiting_poll_which_claims_nothing(
     run_id = qf.start_flow(conn, slug)
     [task] = qf.poll_tasks(conn, slug)
     assert (task.run_id, task.attempt) == (run_id, 1)
+
+
+def test_a_worker_keeps_reconnecting_while_the_server_refuses_it(
+    conninfo: str, conn: psycopg.Connection[Any], slug: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its poll connection is lost while the server refuses new connections (as during a
+    restart): the worker tries again every retry_delay, then polls again once it gets in."""
+    role = "qf_py_reconnecting_worker"
+    ident = sql.Identifier(role)
+    conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(ident))
+    conn.execute(
+        sql.SQL("CREATE ROLE {} LOGIN IN ROLE quantum_flow_worker, quantum_flow_client").format(
+            ident
+        )
+    )
+    qf.create_flow(conn, slug)
+    qf.add_step(conn, slug, "a")
+    worker = qf.Worker(
+        make_conninfo(conninfo, user=role),
+        slug,
+        {"a": lambda i: i["run"]["n"] * 2},
+        max_wait_ms=200,
+        retry_delay=0.05,
+    )
+    its_poll = (
+        "FROM pg_stat_activity WHERE usename = %s AND query LIKE %s "
+        "AND datname = current_database()"
+    )
+    caplog.set_level(logging.WARNING, logger="quantum_flow.worker")
+    worker.start()
+    try:
+        wait_until(
+            lambda: conn.execute(
+                f"SELECT count(*) {its_poll}", [role, "%quantum_flow.poll_tasks%"]
+            ).fetchone()
+            == (1,),
+            what="the worker's poll",
+        )
+        conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(ident))
+        conn.execute(
+            f"SELECT pg_terminate_backend(pid) {its_poll}", [role, "%quantum_flow.poll_tasks%"]
+        )
+        refused = lambda: [  # noqa: E731
+            r for r in caplog.records if r.getMessage().startswith("reconnecting failed")
+        ]
+        wait_until(lambda: len(refused()) >= 3, what="three refused reconnections")
+        assert "is not permitted to log in" in refused()[0].getMessage()
+        conn.execute(sql.SQL("ALTER ROLE {} LOGIN").format(ident))
+        run_id = qf.start_flow(conn, slug, {"n": 21})
+        run = wait_for_run_end(conn, run_id)
+        assert (run.status, run.output) == ("completed", {"a": 42})
+        assert worker.running
+    finally:
+        conn.execute(sql.SQL("ALTER ROLE {} LOGIN").format(ident))
+        stats = worker.stop(30)
+    assert stats == qf.WorkerStats(completed=1)
 
 
 def test_a_worker_needs_a_function_for_every_step(

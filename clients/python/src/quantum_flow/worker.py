@@ -285,13 +285,22 @@ class Worker:
                 pool.submit(self._work, task)
 
     def _reconnect_poll(self) -> None:
+        """Opens a new poll connection if the old one is closed, trying again every
+        ``retry_delay`` seconds while the server is unreachable (a restart), until stop()."""
         with self._slots:
             old = self._poll_conn
         if old is not None and not old.closed:
             return
-        new = psycopg.connect(self.conninfo, autocommit=True)
-        with self._slots:
-            self._poll_conn = new
+        while not self._stopping.is_set():
+            try:
+                new = psycopg.connect(self.conninfo, autocommit=True)
+            except psycopg.OperationalError as e:
+                log.warning("reconnecting failed (%s); retrying in %.1f s", e, self.retry_delay)
+                self._stopping.wait(self.retry_delay)
+                continue
+            with self._slots:
+                self._poll_conn = new
+            return
 
     # -- working ---------------------------------------------------------------------------
 
