@@ -7,6 +7,7 @@ use crate::types::RunStatus;
 use crate::worker::{connect, shutdown_channel, StepFunctions, Worker, WorkerConfig};
 use serde_json::Value;
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// Options of [`execute_dynamic`].
@@ -32,6 +33,17 @@ impl Default for ExecuteOptions {
             concurrency: 10,
             shutdown_grace: Duration::from_secs(10),
         }
+    }
+}
+
+/// Stops the worker when dropped: at the end of [`execute_dynamic`], and also when its future
+/// is dropped before that (a `tokio::time::timeout` around it), after which the worker finishes
+/// and answers the tasks it holds, then ends, on its own.
+struct StopOnDrop(watch::Sender<bool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.send(true);
     }
 }
 
@@ -67,6 +79,7 @@ pub async fn execute_dynamic(
 
     let run_id = api::start_flow(&control, workflow_slug, &input, None).await?;
     let (stop, shutdown) = shutdown_channel();
+    let stop = StopOnDrop(stop);
     let mut working = tokio::spawn(worker.run(shutdown));
 
     // Wait for the run to end with wait_run (woken by the commit that ends it), in slices of
@@ -76,7 +89,10 @@ pub async fn execute_dynamic(
         let left = deadline.saturating_duration_since(Instant::now());
         let slice = left.as_millis().clamp(0, 60_000) as i32;
         let run = tokio::select! {
-            run = api::wait_run(&control, run_id, slice) => run?,
+            run = api::wait_run(&control, run_id, slice) => match run {
+                Ok(run) => run,
+                Err(e) => break Err(e),
+            },
             // The worker stops on its own only when something broke.
             stopped = &mut working => {
                 return Err(match stopped {
@@ -101,7 +117,7 @@ pub async fn execute_dynamic(
             RunStatus::Started | RunStatus::Paused => {}
         }
     };
-    let _ = stop.send(true);
+    drop(stop);
     // The run's outcome is known: the worker's own result (its stats, or an error while it
     // drained tasks of other runs) does not change it.
     let _ = working.await;

@@ -21,7 +21,7 @@
 
 use crate::api::{self, PollOptions};
 use crate::error::{Error, Result};
-use crate::types::{FailOutcome, FlowDefinition, Task, WorkerStats};
+use crate::types::{FailOutcome, FlowDefinition, StepType, Task, WorkerStats};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde_json::Value;
@@ -137,10 +137,13 @@ impl StepFunctions {
         self.handlers.contains_key(step_slug)
     }
 
-    /// The steps of `flow` that have no handler, in step order.
+    /// The steps of `flow` that have no handler, in step order. Event steps (completed by
+    /// `send_event`) and sub-flow steps (whose tasks are runs of another workflow) have no tasks
+    /// for a worker, so they need none.
     pub fn missing_for(&self, flow: &FlowDefinition) -> Vec<String> {
         flow.steps
             .iter()
+            .filter(|s| s.step_type != StepType::Event && s.flow.is_none())
             .filter(|s| !self.contains(&s.step_slug))
             .map(|s| s.step_slug.clone())
             .collect()
@@ -166,7 +169,8 @@ impl std::fmt::Debug for StepFunctions {
 pub struct WorkerConfig {
     pub workflow_slug: String,
     /// Handlers running at once at most. A task holds its slot until it is answered, or, with
-    /// `complete_in_batches`, until its completion is queued for the next batch. Default 10.
+    /// `complete_in_batches`, until its completion is queued for the next batch. Default 10;
+    /// [`Worker::connect`] takes 0 as 1 and caps it at `i32::MAX`.
     pub concurrency: usize,
     /// Tasks claimed per `poll_tasks` call at most (never more than the free slots). Default 10.
     pub batch_size: i32,
@@ -439,12 +443,16 @@ impl std::fmt::Debug for Worker {
 impl Worker {
     /// Connects the worker's two connections and checks that the workflow exists
     /// (`workflow_not_found`) and that every one of its steps has a handler
-    /// ([`Error::MissingHandlers`]).
+    /// ([`Error::MissingHandlers`]; event and sub-flow steps need none).
     pub async fn connect(
         conn_str: &str,
         config: WorkerConfig,
         handlers: StepFunctions,
     ) -> Result<Worker> {
+        let mut config = config;
+        // Also when set through the public field: with no slot the worker would never claim,
+        // and a batch size is an int.
+        config.concurrency = config.concurrency.clamp(1, i32::MAX as usize);
         let name = format!("quantum_flow worker {}", config.worker_id);
         let answer_client = connect(conn_str, &name).await?;
         let flow = api::get_flow(&answer_client, &config.workflow_slug).await?;

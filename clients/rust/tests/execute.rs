@@ -405,3 +405,70 @@ async fn a_run_that_outlasts_the_timeout_is_a_timeout_error() {
         "the run is left to other workers"
     );
 }
+
+/// `execute_dynamic`'s future dropped while a handler runs (a `tokio::time::timeout` around
+/// it) stops its worker: the worker answers the task it holds, then ends, and claims nothing
+/// more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_execute_dynamic_stops_its_worker() {
+    let url = database(DB).await;
+    let c = client(&url).await;
+    create_flow(&c, "dropped_call", &FlowOptions::new())
+        .await
+        .unwrap();
+    add_step(&c, "dropped_call", "work", &StepOptions::new())
+        .await
+        .unwrap();
+    let called = Arc::new(tokio::sync::Notify::new());
+    let notify = called.clone();
+    let steps = StepFunctions::new().step("work", move |input: Value| {
+        let notify = notify.clone();
+        async move {
+            notify.notify_one();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Ok(input["run"]["n"].clone())
+        }
+    });
+    let call = execute_dynamic(&url, "dropped_call", json!({"n": 7}), steps, quick(60));
+    tokio::select! {
+        _ = call => panic!("the run cannot end before its handler was called"),
+        _ = called.notified() => {}
+    }
+    // The call is dropped; its worker still holds the task.
+    let workers = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                   AND application_name LIKE 'quantum_flow worker %'";
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(60);
+    while c.query_one(workers, &[]).await.unwrap().get::<_, i64>(0) > 0 {
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "the worker of the dropped call kept its connections"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let row = c
+        .query_one(
+            "SELECT run_id, status::text FROM quantum_flow.runs \
+             WHERE workflow_slug = 'dropped_call'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (run_id, status): (uuid::Uuid, String) = (row.get(0), row.get(1));
+    assert_eq!(status, "completed", "the held task was answered");
+    let run = get_run(&c, run_id).await.unwrap();
+    assert_eq!(run.output, Some(json!({"work": 7})));
+    // Nothing claims a new run's task now but this test.
+    let next = start_flow(&c, "dropped_call", &json!({"n": 8}), None)
+        .await
+        .unwrap();
+    let tasks = poll_tasks(&c, "dropped_call", &PollOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        tasks
+            .iter()
+            .map(|t| (t.run_id, t.attempt))
+            .collect::<Vec<_>>(),
+        [(next, 1)]
+    );
+}

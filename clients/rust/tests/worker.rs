@@ -530,3 +530,77 @@ async fn connect_checks_the_workflow_and_its_handlers() {
         Ok(_) => panic!("connected without handlers"),
     }
 }
+
+/// Event steps (completed by send_event) and sub-flow steps (whose tasks are runs of another
+/// workflow) have no tasks for a worker: they need no handler.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_and_sub_flow_steps_need_no_handler() {
+    let url = database(DB).await;
+    let c = client(&url).await;
+    create_flow(&c, "handlers_child", &FlowOptions::new())
+        .await
+        .unwrap();
+    add_step(&c, "handlers_child", "double", &StepOptions::new())
+        .await
+        .unwrap();
+    create_flow(&c, "handlers_skip", &FlowOptions::new())
+        .await
+        .unwrap();
+    add_step(&c, "handlers_skip", "one", &StepOptions::new())
+        .await
+        .unwrap();
+    let steps = [
+        ("approve", StepOptions::new().depends_on(["one"]).event()),
+        (
+            "child",
+            StepOptions::new()
+                .depends_on(["one"])
+                .flow("handlers_child"),
+        ),
+        ("last", StepOptions::new().depends_on(["approve", "child"])),
+    ];
+    for (slug, options) in &steps {
+        add_step(&c, "handlers_skip", slug, options).await.unwrap();
+    }
+    match Worker::connect(
+        &url,
+        WorkerConfig::new("handlers_skip"),
+        StepFunctions::new().step("one", |_| async { Ok(json!(1)) }),
+    )
+    .await
+    {
+        Err(Error::MissingHandlers(missing)) => assert_eq!(missing, ["last"]),
+        Err(other) => panic!("{other:?}"),
+        Ok(_) => panic!("connected without a handler for step last"),
+    }
+    let handlers = StepFunctions::new()
+        .step("one", |_| async { Ok(json!(1)) })
+        .step("last", |_| async { Ok(json!(2)) });
+    Worker::connect(&url, WorkerConfig::new("handlers_skip"), handlers)
+        .await
+        .expect("the event and sub-flow steps need no handler");
+}
+
+/// A `WorkerConfig` whose public `concurrency` field is 0 works one task at a time instead of
+/// never claiming.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concurrency_of_zero_set_on_the_field_works_one_task_at_a_time() {
+    let url = database(DB).await;
+    let c = client(&url).await;
+    map_flow(&c, "zero_slots", 60).await;
+    let mut config = WorkerConfig::new("zero_slots").max_wait_ms(100);
+    config.concurrency = 0;
+    let handlers = StepFunctions::new().step("m", |input| async move {
+        Ok(json!(input["item"].as_i64().unwrap_or(0) * 10))
+    });
+    let worker = Worker::connect(&url, config, handlers).await.unwrap();
+    assert_eq!(worker.config().concurrency, 1);
+    let run_id = start_flow(&c, "zero_slots", &json!([1, 2, 3]), None)
+        .await
+        .unwrap();
+    let (stop, shutdown) = shutdown_channel();
+    let working = tokio::spawn(worker.run(shutdown));
+    let (run, stats) = finish(&c, run_id, stop, working).await;
+    assert_eq!(run.output, Some(json!({"m": [10, 20, 30]})));
+    assert_eq!((stats.completed, stats.failed, stats.ignored), (3, 0, 0));
+}
