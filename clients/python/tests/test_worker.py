@@ -387,6 +387,54 @@ def test_a_worker_keeps_reconnecting_while_the_server_refuses_it(
     assert stats == qf.WorkerStats(completed=1)
 
 
+def test_a_worker_refused_for_its_library_version_opens_a_new_poll_connection(
+    conninfo: str, conn: psycopg.Connection[Any], slug: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After an upgrade, a session that loaded the older library is refused with
+    extension_version_mismatch; a new session loads the installed library. Here every session
+    is refused for a while (the database's extension claims a newer version): the worker
+    replaces its poll connection, and polls on the new one once the versions match again."""
+    qf.create_flow(conn, slug)
+    qf.add_step(conn, slug, "a")
+    [(version,)] = conn.execute(
+        "SELECT extversion FROM pg_extension WHERE extname = 'quantum_flow'"
+    ).fetchall()
+    worker = qf.Worker(
+        conninfo, slug, {"a": lambda i: i["run"]["n"] + 1}, max_wait_ms=100, retry_delay=0.05
+    )
+    polls = (
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+        "AND query LIKE '%quantum_flow.poll_tasks%' AND pid <> pg_backend_pid()"
+    )
+    caplog.set_level(logging.WARNING, logger="quantum_flow.worker")
+    worker.start()
+    try:
+        [(before,)] = wait_until(
+            lambda: conn.execute(polls).fetchall(), what="the worker's poll connection"
+        )
+        conn.execute(
+            "UPDATE pg_extension SET extversion = '9.9.9' WHERE extname = 'quantum_flow'"
+        )
+        wait_until(
+            lambda: any("extension_version_mismatch" in r.getMessage() for r in caplog.records),
+            what="a poll refused for its library version",
+        )
+        conn.execute(
+            "UPDATE pg_extension SET extversion = %s WHERE extname = 'quantum_flow'", [version]
+        )
+        run_id = qf.start_flow(conn, slug, {"n": 41})
+        run = wait_for_run_end(conn, run_id)
+        assert (run.status, run.output) == ("completed", {"a": 42})
+        [(after,)] = conn.execute(polls).fetchall()
+        assert after != before
+    finally:
+        conn.execute(
+            "UPDATE pg_extension SET extversion = %s WHERE extname = 'quantum_flow'", [version]
+        )
+        stats = worker.stop(30)
+    assert stats == qf.WorkerStats(completed=1)
+
+
 def test_a_worker_needs_a_function_for_every_step(
     conninfo: str, conn: psycopg.Connection[Any], slug: str
 ) -> None:

@@ -67,6 +67,13 @@ def missing_step_functions(
     ]
 
 
+def stale_library(error: BaseException) -> bool:
+    """Whether the server refused a call with ``extension_version_mismatch``: the session runs
+    another version's library than the database's extension (a session that loaded the library
+    before an upgrade keeps it). A new connection loads the installed library."""
+    return isinstance(error, QuantumFlowError) and error.code == "extension_version_mismatch"
+
+
 def error_message_of(error: BaseException) -> str:
     """The message a failed attempt is reported with: the exception's text, else its type."""
     text = str(error)
@@ -272,6 +279,10 @@ class Worker:
                 if self._stopping.is_set():
                     return
                 log.warning("poll_tasks failed (%s); retrying in %.1f s", e, self.retry_delay)
+                if stale_library(e):
+                    with self._slots:
+                        stale = self._poll_conn
+                    stale.close()
                 self._stopping.wait(self.retry_delay)
                 self._reconnect_poll()
                 continue
@@ -353,9 +364,12 @@ class Worker:
         error: Optional[str] = None,
         retry: bool = True,
         alone: bool = False,
+        again: bool = False,
     ) -> None:
         """Answers the task: its completion goes to the answering thread's next batch (unless
-        ``alone``, or without batches), anything else from this thread."""
+        ``alone``, or without batches), anything else from this thread. An answer refused
+        because this thread's session runs an older library than the database's extension
+        (it loaded it before an upgrade) is sent once more, on a new connection."""
         if error is None and not alone:
             completer = self._completer
             if completer is not None:
@@ -396,12 +410,15 @@ class Worker:
                     retry=retry,
                 )
                 self._count(failed=outcome != "ignored", ignored=outcome == "ignored")
-        except Exception:
+        except Exception as e:
+            self._drop_answer_conn()
+            if stale_library(e) and not again:
+                self._answer(task, output, error, retry, alone=True, again=True)
+                return
             # The task stays claimed; it becomes visible again after its step's timeout.
             log.exception(
                 "could not answer task %s/%s/%d", task.run_id, task.step_slug, task.task_index
             )
-            self._drop_answer_conn()
 
     def _batch_answered(self, task: Task, output: Any, counted: Optional[bool]) -> None:
         """The answering thread's report on one completion of a batch: what
@@ -545,7 +562,7 @@ class _BatchCompleter:
                 e,
             )
             if self._conn is not None and (
-                self._conn.closed or isinstance(e, psycopg.OperationalError)
+                self._conn.closed or isinstance(e, psycopg.OperationalError) or stale_library(e)
             ):
                 self._conn.close()
                 self._conn = None
