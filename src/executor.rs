@@ -1512,6 +1512,7 @@ pub fn retry_run(run_id: Uuid) -> QfResult<bool> {
             }
         }
         runs::resume_fan_outs(run_id)?;
+        runs::recount_run(run_id)?;
         start_steps(&run, runs::reopen_taskless_steps(run_id)?)?;
         wakeup::notify_on_commit(&run.workflow_slug, wakeup::EVERY_SLEEPER);
         Ok(true)

@@ -1123,6 +1123,31 @@ pub fn reopen_run(run_id: Uuid) -> QfResult<Option<(Option<String>, bool)>> {
     )
 }
 
+/// `retry_run`: the run's counters recounted from its steps' statuses. A completion that
+/// raced the run's failure can have finished its step without counting it (the count found
+/// the run failed): without this, its dependents would wait for it forever once the run is
+/// retried. Each created step's remaining dependencies and the run's remaining steps are
+/// those not completed or skipped.
+pub fn recount_run(run_id: Uuid) -> QfResult<()> {
+    execute(
+        "WITH deps AS ( \
+           UPDATE quantum_flow.step_states ss \
+           SET remaining_deps = ( \
+             SELECT count(*)::int FROM quantum_flow.workflow_step_dependencies_def d \
+             JOIN quantum_flow.step_states ds ON ds.run_id = ss.run_id AND ds.step_slug = d.dep_slug \
+             WHERE d.workflow_slug = ss.workflow_slug AND d.step_slug = ss.step_slug \
+               AND ds.status NOT IN ('completed', 'skipped')) \
+           WHERE ss.run_id = $1 AND ss.status = 'created' \
+           RETURNING 1) \
+         UPDATE quantum_flow.runs r \
+         SET remaining_steps = (SELECT count(*)::int FROM quantum_flow.step_states ss \
+                                WHERE ss.run_id = $1 AND ss.status NOT IN ('completed', 'skipped')) \
+         WHERE r.run_id = $1",
+        &[run_id.into()],
+    )?;
+    Ok(())
+}
+
 /// `retry_run`: steps that were ready but have no tasks (they failed before fanning out, or
 /// the run failed before they started) are made ready again. Returns them in step order.
 pub fn reopen_taskless_steps(run_id: Uuid) -> QfResult<Vec<String>> {
