@@ -92,7 +92,19 @@ impl Run {
     fn ended(&self, status: &str) {
         self.emit(None, status);
         wakeup::notify_run_waiters_on_commit(&run_wait_key(self.run_id));
+        ENDED_IN_CALL.with(|e| e.borrow_mut().push(self.run_id));
     }
+
+    /// Whether this run ended during the current API call (say, a sub-flow child that failed
+    /// as it started used up its parent task's attempts): nothing more is started for it.
+    fn ended_in_call(&self) -> bool {
+        ENDED_IN_CALL.with(|e| e.borrow().contains(&self.run_id))
+    }
+}
+
+thread_local! {
+    /// Runs that ended during the current API call (`call` clears it).
+    static ENDED_IN_CALL: std::cell::RefCell<Vec<Uuid>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// What `wait_run` callers of `run_id` wait on (`wakeup::run_wait_event`).
@@ -109,6 +121,7 @@ pub fn settle<T>(work: impl FnOnce() -> QfResult<T>) -> QfResult<T> {
 fn call<T>(work: impl FnOnce() -> QfResult<T>) -> QfResult<T> {
     concurrency::begin();
     events::begin();
+    ENDED_IN_CALL.with(|e| e.borrow_mut().clear());
     let result = work()?;
     concurrency::flush()?;
     events::flush()?;
@@ -241,6 +254,9 @@ fn start_steps(run: &Run, ready: Vec<String>) -> QfResult<()> {
             Started::Queued(tasks) => queued = queued.saturating_add(tasks),
             Started::Finished(more) => worklist.extend(more),
             Started::RunEnded => break,
+        }
+        if run.ended_in_call() {
+            break;
         }
     }
     wakeup::notify_on_commit(&run.workflow_slug, queued);
@@ -399,6 +415,11 @@ fn start_sub_flows(
             }
             let message = format!("sub-flow {flow:?} could not start: {e}");
             fail_run(run, step, &message)?;
+            return Ok(Started::RunEnded);
+        }
+        // A child that failed as it started (its first step's condition) is a failed attempt
+        // of this run's task, and the last one fails this run: start no more children.
+        if run.ended_in_call() {
             return Ok(Started::RunEnded);
         }
     }

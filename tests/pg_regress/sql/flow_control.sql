@@ -206,6 +206,26 @@ SELECT quantum_flow.create_flow('fc_bad', run_timeout => 0);
 SELECT quantum_flow.add_step('fc_keyed', 'bad', start_delay => -1);
 SELECT count(*) AS bad FROM quantum_flow.workflows WHERE workflow_slug = 'fc_bad';
 
+-- a sub-flow child that fails as it starts (its first step's condition, when_unmet 'fail')
+-- uses up its parent task's attempts in the same call, which fails the parent: the parent's
+-- other ready step is not started after that, so it queues no task and takes no slot of its
+-- concurrency key
+SELECT workflow_slug FROM quantum_flow.create_flow('fc_refusing', max_attempts => 2, base_delay => 0);
+SELECT step_slug FROM quantum_flow.add_step('fc_refusing', 'a', if_matches => '{"run": {"ok": true}}', when_unmet => 'fail');
+SELECT workflow_slug FROM quantum_flow.create_flow('fc_refused', concurrency_key => 'tenant', max_concurrency => 1);
+SELECT step_slug FROM quantum_flow.add_step('fc_refused', 'sub', flow => 'fc_refusing');
+SELECT step_slug FROM quantum_flow.add_step('fc_refused', 'work');
+SELECT quantum_flow.start_flow('fc_refused', '{"tenant": "t1"}', 'fc000000-0000-0000-0000-0000000000f1');
+SELECT r->>'status' AS status, left(r->>'error_message', 39) AS error,
+       (SELECT string_agg((s->>'step_slug') || '=' || (s->>'status'), ' ' ORDER BY s->>'step_slug')
+        FROM jsonb_array_elements(r->'steps') s) AS steps
+FROM quantum_flow.get_run('fc000000-0000-0000-0000-0000000000f1') r;
+SELECT count(*) AS work_tasks FROM quantum_flow.step_tasks
+WHERE run_id = 'fc000000-0000-0000-0000-0000000000f1' AND step_slug = 'work';
+SELECT coalesce(sum(in_use), 0) AS slots_in_use FROM quantum_flow.concurrency_slots WHERE workflow_slug = 'fc_refused';
+SELECT count(*) AS children, count(*) FILTER (WHERE status = 'failed') AS failed
+FROM quantum_flow.runs WHERE parent_run_id = 'fc000000-0000-0000-0000-0000000000f1';
+
 -- clean up: the other files of this suite share the database
 SELECT count(quantum_flow.cancel_run(run_id)) AS cancelled FROM quantum_flow.runs
 WHERE workflow_slug LIKE 'fc\_%' AND status IN ('started', 'paused');
