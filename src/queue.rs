@@ -177,11 +177,13 @@ pub fn start_single_step(
 }
 
 /// Starts an event step: its task waits for `send_event`, and its message is the timer that
-/// fails the run when no event arrives within the step's timeout.
+/// fails the run when no event arrives within the step's timeout, counted from now, or from
+/// the run's `start_at` when it is scheduled for later.
 pub fn start_event_step(queue: &str, run_id: Uuid, step_slug: &str) -> QfResult<()> {
     execute(
         "WITH timeout AS ( \
-           SELECT coalesce(ws.timeout, w.timeout) AS secs \
+           SELECT coalesce(ws.timeout, w.timeout) AS secs, \
+                  greatest(clock_timestamp(), r.start_at) AS ready_at \
            FROM quantum_flow.runs r \
            JOIN quantum_flow.workflows w ON w.workflow_slug = r.workflow_slug \
            JOIN quantum_flow.workflow_steps ws ON ws.workflow_slug = r.workflow_slug AND ws.step_slug = $3 \
@@ -189,7 +191,7 @@ pub fn start_event_step(queue: &str, run_id: Uuid, step_slug: &str) -> QfResult<
          sent AS ( \
            SELECT pgmq.send($1, jsonb_build_object('run_id', $2::uuid, 'step_slug', $3::text, 'task_index', 0, \
                                                    'timer', 'event_timeout'), \
-                            clock_timestamp() + make_interval(secs => timeout.secs)) AS msg_id \
+                            timeout.ready_at + make_interval(secs => timeout.secs)) AS msg_id \
            FROM timeout), \
          task AS ( \
            INSERT INTO quantum_flow.step_tasks (run_id, step_slug, task_index, message_id) \

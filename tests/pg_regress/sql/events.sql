@@ -83,6 +83,14 @@ SELECT quantum_flow.start_flow('ev_cond', '{"needs_review": false}', 'e0000000-0
 SELECT quantum_flow.send_event('e0000000-0000-0000-0000-000000000005', 'gate', '{}');
 SELECT r->>'status' AS status, r->'output' AS output FROM quantum_flow.get_run('e0000000-0000-0000-0000-000000000005') r;
 
+-- a run scheduled for later: its event step's timeout counts from the run's start_at
+SELECT workflow_slug FROM quantum_flow.create_flow('ev_later', timeout => 30);
+SELECT step_slug FROM quantum_flow.add_step('ev_later', 'approve', step_type => 'event');
+SELECT quantum_flow.start_flow('ev_later', '{}', 'e7000000-0000-0000-0000-0000000000a1',
+                               start_at => now() + interval '1 hour') IS NOT NULL AS scheduled;
+SELECT vt - now() BETWEEN interval '1 hour 25 seconds' AND interval '1 hour 31 seconds' AS times_out_30s_after_start_at
+FROM pgmq.q_qf_ev_later WHERE message->>'timer' = 'event_timeout';
+
 -- definition rules for event steps
 SELECT quantum_flow.add_step('ev', 'bad', step_type => 'event', start_delay => 5);
 SELECT quantum_flow.add_step('ev', 'bad', step_type => 'event', flow => 'ev_late');
