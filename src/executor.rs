@@ -1495,6 +1495,11 @@ pub fn resume_run(run_id: Uuid) -> QfResult<bool> {
         if !runs::set_run_status(run_id, "paused", "started")? {
             return Ok(false);
         }
+        // Once more, in a new snapshot: a message given to one of the run's tasks meanwhile
+        // (by a call that does not wait for the run's row, such as another run's completion
+        // admitting a task of this run's concurrency key) may have been parked by a poll that
+        // read the run as paused. Polls that read it now wait for this commit.
+        queue::unpark_run(&run.queue, run_id)?;
         run.emit(None, "started");
         wakeup::notify_on_commit(&run.workflow_slug, wakeup::EVERY_SLEEPER);
         Ok(true)
