@@ -996,8 +996,8 @@ pub fn park_run(queue: &str, run_id: Uuid) -> QfResult<usize> {
     Ok(query_prepared(&sql, &[run_id.into()], |_| Ok(()))?.len())
 }
 
-/// `resume_run`'s part, before it marks the run started: every parked message of the run's
-/// unfinished tasks becomes visible now. It locks all of the run's messages, waiting for polls
+/// `resume_run`'s part, before it marks the run started and once more after: every parked
+/// message of the run's unfinished tasks becomes visible now. It locks all of the run's messages, waiting for polls
 /// that hold one: a poll that parks a message after reading the run as paused has done so by
 /// the time we get the lock, and the `CASE` is evaluated on the row as that poll left it.
 pub fn unpark_run(queue: &str, run_id: Uuid) -> QfResult<usize> {
