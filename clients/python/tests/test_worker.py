@@ -435,6 +435,33 @@ def test_a_worker_refused_for_its_library_version_opens_a_new_poll_connection(
     assert stats == qf.WorkerStats(completed=1)
 
 
+def test_stop_from_a_step_function_returns_and_the_worker_stops(
+    conninfo: str, conn: psycopg.Connection[Any], slug: str
+) -> None:
+    """A step function may stop its own worker: stop() does not wait for the worker (which
+    waits for that very function), and the worker stops once the task is answered."""
+    qf.create_flow(conn, slug)
+    qf.add_step(conn, slug, "a")
+    returned = threading.Event()
+    worker: qf.Worker
+
+    def a(input: Any) -> Any:
+        worker.stop()
+        returned.set()
+        return "done"
+
+    worker = qf.Worker(conninfo, slug, {"a": a}, max_wait_ms=100)
+    worker.start()
+    run_id = qf.start_flow(conn, slug)
+    # Bounds a hang only: before, stop() waited for the worker, which waited for a().
+    assert returned.wait(30), "stop() called from a step function did not return"
+    stats = worker.stop(30)
+    assert not worker.running
+    assert stats == qf.WorkerStats(completed=1)
+    run = qf.get_run(conn, run_id)
+    assert (run.status, run.output) == ("completed", {"a": "done"})
+
+
 def test_a_worker_needs_a_function_for_every_step(
     conninfo: str, conn: psycopg.Connection[Any], slug: str
 ) -> None:

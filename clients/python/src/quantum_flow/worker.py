@@ -230,6 +230,8 @@ class Worker:
 
         When the worker runs in a background thread (:meth:`start`), waits up to ``timeout``
         seconds (None: as long as it takes) for it and re-raises an error it stopped with.
+        Called from one of the worker's own step functions, it does not wait (the worker
+        waits for that function): the worker stops once its tasks are answered.
         """
         self._stopping.set()
         with self._slots:
@@ -237,6 +239,8 @@ class Worker:
             waiting_poll = self._poll_conn if self._polling else None
         if waiting_poll is not None:
             _cancel(waiting_poll)
+        if getattr(self._local, "in_step", False):
+            return self.stats
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread_error is not None:
@@ -321,7 +325,11 @@ class Worker:
             try:
                 if function is None:
                     raise LookupError(f"no function for step {task.step_slug!r}")
-                output = function(task.input)
+                self._local.in_step = True
+                try:
+                    output = function(task.input)
+                finally:
+                    self._local.in_step = False
             except Exception as e:
                 permanent = isinstance(e, PermanentError)
                 self._log_failure(task, "raised", permanent, e)
