@@ -997,9 +997,10 @@ pub fn park_run(queue: &str, run_id: Uuid) -> QfResult<usize> {
 }
 
 /// `resume_run`'s part, before it marks the run started and once more after: every parked
-/// message of the run's unfinished tasks becomes visible now. It locks all of the run's messages, waiting for polls
-/// that hold one: a poll that parks a message after reading the run as paused has done so by
-/// the time we get the lock, and the `CASE` is evaluated on the row as that poll left it.
+/// message of the run's unfinished tasks becomes visible now. It locks all of the run's
+/// messages, waiting for polls that hold one: a poll that parks a message after reading the
+/// run as paused has done so by the time we get the lock, and the `CASE` is evaluated on the
+/// row as that poll left it.
 pub fn unpark_run(queue: &str, run_id: Uuid) -> QfResult<usize> {
     let sql = format!(
         "UPDATE {} q \
