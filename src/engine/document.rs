@@ -16,7 +16,8 @@
 use crate::engine::definition::{
     concurrency_problem, condition_problem, dependency_problem, event_step_problem, flow_problem,
     initial_tasks_problem, map_dependencies_problem, option_problem, step_type_problem,
-    when_unmet_problem, FlowOptions, StepDef, FLOW_DEFAULTS, STEP_TYPES, WHEN_UNMET,
+    when_unmet_problem, FlowOptions, StepDef, FLOW_DEFAULTS, MAX_CONCURRENCY_KEY_LEN, STEP_TYPES,
+    WHEN_UNMET,
 };
 use crate::engine::slug::{check_step_slug, check_workflow_slug};
 use crate::engine::suggest::did_you_mean;
@@ -478,10 +479,14 @@ pub fn validate(doc: &Value, limits: Limits) -> Validation {
     if key.is_some() || max_given {
         // a max_concurrency that was refused above still counts as given
         if let Some(e) = concurrency_problem(key.as_deref(), max.or(max_given.then_some(1))) {
-            let at = if key.is_some() {
-                "$.max_concurrency"
-            } else {
-                "$.concurrency_key"
+            // where the problem is: a key of the wrong length, the missing max_concurrency,
+            // or the missing key
+            let at = match key.as_deref() {
+                Some(k) if k.is_empty() || k.chars().count() > MAX_CONCURRENCY_KEY_LEN => {
+                    "$.concurrency_key"
+                }
+                Some(_) => "$.max_concurrency",
+                None => "$.concurrency_key",
             };
             walk.add(0, Problem::new(at, e));
         }
@@ -1011,6 +1016,44 @@ pub fn first_difference(
                 ));
             }
         }
+        for (key, old_condition, new_condition) in [
+            ("if", &old.if_matches, &step.if_matches),
+            ("if_not", &old.if_not_matches, &step.if_not_matches),
+        ] {
+            if old_condition != new_condition {
+                return Some((
+                    format!("{path}.{key}"),
+                    format!(
+                        "the {key} condition of step {:?} differs from the existing one",
+                        step.slug
+                    ),
+                ));
+            }
+        }
+        let unmet = |w: &Option<String>| w.clone().unwrap_or_else(|| "skip".into());
+        if unmet(&old.when_unmet) != unmet(&step.when_unmet) {
+            return Some((
+                format!("{path}.when_unmet"),
+                format!(
+                    "when_unmet of step {:?} is {} here but {} in the existing workflow",
+                    step.slug,
+                    unmet(&step.when_unmet),
+                    unmet(&old.when_unmet)
+                ),
+            ));
+        }
+        if old.flow != step.flow {
+            let shown = |f: &Option<String>| f.as_ref().map_or("none".into(), |f| format!("{f:?}"));
+            return Some((
+                format!("{path}.flow"),
+                format!(
+                    "the sub-flow of step {:?} is {} here but {} in the existing workflow",
+                    step.slug,
+                    shown(&step.flow),
+                    shown(&old.flow)
+                ),
+            ));
+        }
         if old.description != step.description {
             return Some((
                 format!("{path}.description"),
@@ -1235,6 +1278,90 @@ mod tests {
         assert_eq!(
             first_difference(&base, &retried).unwrap().0,
             "$.max_attempts"
+        );
+    }
+
+    #[test]
+    fn conditions_and_sub_flows_are_differences_too() {
+        let doc = |v: Value| validate(&v, LIMITS).document.unwrap();
+        let plain = doc(json!({"workflow_slug": "w", "steps": [{"slug": "a"}]}));
+        let differs = |step: Value| {
+            first_difference(&plain, &doc(json!({"workflow_slug": "w", "steps": [step]})))
+        };
+        assert_eq!(
+            differs(json!({"slug": "a", "if": {"go": true}})),
+            Some((
+                "$.steps[0].if".into(),
+                "the if condition of step \"a\" differs from the existing one".into()
+            ))
+        );
+        assert_eq!(
+            differs(json!({"slug": "a", "if_not": {"go": false}}))
+                .unwrap()
+                .0,
+            "$.steps[0].if_not"
+        );
+        assert_eq!(
+            differs(json!({"slug": "a", "if": {"go": true}, "when_unmet": "fail"}))
+                .unwrap()
+                .0,
+            "$.steps[0].if"
+        );
+        assert_eq!(
+            differs(json!({"slug": "a", "flow": "child"})),
+            Some((
+                "$.steps[0].flow".into(),
+                "the sub-flow of step \"a\" is \"child\" here but none in the existing workflow"
+                    .into()
+            ))
+        );
+        // when_unmet 'skip' is the default: writing it out changes nothing
+        assert_eq!(differs(json!({"slug": "a", "when_unmet": "skip"})), None);
+        let guarded =
+            doc(json!({"workflow_slug": "w", "steps": [{"slug": "a", "if": {"go": true}}]}));
+        let failing = doc(
+            json!({"workflow_slug": "w", "steps": [{"slug": "a", "if": {"go": true}, "when_unmet": "fail"}]}),
+        );
+        assert_eq!(
+            first_difference(&guarded, &failing),
+            Some((
+                "$.steps[0].when_unmet".into(),
+                "when_unmet of step \"a\" is fail here but skip in the existing workflow".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn a_bad_concurrency_key_is_located_at_the_key() {
+        let problems = |v: Value| -> Vec<(String, String)> {
+            validate(&v, LIMITS)
+                .problems
+                .iter()
+                .map(|p| (p.path.clone(), p.error.code().to_string()))
+                .collect()
+        };
+        let at = |path: &str| vec![(path.to_string(), "invalid_option".to_string())];
+        assert_eq!(
+            problems(
+                json!({"workflow_slug": "w", "concurrency_key": "", "max_concurrency": 2, "steps": [{"slug": "a"}]})
+            ),
+            at("$.concurrency_key")
+        );
+        assert_eq!(
+            problems(
+                json!({"workflow_slug": "w", "concurrency_key": "k".repeat(64), "max_concurrency": 2, "steps": [{"slug": "a"}]})
+            ),
+            at("$.concurrency_key")
+        );
+        assert_eq!(
+            problems(
+                json!({"workflow_slug": "w", "concurrency_key": "tenant", "steps": [{"slug": "a"}]})
+            ),
+            at("$.max_concurrency")
+        );
+        assert_eq!(
+            problems(json!({"workflow_slug": "w", "max_concurrency": 2, "steps": [{"slug": "a"}]})),
+            at("$.concurrency_key")
         );
     }
 
