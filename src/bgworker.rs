@@ -11,7 +11,8 @@
 //! The launcher reads the list of databases every round. A database found without the
 //! extension is probed again every `ABSENT_RECHECK` only; the worker reports such databases to
 //! the launcher through a small array in shared memory.
-//! Without preloading none of this exists, and pollers and `maintain()` do the same work.
+//! Without preloading none of this exists: pollers do most of the same work for the workflows
+//! they poll, and `maintain()` called by any scheduler does all of it.
 
 use crate::maintenance;
 use crate::settings::MAINTENANCE_INTERVAL_MS;
