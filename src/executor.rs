@@ -1512,9 +1512,12 @@ pub fn resume_run(run_id: Uuid) -> QfResult<bool> {
 /// False when the run was not failed.
 pub fn retry_run(run_id: Uuid) -> QfResult<bool> {
     call(|| {
-        let Some((run, _)) = Run::load(run_id)? else {
+        let Some((run, status)) = Run::load(run_id)? else {
             return Err(QfError::run_not_found(run_id));
         };
+        if status == "failed" {
+            queue::drop_archived_run_messages(&run.queue, run_id)?;
+        }
         let Some((key_value, has_deadline)) = runs::reopen_run(run_id)? else {
             return Ok(false);
         };

@@ -996,6 +996,24 @@ pub fn park_run(queue: &str, run_id: Uuid) -> QfResult<usize> {
     Ok(query_prepared(&sql, &[run_id.into()], |_| Ok(()))?.len())
 }
 
+/// `retry_run`'s part, before it lets go of a failed run's message ids: the archived messages
+/// of its unfinished and failed tasks, and of its run timer, are deleted. Nothing refers to
+/// them after the retry, and `prune_runs` finds a run's messages through those references.
+pub fn drop_archived_run_messages(queue: &str, run_id: Uuid) -> QfResult<()> {
+    let sql = format!(
+        "DELETE FROM {} a WHERE a.msg_id = ANY (ARRAY( \
+           SELECT t.message_id FROM quantum_flow.step_tasks t \
+           WHERE t.run_id = $1 AND t.status IN ('queued', 'started', 'failed') \
+             AND t.message_id IS NOT NULL \
+           UNION ALL \
+           SELECT r.timer_message_id FROM quantum_flow.runs r \
+           WHERE r.run_id = $1 AND r.timer_message_id IS NOT NULL))",
+        archive_table(queue)
+    );
+    query_prepared(&sql, &[run_id.into()], |_| Ok(()))?;
+    Ok(())
+}
+
 /// `resume_run`'s part, before it marks the run started and once more after: every parked
 /// message of the run's unfinished tasks becomes visible now. It locks all of the run's
 /// messages, waiting for polls that hold one: a poll that parks a message after reading the

@@ -197,6 +197,23 @@ SELECT quantum_flow.prune_runs(max_runs => 0);
 SELECT quantum_flow.prune_runs(max_runs => 0);
 SELECT quantum_flow.prune_runs(NULL);
 SELECT quantum_flow.cancel_run('10000000-0000-0000-0000-000000000004');
+-- a failed run that was retried and then completed leaves no message behind once pruned:
+-- retry_run deletes the archived messages of the tasks it starts again (nothing refers to
+-- them after it)
+SELECT workflow_slug FROM quantum_flow.create_flow('ops_prune_retry', max_attempts => 1, base_delay => 0);
+SELECT step_slug FROM quantum_flow.add_step('ops_prune_retry', 'm', step_type => 'map');
+SELECT quantum_flow.start_flow('ops_prune_retry', '[1, 2, 3]', '10000000-0000-0000-0000-000000000011');
+SELECT count(*) FILTER (WHERE quantum_flow.fail_task(run_id, step_slug, task_index, 'no', retry => false) = 'failed') AS failed
+FROM (SELECT * FROM quantum_flow.poll_tasks('ops_prune_retry', 10) ORDER BY task_index LIMIT 1) t;
+SELECT count(*) AS archived_after_failure FROM pgmq.a_qf_ops_prune_retry;
+SELECT quantum_flow.retry_run('10000000-0000-0000-0000-000000000011') AS retried;
+SELECT count(*) AS archived_after_retry FROM pgmq.a_qf_ops_prune_retry;
+SELECT count(*) FILTER (WHERE quantum_flow.complete_task(run_id, step_slug, task_index, input->'item', attempt)) AS completed
+FROM quantum_flow.poll_tasks('ops_prune_retry', 10);
+SELECT status FROM quantum_flow.runs WHERE run_id = '10000000-0000-0000-0000-000000000011';
+SELECT quantum_flow.prune_runs('0 seconds') AS pruned;
+SELECT (SELECT count(*) FROM pgmq.a_qf_ops_prune_retry) AS archived, (SELECT count(*) FROM pgmq.q_qf_ops_prune_retry) AS in_queue;
+SELECT quantum_flow.delete_flow('ops_prune_retry');
 
 SELECT count(*) AS deleted_flows
 FROM (SELECT quantum_flow.delete_flow(workflow_slug) FROM quantum_flow.list_flows()
