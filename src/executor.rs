@@ -34,7 +34,7 @@ use crate::store::{flows, runs};
 use crate::wakeup;
 use pgrx::datum::{TimestampWithTimeZone, Uuid};
 use pgrx::{pg_sys, PgTryBuilder};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
@@ -798,13 +798,15 @@ pub fn complete_tasks(call_name: &str, answers: Vec<Answer>) -> QfResult<Vec<boo
         let all: Vec<usize> = (0..answers.len()).collect();
         let mut workflows: HashMap<Uuid, String> = HashMap::new();
         let mut unknown: Vec<Uuid> = Vec::new();
-        let mut live_queues: Vec<String> = Vec::new();
+        // whether each remembered workflow's queue still exists, checked once per call
+        let mut live: HashMap<String, bool> = HashMap::new();
         for run_id in run_ids_of(&answers, &all) {
             match remembered_workflow(run_id) {
-                Some(w) if live_queues.contains(&w) || queue::table_exists(&w) => {
-                    if !live_queues.contains(&w) {
-                        live_queues.push(w.clone());
-                    }
+                Some(w)
+                    if *live
+                        .entry(w.clone())
+                        .or_insert_with(|| queue::table_exists(&w)) =>
+                {
                     workflows.insert(run_id, w);
                 }
                 Some(_) => {
@@ -814,16 +816,13 @@ pub fn complete_tasks(call_name: &str, answers: Vec<Answer>) -> QfResult<Vec<boo
                 None => unknown.push(run_id),
             }
         }
-        let looked_up: Vec<(Uuid, String)> = if unknown.is_empty() {
-            Vec::new()
-        } else {
-            runs::workflows_of(&unknown)?
-        };
-        for (run_id, workflow_slug) in &looked_up {
-            remember_workflow(*run_id, workflow_slug.clone());
+        let remembered: HashSet<Uuid> = workflows.keys().copied().collect();
+        if !unknown.is_empty() {
+            for (run_id, workflow_slug) in runs::workflows_of(&unknown)? {
+                remember_workflow(run_id, workflow_slug.clone());
+                workflows.insert(run_id, workflow_slug);
+            }
         }
-        let remembered: Vec<Uuid> = workflows.keys().copied().collect();
-        workflows.extend(looked_up);
         complete_answers(
             &answers,
             &all,
@@ -840,16 +839,14 @@ pub fn complete_tasks(call_name: &str, answers: Vec<Answer>) -> QfResult<Vec<boo
             .collect();
         if !retry.is_empty() {
             let run_ids = run_ids_of(&answers, &retry);
-            let actual: HashMap<Uuid, String> = runs::workflows_of(&run_ids)?.into_iter().collect();
-            let mut moved: HashMap<Uuid, String> = HashMap::new();
             for id in &run_ids {
-                match actual.get(id) {
-                    None => forget_workflow(*id),
-                    Some(w) if workflows.get(id) != Some(w) => {
-                        remember_workflow(*id, w.clone());
-                        moved.insert(*id, w.clone());
-                    }
-                    Some(_) => {}
+                forget_workflow(*id);
+            }
+            let mut moved: HashMap<Uuid, String> = HashMap::new();
+            for (id, w) in runs::workflows_of(&run_ids)? {
+                remember_workflow(id, w.clone());
+                if workflows.get(&id) != Some(&w) {
+                    moved.insert(id, w);
                 }
             }
             let retry: Vec<usize> = retry
