@@ -907,6 +907,29 @@ fn cycle_within(component: &[usize], edges: &BTreeMap<usize, Vec<usize>>) -> Vec
     all
 }
 
+/// The keys of a step document that `first_difference` does not compare one by one (the
+/// conditions, `when_unmet`, `flow`, and any key a later version adds), as JSON in the shape a
+/// stored definition exports (the default `when_unmet` left out).
+fn other_keys(step: &StepDocument) -> serde_json::Map<String, Value> {
+    let stored = StepDocument::from_step_def(step.to_step_def(), None);
+    let Ok(Value::Object(mut keys)) = serde_json::to_value(stored) else {
+        return serde_json::Map::new();
+    };
+    for compared in [
+        "slug",
+        "depends_on",
+        "type",
+        "initial_tasks",
+        "max_attempts",
+        "timeout",
+        "base_delay",
+        "start_delay",
+    ] {
+        keys.remove(compared);
+    }
+    keys
+}
+
 /// The first way `wanted` differs from `existing` (a workflow already defined), as a JSONPath
 /// into `wanted` and an explanation; None when they define the same workflow. Steps are
 /// compared by slug and dependencies as sets: their order does not change what runs.
@@ -1016,43 +1039,23 @@ pub fn first_difference(
                 ));
             }
         }
-        for (key, old_condition, new_condition) in [
-            ("if", &old.if_matches, &step.if_matches),
-            ("if_not", &old.if_not_matches, &step.if_not_matches),
-        ] {
-            if old_condition != new_condition {
+        let (old_keys, new_keys) = (other_keys(old), other_keys(step));
+        let keys: std::collections::BTreeSet<&String> =
+            old_keys.keys().chain(new_keys.keys()).collect();
+        for key in keys {
+            let (was, is) = (old_keys.get(key), new_keys.get(key));
+            if was != is {
+                let shown = |v: Option<&Value>| v.map_or("not set".to_string(), Value::to_string);
                 return Some((
                     format!("{path}.{key}"),
                     format!(
-                        "the {key} condition of step {:?} differs from the existing one",
-                        step.slug
+                        "{key} of step {:?} is {} here but {} in the existing workflow",
+                        step.slug,
+                        shown(is),
+                        shown(was)
                     ),
                 ));
             }
-        }
-        let unmet = |w: &Option<String>| w.clone().unwrap_or_else(|| "skip".into());
-        if unmet(&old.when_unmet) != unmet(&step.when_unmet) {
-            return Some((
-                format!("{path}.when_unmet"),
-                format!(
-                    "when_unmet of step {:?} is {} here but {} in the existing workflow",
-                    step.slug,
-                    unmet(&step.when_unmet),
-                    unmet(&old.when_unmet)
-                ),
-            ));
-        }
-        if old.flow != step.flow {
-            let shown = |f: &Option<String>| f.as_ref().map_or("none".into(), |f| format!("{f:?}"));
-            return Some((
-                format!("{path}.flow"),
-                format!(
-                    "the sub-flow of step {:?} is {} here but {} in the existing workflow",
-                    step.slug,
-                    shown(&step.flow),
-                    shown(&old.flow)
-                ),
-            ));
         }
         if old.description != step.description {
             return Some((
@@ -1292,7 +1295,8 @@ mod tests {
             differs(json!({"slug": "a", "if": {"go": true}})),
             Some((
                 "$.steps[0].if".into(),
-                "the if condition of step \"a\" differs from the existing one".into()
+                "if of step \"a\" is {\"go\":true} here but not set in the existing workflow"
+                    .into()
             ))
         );
         assert_eq!(
@@ -1311,8 +1315,7 @@ mod tests {
             differs(json!({"slug": "a", "flow": "child"})),
             Some((
                 "$.steps[0].flow".into(),
-                "the sub-flow of step \"a\" is \"child\" here but none in the existing workflow"
-                    .into()
+                "flow of step \"a\" is \"child\" here but not set in the existing workflow".into()
             ))
         );
         // when_unmet 'skip' is the default: writing it out changes nothing
@@ -1326,7 +1329,8 @@ mod tests {
             first_difference(&guarded, &failing),
             Some((
                 "$.steps[0].when_unmet".into(),
-                "when_unmet of step \"a\" is fail here but skip in the existing workflow".into()
+                "when_unmet of step \"a\" is \"fail\" here but not set in the existing workflow"
+                    .into()
             ))
         );
     }
