@@ -243,17 +243,16 @@ fn check_document(definition: &Value) -> QfResult<(Validation, bool)> {
             }
         }
     }
-    if !v.problems.is_empty() {
-        v.document = None;
-    }
+    // A well-formed document is compared with the existing workflow of its slug even when a
+    // sub-flow check failed, so that one answer lists both.
     if let Some(doc) = &v.document {
         match against_existing(doc)? {
-            Ok(same) => exists = same,
-            Err(problem) => {
-                v.problems.push(problem);
-                v.document = None;
-            }
+            Ok(same) => exists = same && v.problems.is_empty(),
+            Err(problem) => v.problems.push(problem),
         }
+    }
+    if !v.problems.is_empty() {
+        v.document = None;
     }
     if exists {
         v.warnings.push(Problem::new(

@@ -64,6 +64,9 @@ SELECT * FROM pg_temp.problems(quantum_flow.validate_flow(:'other'));
 SELECT quantum_flow.define_flow(:'other');
 \set VERBOSITY terse
 SELECT quantum_flow.define_flow(:'other');
+-- a step of the existing workflow given a condition and a sub-flow that does not exist: both
+-- problems in one answer (the sub-flow's, then the difference from the existing workflow)
+SELECT * FROM pg_temp.problems(quantum_flow.validate_flow('{"workflow_slug": "claude_etl", "max_attempts": 3, "description": "Extract, validate each row, load", "steps": [{"slug": "extract_csv", "if": {"go": true}, "flow": "no_such_flow"}, {"slug": "validate_rows", "depends_on": ["extract_csv"], "type": "map", "initial_tasks": 50, "max_attempts": 5, "timeout": 60, "base_delay": 2, "description": "one task per row"}, {"slug": "load_db", "depends_on": ["validate_rows"]}]}'));
 -- a slug that differs only in letter case from an existing one
 SELECT * FROM pg_temp.problems(quantum_flow.validate_flow('{"workflow_slug": "Claude_ETL", "steps": [{"slug": "a"}]}'));
 
