@@ -297,6 +297,19 @@ def test_stop_finishes_held_tasks_and_claims_no_more(
     assert qf.get_run(conn, run_id).output == {"each": ["A", "B", "C"]}
 
 
+def poll_backends(conn: psycopg.Connection[Any], waiting: bool = False) -> List[int]:
+    """The pids of this database's other backends whose last query is a poll_tasks (a
+    worker's poll connection); with ``waiting``, only those inside one right now."""
+    rows = conn.execute(
+        # This database only: other tests of the cluster poll too.
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid() AND query LIKE '%%quantum_flow.poll_tasks%%' "
+        "AND (state = 'active' OR NOT %s) ORDER BY pid",
+        [waiting],
+    ).fetchall()
+    return [pid for (pid,) in rows]
+
+
 def test_stop_cancels_a_waiting_poll_which_claims_nothing(
     conninfo: str, conn: psycopg.Connection[Any], slug: str
 ) -> None:
@@ -308,16 +321,7 @@ def test_stop_cancels_a_waiting_poll_which_claims_nothing(
     worker.start()
     # Wait until the worker's poll is waiting in the server.
     wait_until(
-        lambda: (
-            conn.execute(
-                # This database only: other tests of the cluster poll too.
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE query LIKE %s AND state = 'active' AND pid <> pg_backend_pid() "
-                "AND datname = current_database()",
-                ["%quantum_flow.poll_tasks%"],
-            ).fetchone()
-            == (1,)
-        ),
+        lambda: len(poll_backends(conn, waiting=True)) == 1,
         what="the worker's poll to wait",
     )
     stopper = threading.Thread(target=worker.stop)
@@ -353,24 +357,12 @@ def test_a_worker_keeps_reconnecting_while_the_server_refuses_it(
         max_wait_ms=200,
         retry_delay=0.05,
     )
-    its_poll = (
-        "FROM pg_stat_activity WHERE usename = %s AND query LIKE %s "
-        "AND datname = current_database()"
-    )
     caplog.set_level(logging.WARNING, logger="quantum_flow.worker")
     worker.start()
     try:
-        wait_until(
-            lambda: conn.execute(
-                f"SELECT count(*) {its_poll}", [role, "%quantum_flow.poll_tasks%"]
-            ).fetchone()
-            == (1,),
-            what="the worker's poll",
-        )
+        [poll] = wait_until(lambda: poll_backends(conn), what="the worker's poll")
         conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(ident))
-        conn.execute(
-            f"SELECT pg_terminate_backend(pid) {its_poll}", [role, "%quantum_flow.poll_tasks%"]
-        )
+        conn.execute("SELECT pg_terminate_backend(%s)", [poll])
         refused = lambda: [  # noqa: E731
             r for r in caplog.records if r.getMessage().startswith("reconnecting failed")
         ]
@@ -402,16 +394,10 @@ def test_a_worker_refused_for_its_library_version_opens_a_new_poll_connection(
     worker = qf.Worker(
         conninfo, slug, {"a": lambda i: i["run"]["n"] + 1}, max_wait_ms=100, retry_delay=0.05
     )
-    polls = (
-        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-        "AND query LIKE '%quantum_flow.poll_tasks%' AND pid <> pg_backend_pid()"
-    )
     caplog.set_level(logging.WARNING, logger="quantum_flow.worker")
     worker.start()
     try:
-        [(before,)] = wait_until(
-            lambda: conn.execute(polls).fetchall(), what="the worker's poll connection"
-        )
+        [before] = wait_until(lambda: poll_backends(conn), what="the worker's poll connection")
         conn.execute(
             "UPDATE pg_extension SET extversion = '9.9.9' WHERE extname = 'quantum_flow'"
         )
@@ -425,7 +411,7 @@ def test_a_worker_refused_for_its_library_version_opens_a_new_poll_connection(
         run_id = qf.start_flow(conn, slug, {"n": 41})
         run = wait_for_run_end(conn, run_id)
         assert (run.status, run.output) == ("completed", {"a": 42})
-        [(after,)] = conn.execute(polls).fetchall()
+        [after] = poll_backends(conn)
         assert after != before
     finally:
         conn.execute(
