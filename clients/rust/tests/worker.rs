@@ -581,10 +581,10 @@ async fn event_and_sub_flow_steps_need_no_handler() {
         .expect("the event and sub-flow steps need no handler");
 }
 
-/// A `WorkerConfig` whose public `concurrency` field is 0 works one task at a time instead of
-/// never claiming.
+/// A `WorkerConfig` whose public `concurrency` field is 0 is taken as 1: the worker claims and
+/// works the run instead of never claiming.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_concurrency_of_zero_set_on_the_field_works_one_task_at_a_time() {
+async fn a_concurrency_of_zero_set_on_the_field_is_taken_as_one() {
     let url = database(DB).await;
     let c = client(&url).await;
     map_flow(&c, "zero_slots", 60).await;
