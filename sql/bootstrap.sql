@@ -361,17 +361,46 @@ LATERAL (SELECT count(*) AS steps_total,
                 coalesce(sum(sp.tasks_completed), 0) AS tasks_completed
          FROM step_progress sp WHERE sp.run_id = r.run_id) p;
 
+-- How long the workflow's oldest claimable task has been claimable, in seconds (NULL: none):
+-- its message in the workflow's queue is visible (vt, the time it became so: sent, its retry
+-- backoff or start delay over, its claim timed out, its run's start_at reached or its run
+-- resumed) and its run is started. Timers are not tasks; a paused run's tasks, a task waiting
+-- for an event or for its concurrency slot, and a retry still backing off are not claimable.
+-- (Internal: the view below reads it. Runs as its owner, who can read the queue.)
+CREATE FUNCTION oldest_ready_task_seconds(workflow_slug text) RETURNS float8
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    queue_table text := 'q_qf_' || lower(workflow_slug);
+    age float8;
+BEGIN
+    IF to_regclass(format('pgmq.%I', queue_table)) IS NULL THEN
+        RETURN NULL;
+    END IF;
+    -- ascending on pgmq's index of vt: the visible messages come first
+    EXECUTE format(
+        'SELECT extract(epoch FROM clock_timestamp() - m.vt)::float8 FROM pgmq.%I m
+         JOIN quantum_flow.runs r
+           ON r.run_id = CASE WHEN m.message->>''run_id'' ~ ''^[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$''
+                              THEN (m.message->>''run_id'')::uuid END
+         WHERE m.vt <= clock_timestamp() AND NOT m.message ? ''timer'' AND r.status = ''started''
+         ORDER BY m.vt LIMIT 1', queue_table)
+    INTO age;
+    RETURN age;
+END
+$$;
+
 -- Per workflow, for dashboards and alerts: runs by status; tasks of live (started or paused)
--- runs that are queued or claimed, and tasks failed for good in any run kept; how long the
--- oldest queued task of a live run has been ready (seconds); tasks completed in the last
--- minute.
+-- runs that are queued (event steps' tasks wait for their event, not for a worker: not
+-- counted) or claimed, and tasks failed for good in any run kept; how long the oldest
+-- claimable task has been claimable (seconds); tasks completed in the last minute.
 CREATE VIEW workflow_stats AS
 SELECT w.workflow_slug,
        coalesce(rs.started, 0) AS runs_started, coalesce(rs.paused, 0) AS runs_paused,
        coalesce(rs.completed, 0) AS runs_completed, coalesce(rs.failed, 0) AS runs_failed,
        coalesce(ts.queued, 0) AS tasks_queued, coalesce(ts.started, 0) AS tasks_started,
        coalesce(tf.failed, 0) AS tasks_failed,
-       ts.oldest_queued_seconds,
+       oldest_ready_task_seconds(w.workflow_slug) AS oldest_queued_seconds,
        coalesce(tc.completed, 0) AS completed_last_minute
 FROM workflows w
 LEFT JOIN LATERAL (
@@ -381,13 +410,11 @@ LEFT JOIN LATERAL (
            count(*) FILTER (WHERE r.status = 'failed') AS failed
     FROM runs r WHERE r.workflow_slug = w.workflow_slug) rs ON true
 LEFT JOIN LATERAL (
-    SELECT count(*) FILTER (WHERE t.status = 'queued') AS queued,
-           count(*) FILTER (WHERE t.status = 'started') AS started,
-           extract(epoch FROM clock_timestamp() - min(ss.started_at) FILTER (WHERE t.status = 'queued'))::float8
-               AS oldest_queued_seconds
+    SELECT count(*) FILTER (WHERE t.status = 'queued' AND ws.step_type <> 'event') AS queued,
+           count(*) FILTER (WHERE t.status = 'started') AS started
     FROM runs r
     JOIN step_tasks t ON t.run_id = r.run_id
-    JOIN step_states ss ON ss.run_id = t.run_id AND ss.step_slug = t.step_slug
+    JOIN workflow_steps ws ON ws.workflow_slug = r.workflow_slug AND ws.step_slug = t.step_slug
     WHERE r.workflow_slug = w.workflow_slug AND r.status IN ('started', 'paused')
       AND t.status IN ('queued', 'started')) ts ON true
 LEFT JOIN LATERAL (

@@ -24,7 +24,8 @@ GRANT EXECUTE ON FUNCTION
     flow_graph(text, text, uuid),
     flow_schema(),
     wait_run(uuid, integer),
-    metrics()
+    metrics(),
+    oldest_ready_task_seconds(text)
 TO quantum_flow_client;
 GRANT SELECT ON run_list, workflow_stats TO quantum_flow_client;
 

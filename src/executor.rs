@@ -1618,7 +1618,7 @@ pub fn metrics() -> QfResult<String> {
     }
     let _ = writeln!(
         out,
-        "# HELP quantum_flow_oldest_queued_task_age_seconds How long the oldest queued task of a live run has been ready (0: none)."
+        "# HELP quantum_flow_oldest_queued_task_age_seconds How long the oldest claimable task has been claimable (0: none)."
     );
     let _ = writeln!(
         out,

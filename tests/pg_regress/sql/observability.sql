@@ -53,6 +53,31 @@ SELECT regexp_replace(line, '^(quantum_flow_oldest_queued_task_age_seconds\S*) [
 FROM regexp_split_to_table(quantum_flow.metrics(), E'\n') AS line
 WHERE line LIKE '#%' OR line LIKE '%"ob_flow"%' ORDER BY line COLLATE "C";
 
+-- oldest_queued_seconds counts only tasks a worker could claim now (above: none, one task is
+-- claimed and the other backs off for 60 s). An event step waits for its event, not for a
+-- worker: not queued, not claimable. A paused run's tasks and a run scheduled for later are
+-- queued but not claimable; a task is claimable once its run is resumed.
+SELECT workflow_slug FROM quantum_flow.create_flow('ob_wait');
+SELECT step_slug FROM quantum_flow.add_step('ob_wait', 'approval', step_type => 'event');
+SELECT step_slug FROM quantum_flow.add_step('ob_wait', 'work');
+SELECT quantum_flow.start_flow('ob_wait', '{}', 'ab000000-0000-0000-0000-000000000003');
+SELECT quantum_flow.start_flow('ob_wait', '{}', 'ab000000-0000-0000-0000-000000000004',
+                               start_at => now() + interval '1 hour');
+SELECT quantum_flow.pause_run('ab000000-0000-0000-0000-000000000003');
+SELECT runs_started, runs_paused, tasks_queued, tasks_started, oldest_queued_seconds
+FROM quantum_flow.workflow_stats WHERE workflow_slug = 'ob_wait';
+SELECT line FROM regexp_split_to_table(quantum_flow.metrics(), E'\n') AS line
+WHERE line LIKE 'quantum_flow_oldest_queued_task_age_seconds%"ob_wait"%';
+SELECT quantum_flow.resume_run('ab000000-0000-0000-0000-000000000003');
+SELECT tasks_queued, oldest_queued_seconds BETWEEN 0 AND 60 AS claimable_since_resume
+FROM quantum_flow.workflow_stats WHERE workflow_slug = 'ob_wait';
+SELECT step_slug FROM quantum_flow.poll_tasks('ob_wait');
+SELECT tasks_queued, tasks_started, oldest_queued_seconds
+FROM quantum_flow.workflow_stats WHERE workflow_slug = 'ob_wait';
+
 -- clean up: the other files of this suite share the database
 SELECT quantum_flow.cancel_run('ab000000-0000-0000-0000-000000000001');
+SELECT quantum_flow.cancel_run('ab000000-0000-0000-0000-000000000003');
+SELECT quantum_flow.cancel_run('ab000000-0000-0000-0000-000000000004');
 SELECT quantum_flow.delete_flow('ob_flow');
+SELECT quantum_flow.delete_flow('ob_wait');
