@@ -269,7 +269,8 @@ CREATE INDEX step_states_fan_out_idx ON step_states (workflow_slug) WHERE fan_ou
 -- Concurrency keys (0.2.0): for a workflow with a concurrency_key, at most max_concurrency
 -- tasks of runs with the same key value have a message (queued, claimed or waiting for a
 -- retry) at once. in_use counts them; the other ready tasks wait in waiting_tasks, oldest
--- first, and get their message when a task of the same key value ends.
+-- first, and get their message when a task of the same key value ends. A key value's row
+-- is deleted when its last task lets go of its slot with none waiting.
 CREATE TABLE concurrency_slots (
     workflow_slug text NOT NULL,
     key_value     text NOT NULL,

@@ -68,25 +68,25 @@ pub fn flush() -> QfResult<()> {
         if free > 0 {
             let admitted = admit(&key, free)?;
             wakeup::notify_on_commit(&key.workflow_slug, u32::try_from(admitted).unwrap_or(0));
+            if released > 0 && admitted == 0 {
+                forget_if_idle(&key)?;
+            }
         }
     }
     Ok(())
 }
 
 /// Locks the key's slot row (creating it), subtracts `released`, and returns how many slots
-/// are free (None: the workflow has no concurrency limit any more).
+/// are free (None: the workflow has no concurrency limit any more). One upsert: a row that a
+/// concurrent `forget_if_idle` deletes is created again, never missed.
 fn free_slots(key: &Key, released: i32) -> QfResult<Option<i32>> {
-    execute(
-        "INSERT INTO quantum_flow.concurrency_slots (workflow_slug, key_value) VALUES ($1, $2) \
-         ON CONFLICT (workflow_slug, key_value) DO NOTHING RETURNING 1",
-        &[key.workflow_slug.as_str().into(), key.value.as_str().into()],
-    )?;
     query_opt(
-        "UPDATE quantum_flow.concurrency_slots s SET in_use = greatest(s.in_use - $3, 0) \
-         FROM quantum_flow.workflows w \
-         WHERE s.workflow_slug = $1 AND s.key_value = $2 AND w.workflow_slug = s.workflow_slug \
-           AND w.max_concurrency IS NOT NULL \
-         RETURNING w.max_concurrency - s.in_use",
+        "WITH slot AS ( \
+           INSERT INTO quantum_flow.concurrency_slots AS s (workflow_slug, key_value) VALUES ($1, $2) \
+           ON CONFLICT (workflow_slug, key_value) DO UPDATE SET in_use = greatest(s.in_use - $3, 0) \
+           RETURNING s.in_use) \
+         SELECT w.max_concurrency - slot.in_use FROM slot, quantum_flow.workflows w \
+         WHERE w.workflow_slug = $1 AND w.max_concurrency IS NOT NULL",
         &[
             key.workflow_slug.as_str().into(),
             key.value.as_str().into(),
@@ -94,6 +94,22 @@ fn free_slots(key: &Key, released: i32) -> QfResult<Option<i32>> {
         ],
         |r| req::<i32>(r, 1),
     )
+}
+
+/// Deletes the key's slot row (this transaction holds its lock) when no task of the key
+/// value holds a slot or waits for one, so that a key with one value per run (an order id, a
+/// document) does not leave a row behind per value. A transaction that queues a task of the
+/// key value meanwhile waits for the lock and creates the row again (`free_slots`).
+fn forget_if_idle(key: &Key) -> QfResult<()> {
+    execute(
+        "DELETE FROM quantum_flow.concurrency_slots s \
+         WHERE s.workflow_slug = $1 AND s.key_value = $2 AND s.in_use = 0 \
+           AND NOT EXISTS (SELECT 1 FROM quantum_flow.waiting_tasks w \
+                           WHERE w.workflow_slug = $1 AND w.key_value = $2) \
+         RETURNING 1",
+        &[key.workflow_slug.as_str().into(), key.value.as_str().into()],
+    )?;
+    Ok(())
 }
 
 /// Gives up to `free` of the key's oldest waiting tasks their message (visible from their

@@ -152,10 +152,10 @@ async fn at_most_two_tasks_of_a_tenant_are_in_flight_across_eight_workers() {
         )
         .await
         .unwrap();
-    assert_eq!(slots.len(), TENANTS);
-    for s in slots {
-        assert_eq!(s.get::<_, i32>(1), 0, "slot of {}", s.get::<_, String>(0));
-    }
+    // every slot was given back, and a key value with nothing holding or waiting for a slot
+    // keeps no row
+    let slots: Vec<(String, i32)> = slots.iter().map(|s| (s.get(0), s.get(1))).collect();
+    assert_eq!(slots, Vec::<(String, i32)>::new());
     let waiting: i64 = setup
         .query_one("SELECT count(*) FROM quantum_flow.waiting_tasks", &[])
         .await

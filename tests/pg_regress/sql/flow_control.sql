@@ -198,6 +198,15 @@ SELECT quantum_flow.cancel_run('f0000000-0000-0000-0000-000000000013');
 SELECT key_value, in_use FROM quantum_flow.concurrency_slots WHERE workflow_slug = 'fc_keyed' ORDER BY 1;
 SELECT count(*) AS waiting FROM quantum_flow.waiting_tasks WHERE workflow_slug = 'fc_keyed';
 SELECT p.run_id, p.step_slug, p.task_index FROM quantum_flow.poll_tasks('fc_keyed', 100) p ORDER BY 1, 2, 3;
+-- a key value's slot row goes when its last task lets go of its slot with none waiting:
+-- tenant b's run completes, tenant a's run is cancelled
+SELECT quantum_flow.complete_task('f0000000-0000-0000-0000-000000000014', 'prep', 0, '[]');
+SELECT quantum_flow.cancel_run('f0000000-0000-0000-0000-000000000015');
+SELECT key_value, in_use FROM quantum_flow.concurrency_slots WHERE workflow_slug = 'fc_keyed' ORDER BY 1;
+SELECT r->>'status' AS status FROM quantum_flow.get_run('f0000000-0000-0000-0000-000000000014') r;
+-- and comes back with the next task of that value
+SELECT quantum_flow.start_flow('fc_keyed', '{"tenant_id": "b"}', 'f0000000-0000-0000-0000-000000000017');
+SELECT key_value, in_use FROM quantum_flow.concurrency_slots WHERE workflow_slug = 'fc_keyed' ORDER BY 1;
 -- definition errors
 SELECT quantum_flow.create_flow('fc_bad', concurrency_key => 'tenant_id');
 SELECT quantum_flow.create_flow('fc_bad', max_concurrency => 3);
