@@ -872,13 +872,16 @@ pub fn lock_live_children(run_id: Uuid) -> QfResult<Vec<(Uuid, String)>> {
 }
 
 /// Live runs whose parent run has ended (their parent's failure could not lock them at the
-/// time), at most `limit`, locked, skipping any another transaction holds.
+/// time), or is gone (pruned, or deleted with its workflow, before a `maintain` saw the
+/// child): at most `limit`, locked, skipping any another transaction holds. The parent's
+/// status is `deleted` when it is gone.
 pub fn lock_orphans(limit: i32) -> QfResult<Vec<(Uuid, String, Uuid, String)>> {
     query(
-        "SELECT c.run_id, c.workflow_slug, p.run_id, p.status FROM quantum_flow.runs c \
-         JOIN quantum_flow.runs p ON p.run_id = c.parent_run_id \
+        "SELECT c.run_id, c.workflow_slug, c.parent_run_id, coalesce(p.status, 'deleted') \
+         FROM quantum_flow.runs c \
+         LEFT JOIN quantum_flow.runs p ON p.run_id = c.parent_run_id \
          WHERE c.parent_run_id IS NOT NULL AND c.status IN ('started', 'paused') \
-           AND p.status NOT IN ('started', 'paused') \
+           AND (p.run_id IS NULL OR p.status NOT IN ('started', 'paused')) \
          ORDER BY c.run_id LIMIT $1 FOR UPDATE OF c SKIP LOCKED",
         &[limit.into()],
         |r| Ok((req(r, 1)?, req(r, 2)?, req(r, 3)?, req(r, 4)?)),
