@@ -337,14 +337,7 @@ impl Walk {
     ) -> Option<i32> {
         let value = obj.get(key).filter(|v| !v.is_null())?;
         let at = member(path, key);
-        // a whole number written with a fraction (3.0) is a whole number, as in JSON Schema
-        let whole = value.as_i64().or_else(|| {
-            value
-                .as_f64()
-                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
-                .map(|f| f as i64)
-        });
-        match whole {
+        match whole_number(value) {
             Some(n) => match i32::try_from(n) {
                 Ok(n) => {
                     if let Some(e) = option_problem(key, n) {
@@ -546,7 +539,7 @@ pub fn validate(doc: &Value, limits: Limits) -> Validation {
     check_graph(&mut walk, &seen);
 
     if walk.problems.is_empty() {
-        match serde_json::from_value::<FlowDocument>(strip_nulls(doc)) {
+        match serde_json::from_value::<FlowDocument>(whole_options(strip_nulls(doc))) {
             Ok(document) => return finish(walk, Some(document)),
             Err(e) => walk.add(
                 0,
@@ -569,6 +562,52 @@ fn strip_nulls(doc: &Value) -> Value {
         Value::Array(items) => Value::Array(items.iter().map(strip_nulls).collect()),
         other => other.clone(),
     }
+}
+
+/// A whole number, also when written with a zero fraction (`3.0`), as in JSON Schema.
+fn whole_number(value: &Value) -> Option<i64> {
+    value.as_i64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+            .map(|f| f as i64)
+    })
+}
+
+/// The integer options of the workflow and of its steps, as `Walk::option` read them.
+const WHOLE_OPTION_KEYS: &[&str] = &[
+    "max_attempts",
+    "timeout",
+    "base_delay",
+    "run_timeout",
+    "max_concurrency",
+    "initial_tasks",
+    "start_delay",
+];
+
+/// Options written with a zero fraction (`3.0`), which the walk accepted as whole numbers
+/// (as JSON Schema does), become integers, so that serde reads them as the walk did. Only
+/// the workflow's and its steps' own options: values inside conditions and schemas are
+/// kept as written.
+fn whole_options(mut doc: Value) -> Value {
+    fn fix(obj: &mut Map<String, Value>) {
+        for key in WHOLE_OPTION_KEYS {
+            if let Some(value) = obj.get_mut(*key) {
+                if let Some(n) = whole_number(value).filter(|_| value.as_i64().is_none()) {
+                    *value = Value::from(n);
+                }
+            }
+        }
+    }
+    if let Some(obj) = doc.as_object_mut() {
+        fix(obj);
+        if let Some(Value::Array(steps)) = obj.get_mut("steps") {
+            for step in steps.iter_mut().filter_map(Value::as_object_mut) {
+                fix(step);
+            }
+        }
+    }
+    doc
 }
 
 fn finish(walk: Walk, document: Option<FlowDocument>) -> Validation {
@@ -1115,6 +1154,32 @@ mod tests {
             .map(|s| s.slug.as_str())
             .collect();
         assert_eq!(order, ["extract", "load"]);
+    }
+
+    #[test]
+    fn options_written_with_a_zero_fraction_are_whole_numbers() {
+        let v = validate(
+            &json!({"workflow_slug": "etl", "max_attempts": 5.0, "max_concurrency": 2.0,
+                    "concurrency_key": "tenant",
+                    "steps": [{"slug": "a", "timeout": 60.0, "start_delay": 0.0,
+                               "if": {"run": {"n": 3.0}}},
+                              {"slug": "m", "type": "map", "initial_tasks": 4.0}]}),
+            LIMITS,
+        );
+        assert_eq!(v.problems, vec![]);
+        let doc = v.document.unwrap();
+        assert_eq!((doc.max_attempts, doc.max_concurrency), (5, Some(2)));
+        assert_eq!(
+            (doc.steps[0].timeout, doc.steps[0].start_delay),
+            (Some(60), Some(0))
+        );
+        assert_eq!(doc.steps[1].initial_tasks, Some(4));
+        // a condition's values are data: kept as written
+        assert_eq!(doc.steps[0].if_matches, Some(json!({"run": {"n": 3.0}})));
+        assert_eq!(
+            problems(json!({"workflow_slug": "etl", "steps": [{"slug": "a", "timeout": 2.5}]})),
+            vec![("$.steps[0].timeout".into(), "invalid_document")]
+        );
     }
 
     #[test]

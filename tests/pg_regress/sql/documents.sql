@@ -149,4 +149,13 @@ FROM quantum_flow.get_run('30000000-0000-0000-0000-000000000002') r;
 SELECT count(*) AS in_queue FROM pgmq.q_qf_ai_data_pipeline;
 RESET quantum_flow.max_map_tasks;
 
+-- whole numbers written with a zero fraction, as some JSON writers (and LLMs) emit them, are
+-- whole numbers, as flow_schema() (JSON Schema "integer") says: the definition takes them
+SELECT d->>'workflow_slug' AS workflow_slug, d->'max_attempts' AS max_attempts FROM quantum_flow.define_flow(
+  '{"workflow_slug": "doc_fraction", "max_attempts": 5.0, "timeout": 30.0,
+    "steps": [{"slug": "a", "start_delay": 10.0}, {"slug": "b", "type": "map", "depends_on": ["a"], "timeout": 45.0}]}') d;
+SELECT step_slug, timeout, start_delay FROM quantum_flow.workflow_steps WHERE workflow_slug = 'doc_fraction' ORDER BY step_index;
+-- a fraction that is not zero is not a whole number
+SELECT * FROM pg_temp.problems(quantum_flow.validate_flow('{"workflow_slug": "doc_fraction2", "steps": [{"slug": "a", "timeout": 2.5}]}'));
+
 SELECT count(*) AS deleted FROM (SELECT quantum_flow.delete_flow(workflow_slug) FROM quantum_flow.list_flows()) d;
