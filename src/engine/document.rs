@@ -856,33 +856,50 @@ fn find_cycles(n: usize, edges: &BTreeMap<usize, Vec<usize>>) -> Vec<Vec<usize>>
         next: usize,
         components: Vec<Vec<usize>>,
     }
-    fn connect(v: usize, st: &mut State<'_>) {
+    fn visit(v: usize, st: &mut State<'_>) {
         st.index[v] = Some(st.next);
         st.low[v] = st.next;
         st.next += 1;
         st.stack.push(v);
         st.on_stack[v] = true;
-        for &w in st.edges.get(&v).map(Vec::as_slice).unwrap_or(&[]) {
-            match st.index[w] {
-                None => {
-                    connect(w, st);
-                    st.low[v] = st.low[v].min(st.low[w]);
+    }
+    // Depth first without recursion (a chain of quantum_flow.max_steps steps must not
+    // overflow the backend's stack): the path holds each step being visited with the position
+    // of the next of its dependencies to follow.
+    fn connect(root: usize, st: &mut State<'_>) {
+        let edges = st.edges;
+        let mut path: Vec<(usize, usize)> = vec![(root, 0)];
+        visit(root, st);
+        while let Some((v, next_dep)) = path.last_mut() {
+            let v = *v;
+            if let Some(&w) = edges.get(&v).and_then(|deps| deps.get(*next_dep)) {
+                *next_dep += 1;
+                match st.index[w] {
+                    None => {
+                        visit(w, st);
+                        path.push((w, 0));
+                    }
+                    Some(iw) if st.on_stack[w] => st.low[v] = st.low[v].min(iw),
+                    Some(_) => {}
                 }
-                Some(iw) if st.on_stack[w] => st.low[v] = st.low[v].min(iw),
-                Some(_) => {}
+                continue;
             }
-        }
-        if Some(st.low[v]) == st.index[v] {
-            let mut component = Vec::new();
-            while let Some(w) = st.stack.pop() {
-                st.on_stack[w] = false;
-                component.push(w);
-                if w == v {
-                    break;
+            path.pop();
+            if let Some(&(parent, _)) = path.last() {
+                st.low[parent] = st.low[parent].min(st.low[v]);
+            }
+            if Some(st.low[v]) == st.index[v] {
+                let mut component = Vec::new();
+                while let Some(w) = st.stack.pop() {
+                    st.on_stack[w] = false;
+                    component.push(w);
+                    if w == v {
+                        break;
+                    }
                 }
-            }
-            if component.len() > 1 {
-                st.components.push(component);
+                if component.len() > 1 {
+                    st.components.push(component);
+                }
             }
         }
     }
@@ -1154,6 +1171,20 @@ mod tests {
             .map(|s| s.slug.as_str())
             .collect();
         assert_eq!(order, ["extract", "load"]);
+    }
+
+    #[test]
+    fn a_cycle_through_a_million_steps_is_found_without_recursion() {
+        // step i depends on step i + 1, the last one on step 0
+        let n = 1_000_000;
+        let edges: BTreeMap<usize, Vec<usize>> = (0..n).map(|i| (i, vec![(i + 1) % n])).collect();
+        let cycles = find_cycles(n, &edges);
+        assert_eq!(cycles.len(), 1);
+        assert_eq!(cycles[0].len(), n);
+        assert_eq!(&cycles[0][..3], &[0, 1, 2]);
+        // and a chain of as many steps has none
+        let chain: BTreeMap<usize, Vec<usize>> = (0..n - 1).map(|i| (i, vec![i + 1])).collect();
+        assert_eq!(find_cycles(n, &chain), Vec::<Vec<usize>>::new());
     }
 
     #[test]
