@@ -363,9 +363,9 @@ LATERAL (SELECT count(*) AS steps_total,
          FROM step_progress sp WHERE sp.run_id = r.run_id) p;
 
 -- How long the workflow's oldest claimable task has been claimable, in seconds (NULL: none):
--- its message in the workflow's queue is visible (vt, the time it became so: sent, its retry
--- backoff or start delay over, its claim timed out, its run's start_at reached or its run
--- resumed) and its run is started. Timers are not tasks; a paused run's tasks, a task waiting
+-- its current message in the workflow's queue is visible (vt, the time it became so: sent,
+-- its retry backoff or start delay over, its claim timed out, its run's start_at reached or
+-- its run resumed) and its run is started. Timers are not tasks; a paused run's tasks, a task waiting
 -- for an event or for its concurrency slot, and a retry still backing off are not claimable.
 -- (Internal: the view below reads it. Runs as its owner, who can read the queue.)
 CREATE FUNCTION oldest_ready_task_seconds(workflow_slug text) RETURNS float8
@@ -378,15 +378,22 @@ BEGIN
     IF to_regclass(format('pgmq.%I', queue_table)) IS NULL THEN
         RETURN NULL;
     END IF;
-    -- ascending on pgmq's index of vt: the visible messages come first
+    -- on pgmq's index of vt, bounded by now (a parameter, so that it bounds the scan rather
+    -- than filters it): only visible messages are read, oldest first. A message counts when
+    -- it is its task's current one, the task is unfinished and the run started.
     EXECUTE format(
-        'SELECT extract(epoch FROM clock_timestamp() - m.vt)::float8 FROM pgmq.%I m
-         JOIN quantum_flow.runs r
-           ON r.run_id = CASE WHEN m.message->>''run_id'' ~ ''^[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$''
+        'SELECT extract(epoch FROM $1 - m.vt)::float8 FROM pgmq.%I m
+         JOIN quantum_flow.step_tasks t
+           ON t.run_id = CASE WHEN m.message->>''run_id'' ~ ''^[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$''
                               THEN (m.message->>''run_id'')::uuid END
-         WHERE m.vt <= clock_timestamp() AND NOT m.message ? ''timer'' AND r.status = ''started''
+          AND t.step_slug = m.message->>''step_slug''
+          AND t.task_index = CASE WHEN m.message->>''task_index'' ~ ''^[0-9]{1,9}$''
+                                  THEN (m.message->>''task_index'')::int END
+          AND t.message_id = m.msg_id AND t.status IN (''queued'', ''started'')
+         JOIN quantum_flow.runs r ON r.run_id = t.run_id AND r.status = ''started''
+         WHERE m.vt <= $1 AND NOT m.message ? ''timer''
          ORDER BY m.vt LIMIT 1', queue_table)
-    INTO age;
+    INTO age USING clock_timestamp();
     RETURN age;
 END
 $$;

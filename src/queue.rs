@@ -1015,14 +1015,17 @@ pub fn drop_archived_run_messages(queue: &str, run_id: Uuid) -> QfResult<()> {
 }
 
 /// `resume_run`'s part, before it marks the run started and once more after: every parked
-/// message of the run's unfinished tasks becomes visible now. It locks all of the run's
+/// message of the run's unfinished tasks becomes visible now, and so does every one whose
+/// visibility time ran out while the run was paused (a backoff or a claim that no poll saw
+/// end), so that `workflow_stats` ages a claimable task from the resume, not from before the
+/// pause; messages still hidden keep their time. It locks all of the run's
 /// messages, waiting for polls that hold one: a poll that parks a message after reading the
 /// run as paused has done so by the time we get the lock, and the `CASE` is evaluated on the
 /// row as that poll left it.
 pub fn unpark_run(queue: &str, run_id: Uuid) -> QfResult<usize> {
     let sql = format!(
         "UPDATE {} q \
-         SET vt = CASE WHEN q.vt = 'infinity' THEN clock_timestamp() ELSE q.vt END \
+         SET vt = CASE WHEN q.vt = 'infinity' OR q.vt < clock_timestamp() THEN clock_timestamp() ELSE q.vt END \
          WHERE q.msg_id = ANY (ARRAY(SELECT t.message_id FROM quantum_flow.step_tasks t \
                                      WHERE t.run_id = $1 AND t.status IN ('queued', 'started') \
                                        AND t.message_id IS NOT NULL)) \

@@ -74,6 +74,16 @@ FROM quantum_flow.workflow_stats WHERE workflow_slug = 'ob_wait';
 SELECT step_slug FROM quantum_flow.poll_tasks('ob_wait');
 SELECT tasks_queued, tasks_started, oldest_queued_seconds
 FROM quantum_flow.workflow_stats WHERE workflow_slug = 'ob_wait';
+-- a retry whose backoff (1 s) runs out while its run is paused, with no poll to see it, is
+-- claimable from the resume on, not from before: resume_run restarts its message's time
+SELECT quantum_flow.fail_task('ab000000-0000-0000-0000-000000000003', 'work', 0, 'flaky');
+SELECT quantum_flow.pause_run('ab000000-0000-0000-0000-000000000003');
+SELECT pg_sleep(1.2);
+SELECT clock_timestamp() AS resumed_at \gset
+SELECT quantum_flow.resume_run('ab000000-0000-0000-0000-000000000003');
+SELECT q.vt >= :'resumed_at'::timestamptz AS visible_from_the_resume
+FROM pgmq.q_qf_ob_wait q JOIN quantum_flow.step_tasks t ON t.message_id = q.msg_id
+WHERE t.run_id = 'ab000000-0000-0000-0000-000000000003' AND t.step_slug = 'work';
 
 -- clean up: the other files of this suite share the database
 SELECT quantum_flow.cancel_run('ab000000-0000-0000-0000-000000000001');
