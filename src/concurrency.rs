@@ -68,7 +68,7 @@ pub fn flush() -> QfResult<()> {
         if free > 0 {
             let admitted = admit(&key, free)?;
             wakeup::notify_on_commit(&key.workflow_slug, u32::try_from(admitted).unwrap_or(0));
-            if released > 0 && admitted == 0 {
+            if admitted == 0 {
                 forget_if_idle(&key)?;
             }
         }
