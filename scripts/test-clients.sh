@@ -15,7 +15,7 @@
 # (scripts/python-venv.sh: created when missing, reinstalled when the client's sources changed),
 # then pytest in clients/python.
 # Node: `npm ci` in clients/node when node_modules is missing or package-lock.json changed,
-# then `npm test`. Needs node (>= 18) and npm on PATH.
+# then `npm test`. Needs node (>= 18.8) and npm on PATH.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -36,17 +36,16 @@ part_python() {
 
 part_node() {
     if ! command -v node >/dev/null 2>&1; then
-        warn "node is not installed: install Node.js 18 or newer (with npm) to test clients/node"
+        warn "node is not installed: install Node.js 18.8 or newer (with npm) to test clients/node"
         return 1
     fi
     command -v npm >/dev/null 2>&1 || {
         warn "npm is not installed (it comes with Node.js)"
         return 1
     }
-    local major
-    major="$(node -p 'process.versions.node.split(".")[0]')"
-    if [ "$major" -lt 18 ]; then
-        warn "node $(node --version) is too old: clients/node needs Node.js 18 or newer"
+    # node:test's before/after hooks, which the tests use, came with 18.8
+    if [ "$(node -p 'const [a, b] = process.versions.node.split(".").map(Number); a > 18 || (a === 18 && b >= 8)')" != true ]; then
+        warn "node $(node --version) is too old: clients/node needs Node.js 18.8 or newer"
         return 1
     fi
     qf_npm_ci "$repo/clients/node" || return 1
