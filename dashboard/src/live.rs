@@ -1,7 +1,9 @@
 //! Live updates: one connection of the server LISTENs on `quantum_flow_events` (through the
 //! client crate's event stream) and fans each event out to the browsers' server-sent event
 //! streams. The connection is re-opened when it drops; the pages are then told to `resync`,
-//! since changes may have been missed in between.
+//! since changes may have been missed in between. Each browser stream starts with a `listen`
+//! event saying whether that connection is up (`on` / `off`), and gets another whenever it
+//! goes down or comes back, so a page's "live" indicator follows it.
 
 use axum::response::sse::Event;
 use futures::{Stream, StreamExt};
@@ -21,7 +23,10 @@ const BACKLOG: usize = 1024;
 #[derive(Debug, Clone)]
 enum Message {
     Change(RunEvent),
+    /// The LISTEN connection is up again: what happened meanwhile is unknown.
     Resync,
+    /// The LISTEN connection dropped.
+    Down,
 }
 
 /// Which events a page wants: one run's, one workflow's, or (both `None`) all.
@@ -60,13 +65,19 @@ impl Live {
         self.connected.load(Ordering::Relaxed)
     }
 
-    /// A browser's event stream: `change` events (the event's JSON) that pass `filter`, and
-    /// `resync` events.
+    /// A browser's event stream: a `listen` event with the LISTEN connection's state first,
+    /// then `change` events (the event's JSON) that pass `filter`, `resync` events, and
+    /// `listen` events when the connection goes down (`off`) or comes back (`on`, with a
+    /// `resync`).
     pub fn subscribe(&self, filter: Filter) -> impl Stream<Item = Result<Event, Infallible>> {
-        BroadcastStream::new(self.sender.subscribe()).filter_map(move |message| {
-            let event = match message {
-                Ok(Message::Change(event)) if filter.wants(&event) => Some(
-                    Event::default().event("change").data(
+        // subscribed before reading the state, so that a change in between is not missed
+        let receiver = self.sender.subscribe();
+        let first =
+            futures::stream::once(futures::future::ready(Ok(listen_event(self.connected()))));
+        let rest = BroadcastStream::new(receiver).flat_map(move |message| {
+            let events = match message {
+                Ok(Message::Change(event)) if filter.wants(&event) => {
+                    vec![Event::default().event("change").data(
                         serde_json::json!({
                             "run_id": event.run_id,
                             "workflow_slug": event.workflow_slug,
@@ -74,16 +85,29 @@ impl Live {
                             "status": event.status,
                         })
                         .to_string(),
-                    ),
-                ),
-                Ok(Message::Change(_)) => None,
-                Ok(Message::Resync) | Err(BroadcastStreamRecvError::Lagged(_)) => {
-                    Some(Event::default().event("resync").data("{}"))
+                    )]
                 }
+                Ok(Message::Change(_)) => vec![],
+                Ok(Message::Resync) => vec![
+                    listen_event(true),
+                    Event::default().event("resync").data("{}"),
+                ],
+                Err(BroadcastStreamRecvError::Lagged(_)) => {
+                    vec![Event::default().event("resync").data("{}")]
+                }
+                Ok(Message::Down) => vec![listen_event(false)],
             };
-            futures::future::ready(event.map(Ok))
-        })
+            futures::stream::iter(events.into_iter().map(Ok))
+        });
+        first.chain(rest)
     }
+}
+
+/// The `listen` event: whether the LISTEN connection is up.
+fn listen_event(up: bool) -> Event {
+    Event::default()
+        .event("listen")
+        .data(if up { "on" } else { "off" })
 }
 
 async fn listen(database_url: String, sender: broadcast::Sender<Message>, up: Arc<AtomicBool>) {
@@ -112,6 +136,7 @@ async fn listen(database_url: String, sender: broadcast::Sender<Message>, up: Ar
                     }
                 }
                 up.store(false, Ordering::Relaxed);
+                let _ = sender.send(Message::Down);
             }
             Err(e) => tracing::warn!("cannot LISTEN on quantum_flow_events: {e}"),
         }

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::Html;
 use chrono::{DateTime, Utc};
 use maud::{html, Markup, DOCTYPE};
-use quantum_flow_client::{StepState, TaskState};
+use quantum_flow_client::{StepState, StepStatus, TaskState};
 use serde_json::Value;
 
 /// The run page's buttons, by the action's name in `/runs/{id}/{action}`.
@@ -250,7 +250,7 @@ fn runs_table(runs: &[RunRow], show_workflow: bool) -> Markup {
                     }
                 }
                 @if runs.is_empty() {
-                    tr { td colspan="8" .none { "No runs match." } }
+                    tr { td colspan=(if show_workflow { "8" } else { "7" }) .none { "No runs match." } }
                 }
             }
         }
@@ -290,7 +290,7 @@ pub fn runs(
         None => "/events".to_string(),
     };
     let body = html! {
-        h1 { "Runs" @if let Some(w) = workflow { " of " a href={ "/workflows/" (w) } { (w) } } }
+        h1 { "Runs" @if let Some(w) = workflow { " of " a href={ "/workflows/" (url_encode(w)) } { (w) } } }
         nav.filter {
             a href={ "/runs?" (query(None)) } class=[status.is_none().then_some("current")] { "all " span.n { (all) } }
             @for (s, n) in counts {
@@ -396,8 +396,11 @@ fn step_row(step: &StepState) -> Markup {
             td { @if let Some(children) = &step.child_run_ids {
                 @for child in children { (run_link(child)) " " }
             } }
-            td { @if let Some(output) = &step.output {
-                details data-key={ "output-" (step.step_slug) } { summary { "output" } (json(output)) }
+            // a completed step's output may be JSON null, which is an output too
+            td { @if step.output.is_some() || step.status == StepStatus::Completed {
+                details data-key={ "output-" (step.step_slug) } {
+                    summary { "output" } (json(step.output.as_ref().unwrap_or(&Value::Null)))
+                }
             } }
         }
     }

@@ -98,8 +98,12 @@
   const source = new EventSource(live.dataset.events);
   source.addEventListener("change", schedule);
   source.addEventListener("resync", schedule);
+  // "live" follows the server's own LISTEN connection, which the stream reports first and on
+  // every change; a stream of ours that is down is not live either
+  source.addEventListener("listen", (e) => {
+    document.body.dataset.live = e.data === "on" ? "on" : "off";
+  });
   source.addEventListener("open", () => {
-    document.body.dataset.live = "on";
     document.body.dataset.sse = "open";
     // what changed between this page's rendering (or a reconnect) and now
     schedule();

@@ -273,6 +273,30 @@ def test_failed_run_shows_its_error(admin, dashboard, page, shots):
     page.screenshot(path=shots / "run-failed.png", full_page=True)
 
 
+def test_the_live_indicator_follows_the_listen_connection(admin, dashboard, page):
+    """"live" is the dashboard's own LISTEN connection: when it drops the page says so, and
+    says live again once the server has reconnected, without a reload."""
+    open_page(page, dashboard + "/")
+    expect(page.locator("body")).to_have_attribute("data-live", "on")
+    page.evaluate(
+        """() => {
+            window.__qfLive = [];
+            new MutationObserver(() => window.__qfLive.push(document.body.dataset.live))
+                .observe(document.body, {attributes: true, attributeFilter: ["data-live"]});
+        }"""
+    )
+    token = mark(page)
+    # every dashboard of this session has one such connection (this page's among them)
+    count, all_ended = admin.execute(
+        "SELECT count(*), bool_and(pg_terminate_backend(pid)) FROM pg_stat_activity"
+        " WHERE datname = 'qf_dashboard' AND application_name = 'quantum_flow events'"
+    ).fetchone()
+    assert count >= 1 and all_ended is True, (count, all_ended)
+    page.wait_for_function("() => window.__qfLive.join(',').includes('off,on')", timeout=15000)
+    expect(page.locator("body")).to_have_attribute("data-live", "on")
+    assert_not_reloaded(page, token)
+
+
 def stat(page, slug, col):
     return page.locator(f'#workflows tr[data-workflow="{slug}"] [data-col="{col}"]')
 
