@@ -462,24 +462,31 @@ fn after_step_finished(run: &Run, step_slug: &str, steps: i32) -> QfResult<Optio
     match runs::count_finished_steps_and_ready(run.run_id, &run.workflow_slug, step_slug, steps)? {
         None => Ok(None),
         Some((0, _)) => {
-            match runs::complete_run(run.run_id)? {
-                runs::RunCompletion::TooLarge(bytes) => {
-                    // Every step completed: the run fails, no step does.
-                    let message = QfError::OutputTooLarge(format!(
-                        "the run's output (its leaf steps' outputs) would be {bytes} bytes, \
-                         more than a jsonb value holds ({JSONB_MAX_BYTES})"
-                    ));
-                    fail_run_only(run, &format!("run output: {message}"))?;
-                }
-                runs::RunCompletion::Completed(links) => {
-                    run.ended("completed");
-                    run_completed(run, links)?;
-                }
-            }
+            finish_run(run)?;
             Ok(None)
         }
         Some((_, ready)) => Ok(Some(ready)),
     }
+}
+
+/// Every step of the run has finished: the run completes with its leaf steps' outputs, or
+/// fails when they do not fit in one `jsonb`.
+fn finish_run(run: &Run) -> QfResult<()> {
+    match runs::complete_run(run.run_id)? {
+        runs::RunCompletion::TooLarge(bytes) => {
+            // Every step completed: the run fails, no step does.
+            let message = QfError::OutputTooLarge(format!(
+                "the run's output (its leaf steps' outputs) would be {bytes} bytes, \
+                 more than a jsonb value holds ({JSONB_MAX_BYTES})"
+            ));
+            fail_run_only(run, &format!("run output: {message}"))?;
+        }
+        runs::RunCompletion::Completed(links) => {
+            run.ended("completed");
+            run_completed(run, links)?;
+        }
+    }
+    Ok(())
 }
 
 /// After a run completed: its timer goes, and a child run completes its parent's task.
@@ -1538,8 +1545,22 @@ pub fn retry_run(run_id: Uuid) -> QfResult<bool> {
             }
         }
         runs::resume_fan_outs(run_id)?;
+        let counted = runs::reopen_counted_map_steps(run_id)?;
         runs::recount_run(run_id)?;
         start_steps(&run, runs::reopen_taskless_steps(run_id)?)?;
+        // Work that failed after every task had answered has nothing to queue: it is done
+        // again now (a map step's output, then the run's), and ends as it will.
+        for step in counted {
+            if run.ended_in_call() {
+                break;
+            }
+            if let Started::Finished(ready) = finish_counted(&run, &step, true)? {
+                start_steps(&run, ready)?;
+            }
+        }
+        if !run.ended_in_call() && runs::remaining_steps(run_id)? == Some(0) {
+            finish_run(&run)?;
+        }
         wakeup::notify_on_commit(&run.workflow_slug, wakeup::EVERY_SLEEPER);
         Ok(true)
     })

@@ -1151,6 +1151,37 @@ pub fn recount_run(run_id: Uuid) -> QfResult<()> {
     Ok(())
 }
 
+/// `retry_run`: map steps that failed after all their tasks had completed (their output did
+/// not fit in one `jsonb`) are started again, to be finished again by the caller. Returns
+/// them in step order.
+pub fn reopen_counted_map_steps(run_id: Uuid) -> QfResult<Vec<String>> {
+    let mut steps: Vec<(i32, String)> = query(
+        "UPDATE quantum_flow.step_states ss \
+         SET status = 'started', error_message = NULL, failed_at = NULL \
+         FROM quantum_flow.workflow_steps ws \
+         WHERE ss.run_id = $1 AND ss.status = 'failed' AND ss.fan_out_next IS NULL \
+           AND ws.workflow_slug = ss.workflow_slug AND ws.step_slug = ss.step_slug \
+           AND ws.step_type = 'map' AND ss.tasks_total > 0 \
+           AND ss.tasks_total = (SELECT count(*) FROM quantum_flow.step_tasks t \
+                                 WHERE t.run_id = ss.run_id AND t.step_slug = ss.step_slug \
+                                   AND t.status = 'completed') \
+         RETURNING ws.step_index, ss.step_slug",
+        &[run_id.into()],
+        |r| Ok((req(r, 1)?, req(r, 2)?)),
+    )?;
+    steps.sort();
+    Ok(steps.into_iter().map(|(_, s)| s).collect())
+}
+
+/// A started run's steps still to finish (None: the run is not started).
+pub fn remaining_steps(run_id: Uuid) -> QfResult<Option<i32>> {
+    query_opt(
+        "SELECT remaining_steps FROM quantum_flow.runs WHERE run_id = $1 AND status = 'started'",
+        &[run_id.into()],
+        |r| req::<i32>(r, 1),
+    )
+}
+
 /// `retry_run`: steps that were ready but have no tasks (they failed before fanning out, or
 /// the run failed before they started) are made ready again. Returns them in step order.
 pub fn reopen_taskless_steps(run_id: Uuid) -> QfResult<Vec<String>> {
