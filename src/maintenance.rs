@@ -62,7 +62,8 @@ impl Report {
 /// in the queue as the attempt they were (or, with no attempts left, fail their task and run),
 /// messages whose run has ended are archived, due timers fail their runs (`run_timeout`,
 /// `event_timeout`), child runs whose parent ended are cancelled, and the next chunk of one
-/// big map step's tasks is created (`engine::fan_out_chunk_size`). Everything is locked
+/// big map step's tasks is created (`engine::fan_out_chunk_size`). A workflow whose queue
+/// is gone is skipped with a WARNING (`workflows` does not count it). Everything is locked
 /// with SKIP LOCKED in the engine's lock order, so concurrent `maintain()` calls and pollers
 /// never wait for each other or count anything twice.
 pub fn maintain() -> QfResult<Report> {
@@ -72,6 +73,16 @@ pub fn maintain() -> QfResult<Report> {
     };
     for slug in flows::all_slugs()? {
         let queue = queue_name(&slug);
+        // A workflow whose queue was dropped behind its back (pgmq.drop_queue) would make
+        // every round fail, and so stop maintenance of every other workflow: it is skipped.
+        if !queue::table_exists(&slug) {
+            pgrx::warning!(
+                "quantum_flow maintenance: workflow {slug:?} has no queue (pgmq.q_{queue} was \
+                 dropped); skipped. Delete the workflow with delete_flow('{slug}'), or create \
+                 its queue again with pgmq.create('{queue}')"
+            );
+            continue;
+        }
         let mut cleanup = Cleanup::default();
         for found in queue::sweep_overdue(&queue, &slug, SWEEP_LIMIT)? {
             cleanup.add(found);

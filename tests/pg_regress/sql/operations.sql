@@ -158,6 +158,18 @@ SELECT quantum_flow.maintain() - 'workflows' AS report;
 SELECT count(*) AS in_queue FROM pgmq.q_qf_ops_maint;
 -- maintain() counts every workflow
 SELECT (quantum_flow.maintain()->>'workflows')::int = (SELECT count(*) FROM quantum_flow.workflows) AS every_workflow;
+-- a workflow whose queue was dropped behind its back is skipped with a WARNING, instead of
+-- failing every round and so stopping maintenance of the other workflows: a claim of
+-- ops_maint that times out is still put back
+SELECT workflow_slug FROM quantum_flow.create_flow('ops_lost_queue');
+SELECT pgmq.drop_queue('qf_ops_lost_queue');
+SELECT quantum_flow.start_flow('ops_maint', '{}', 'c0000000-0000-0000-0000-0000000000e1');
+SELECT count(*) AS claimed FROM quantum_flow.poll_tasks('ops_maint', 10);
+UPDATE pgmq.q_qf_ops_maint SET vt = clock_timestamp() - interval '1 second';
+SELECT quantum_flow.maintain()->'timeouts_retried' AS timeouts_retried;
+SELECT (quantum_flow.maintain()->>'workflows')::int = (SELECT count(*) - 1 FROM quantum_flow.workflows) AS all_but_the_lost_one;
+SELECT quantum_flow.delete_flow('ops_lost_queue');
+SELECT quantum_flow.cancel_run('c0000000-0000-0000-0000-0000000000e1');
 
 --
 -- prune_runs(older_than, keep_failed, max_runs): deletes ended runs with their step states,
@@ -182,7 +194,7 @@ SELECT quantum_flow.prune_runs();
 SELECT quantum_flow.prune_runs('0 seconds', keep_failed => true, max_runs => 1);
 SELECT run_id, status FROM quantum_flow.runs WHERE workflow_slug = 'ops_prune' ORDER BY run_id;
 SELECT quantum_flow.prune_runs('0 seconds', keep_failed => true);
--- prune_runs is not per workflow: the failed runs of the scenarios above go too (3 runs)
+-- prune_runs is not per workflow: the failed runs of the scenarios above go too (4 runs)
 SELECT quantum_flow.prune_runs('0 seconds');
 SELECT run_id, status FROM quantum_flow.runs WHERE workflow_slug = 'ops_prune' ORDER BY run_id;
 -- their tasks and messages went with them; the started run keeps its tasks and messages
