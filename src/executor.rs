@@ -250,13 +250,15 @@ fn start_steps(run: &Run, ready: Vec<String>) -> QfResult<()> {
     let mut worklist: VecDeque<String> = ready.into();
     let mut queued: u32 = 0;
     while let Some(step) = worklist.pop_front() {
+        // the run may have ended before this call got here (retry_run's children) or while
+        // starting the step before
+        if run.ended_in_call() {
+            break;
+        }
         match start_step(run, &step)? {
             Started::Queued(tasks) => queued = queued.saturating_add(tasks),
             Started::Finished(more) => worklist.extend(more),
             Started::RunEnded => break,
-        }
-        if run.ended_in_call() {
-            break;
         }
     }
     wakeup::notify_on_commit(&run.workflow_slug, queued);

@@ -1151,15 +1151,16 @@ pub fn recount_run(run_id: Uuid) -> QfResult<()> {
     Ok(())
 }
 
-/// `retry_run`: map steps that failed after all their tasks had completed (their output did
-/// not fit in one `jsonb`) are started again, to be finished again by the caller. Returns
-/// them in step order.
+/// `retry_run`: map steps all of whose tasks had completed but that never finished, because
+/// their output did not fit in one `jsonb` (failed), or because their run ended first, in
+/// this or an earlier `retry_run` (left started), are started again, to be finished by the
+/// caller. Returns them in step order.
 pub fn reopen_counted_map_steps(run_id: Uuid) -> QfResult<Vec<String>> {
     let mut steps: Vec<(i32, String)> = query(
         "UPDATE quantum_flow.step_states ss \
          SET status = 'started', error_message = NULL, failed_at = NULL \
          FROM quantum_flow.workflow_steps ws \
-         WHERE ss.run_id = $1 AND ss.status = 'failed' AND ss.fan_out_next IS NULL \
+         WHERE ss.run_id = $1 AND ss.status IN ('failed', 'started') AND ss.fan_out_next IS NULL \
            AND ws.workflow_slug = ss.workflow_slug AND ws.step_slug = ss.step_slug \
            AND ws.step_type = 'map' AND ss.tasks_total > 0 \
            AND ss.tasks_total = (SELECT count(*) FROM quantum_flow.step_tasks t \

@@ -107,13 +107,20 @@ SELECT quantum_flow.fail_task('f0000000-0000-0000-0000-000000000008', 'm', 0, 'x
 -- a run that failed after every task had answered (a map step's output, or the run's, did
 -- not fit in one jsonb: past 256 MB, so the two failures are set up by hand here) has no task
 -- to queue again: retry_run finishes that work again at once, and the run completes (or
--- fails again), instead of staying started with nothing to do
+-- fails again), instead of staying started with nothing to do. So does a map step whose
+-- tasks all completed but whose run ended first (left started: run ...a3)
 SELECT workflow_slug FROM quantum_flow.create_flow('fc_agg');
 SELECT step_slug FROM quantum_flow.add_step('fc_agg', 'm', step_type => 'map');
 SELECT quantum_flow.start_flow('fc_agg', '[1, 2]', 'f0000000-0000-0000-0000-0000000000a1');
 SELECT quantum_flow.start_flow('fc_agg', '[3]', 'f0000000-0000-0000-0000-0000000000a2');
+SELECT quantum_flow.start_flow('fc_agg', '[4, 5]', 'f0000000-0000-0000-0000-0000000000a3');
 SELECT count(quantum_flow.complete_task(run_id, step_slug, task_index, input->'item')) AS completed
 FROM quantum_flow.poll_tasks('fc_agg', 10);
+UPDATE quantum_flow.step_states SET status = 'started', output = NULL, completed_at = NULL
+WHERE run_id = 'f0000000-0000-0000-0000-0000000000a3' AND step_slug = 'm';
+UPDATE quantum_flow.runs SET status = 'failed', output = NULL, completed_at = NULL, failed_at = now(),
+       error_message = 'run_timeout: the run did not finish within its 60s run_timeout'
+WHERE run_id = 'f0000000-0000-0000-0000-0000000000a3';
 UPDATE quantum_flow.step_states SET status = 'failed', output = NULL, completed_at = NULL, failed_at = now(),
        error_message = 'step m: output_too_large: the step''s output would be too large'
 WHERE run_id = 'f0000000-0000-0000-0000-0000000000a1' AND step_slug = 'm';
@@ -123,9 +130,11 @@ UPDATE quantum_flow.runs SET status = 'failed', output = NULL, completed_at = NU
                             ELSE 'run output: output_too_large: the run''s output would be too large' END
 WHERE run_id IN ('f0000000-0000-0000-0000-0000000000a1', 'f0000000-0000-0000-0000-0000000000a2');
 SELECT quantum_flow.retry_run('f0000000-0000-0000-0000-0000000000a1') AS retried_map_output,
-       quantum_flow.retry_run('f0000000-0000-0000-0000-0000000000a2') AS retried_run_output;
+       quantum_flow.retry_run('f0000000-0000-0000-0000-0000000000a2') AS retried_run_output,
+       quantum_flow.retry_run('f0000000-0000-0000-0000-0000000000a3') AS retried_left_started;
 SELECT r->>'run_id' AS run_id, r->>'status' AS status, r->'output' AS output, r->>'error_message' AS error_message
-FROM unnest(ARRAY['f0000000-0000-0000-0000-0000000000a1', 'f0000000-0000-0000-0000-0000000000a2']::uuid[]) AS id,
+FROM unnest(ARRAY['f0000000-0000-0000-0000-0000000000a1', 'f0000000-0000-0000-0000-0000000000a2',
+                  'f0000000-0000-0000-0000-0000000000a3']::uuid[]) AS id,
      quantum_flow.get_run(id) r ORDER BY 1;
 SELECT * FROM pg_temp.steps('f0000000-0000-0000-0000-0000000000a1');
 
