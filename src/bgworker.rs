@@ -4,7 +4,7 @@
 //! a crash) connects to no database and, every `quantum_flow.maintenance_interval`, starts a
 //! short-lived *maintenance worker* in each database that allows connections and is not a
 //! template. That worker checks that the extension is installed (at this library's version)
-//! and runs `maintain()` once, in one transaction, then exits. Short-lived workers hold no
+//! and runs `maintain()` once, a transaction per workflow, then exits. Short-lived workers hold no
 //! connection between rounds, so `DROP DATABASE` and `CREATE DATABASE ... TEMPLATE` are not
 //! blocked by them, and they need one `max_worker_processes` slot each only while they run.
 //!
@@ -215,18 +215,37 @@ pub extern "C-unwind" fn quantum_flow_maintenance_main(arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGTERM);
     let oid = pg_sys::Oid::from(arg.value() as u32);
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(oid), None);
-    // An error aborts the transaction (nothing half-done is committed) and ends the worker;
-    // the launcher starts the next one after the interval.
-    let report = BackgroundWorker::transaction(|| {
+    // maintain() in parts, a transaction each: the orphans, then one workflow at a time, so
+    // that no workflow's locks are held while the others are maintained. An error aborts
+    // its transaction (nothing half-done is committed; the parts before it stay done) and
+    // ends the worker; the launcher starts the next one after the interval.
+    let first = BackgroundWorker::transaction(|| {
         let version = crate::api::installed_version()
             .unwrap_or_else(|e| pgrx::error!("quantum_flow maintenance: {e}"));
         if version.as_deref() != Some(env!("CARGO_PKG_VERSION")) {
             return None;
         }
-        Some(
-            maintenance::maintain()
-                .unwrap_or_else(|e| pgrx::error!("quantum_flow maintenance failed: {e}")),
-        )
+        let orphans = maintenance::cancel_orphans()
+            .unwrap_or_else(|e| pgrx::error!("quantum_flow maintenance failed: {e}"));
+        let slugs = crate::store::flows::all_slugs()
+            .unwrap_or_else(|e| pgrx::error!("quantum_flow maintenance failed: {e}"));
+        Some((orphans, slugs))
+    });
+    let report = first.map(|(orphans, slugs)| {
+        let mut report = maintenance::Report {
+            orphans_cancelled: orphans,
+            ..maintenance::Report::default()
+        };
+        for slug in slugs {
+            report += BackgroundWorker::transaction(|| {
+                let mut part = maintenance::Report::default();
+                maintenance::maintain_workflow(&slug, &mut part).unwrap_or_else(|e| {
+                    pgrx::error!("quantum_flow maintenance of workflow {slug:?} failed: {e}")
+                });
+                part
+            });
+        }
+        report
     });
     match report {
         Some(report) if report.did_something() => {

@@ -33,6 +33,19 @@ pub struct Report {
     pub tasks_fanned_out: usize,
 }
 
+impl std::ops::AddAssign for Report {
+    fn add_assign(&mut self, other: Report) {
+        self.workflows += other.workflows;
+        self.timeouts_retried += other.timeouts_retried;
+        self.timeouts_failed += other.timeouts_failed;
+        self.runs_failed += other.runs_failed;
+        self.stale_archived += other.stale_archived;
+        self.timers_fired += other.timers_fired;
+        self.orphans_cancelled += other.orphans_cancelled;
+        self.tasks_fanned_out += other.tasks_fanned_out;
+    }
+}
+
 impl Report {
     pub fn did_something(&self) -> bool {
         self.timeouts_retried
@@ -68,38 +81,55 @@ impl Report {
 /// never wait for each other or count anything twice.
 pub fn maintain() -> QfResult<Report> {
     let mut report = Report {
-        orphans_cancelled: crate::executor::cancel_orphans(SWEEP_LIMIT)?,
+        orphans_cancelled: cancel_orphans()?,
         ..Report::default()
     };
     for slug in flows::all_slugs()? {
-        let queue = queue_name(&slug);
-        // A workflow whose queue was dropped behind its back (pgmq.drop_queue) would make
-        // every round fail, and so stop maintenance of every other workflow: it is skipped.
-        if !queue::table_exists(&slug) {
-            pgrx::warning!(
-                "quantum_flow maintenance: workflow {slug:?} has no queue (pgmq.q_{queue} was \
-                 dropped); skipped. Delete the workflow with delete_flow('{slug}'), or create \
-                 its queue again with pgmq.create('{queue}')"
-            );
-            continue;
-        }
-        let mut cleanup = Cleanup::default();
-        for found in queue::sweep_overdue(&queue, &slug, SWEEP_LIMIT)? {
-            cleanup.add(found);
-        }
-        report.workflows += 1;
-        report.timeouts_retried += cleanup.timed_out.len();
-        report.timeouts_failed += cleanup.exhausted.len();
-        report.stale_archived += cleanup.stale.len();
-        let applied = crate::executor::settle(|| cleanup.apply(&queue, &slug))?;
-        report.runs_failed += applied.runs_failed;
-        report.timers_fired += applied.timers_fired;
-        // last for this workflow: it holds a step's row until maintain() ends; its fairness
-        // check looks as far as a poll of the default batch_size (10) would
-        let fanned = crate::executor::settle(|| queue::continue_fan_out(&queue, &slug, 10))?;
-        report.tasks_fanned_out += fanned.created as usize;
+        maintain_workflow(&slug, &mut report)?;
     }
     Ok(report)
+}
+
+/// `maintain`'s first part: child runs whose parent ended are cancelled. Returns how many.
+pub fn cancel_orphans() -> QfResult<usize> {
+    crate::executor::cancel_orphans(SWEEP_LIMIT)
+}
+
+/// `maintain`'s part for one workflow, added to `report`: the background worker runs each in
+/// a transaction of its own, so that one workflow's locks (a big map's step row, held while
+/// its next chunk is created) are let go of before the next workflow's turn.
+pub fn maintain_workflow(slug: &str, report: &mut Report) -> QfResult<()> {
+    let queue = queue_name(slug);
+    // A workflow whose queue was dropped behind its back (pgmq.drop_queue) would make
+    // every round fail, and so stop maintenance of every other workflow: it is skipped.
+    if !queue::table_exists(slug) {
+        // (or the workflow was deleted since the background worker listed it: nothing to do)
+        if flows::options(slug)?.is_none() {
+            return Ok(());
+        }
+        pgrx::warning!(
+            "quantum_flow maintenance: workflow {slug:?} has no queue (pgmq.q_{queue} was \
+             dropped); skipped. Delete the workflow with delete_flow('{slug}'), or create \
+             its queue again with pgmq.create('{queue}')"
+        );
+        return Ok(());
+    }
+    let mut cleanup = Cleanup::default();
+    for found in queue::sweep_overdue(&queue, slug, SWEEP_LIMIT)? {
+        cleanup.add(found);
+    }
+    report.workflows += 1;
+    report.timeouts_retried += cleanup.timed_out.len();
+    report.timeouts_failed += cleanup.exhausted.len();
+    report.stale_archived += cleanup.stale.len();
+    let applied = crate::executor::settle(|| cleanup.apply(&queue, slug))?;
+    report.runs_failed += applied.runs_failed;
+    report.timers_fired += applied.timers_fired;
+    // last for this workflow: it holds a step's row until the transaction ends; its fairness
+    // check looks as far as a poll of the default batch_size (10) would
+    let fanned = crate::executor::settle(|| queue::continue_fan_out(&queue, slug, 10))?;
+    report.tasks_fanned_out += fanned.created as usize;
+    Ok(())
 }
 
 /// Deletes up to `max_runs` runs that ended (completed, or failed unless `keep_failed`) before
