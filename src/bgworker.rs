@@ -4,7 +4,8 @@
 //! a crash) connects to no database and, every `quantum_flow.maintenance_interval`, starts a
 //! short-lived *maintenance worker* in each database that allows connections and is not a
 //! template. That worker checks that the extension is installed (at this library's version)
-//! and runs `maintain()` once, a transaction per workflow, then exits. Short-lived workers hold no
+//! and does what `maintain()` does once, then exits: the orphaned child runs first, then each
+//! workflow, each in a transaction of its own (each checking the extension's version again). Short-lived workers hold no
 //! connection between rounds, so `DROP DATABASE` and `CREATE DATABASE ... TEMPLATE` are not
 //! blocked by them, and they need one `max_worker_processes` slot each only while they run.
 //!
@@ -237,13 +238,27 @@ pub extern "C-unwind" fn quantum_flow_maintenance_main(arg: pg_sys::Datum) {
             ..maintenance::Report::default()
         };
         for slug in slugs {
-            report += BackgroundWorker::transaction(|| {
+            let done = report.to_json();
+            let part = BackgroundWorker::transaction(|| {
+                // an ALTER EXTENSION UPDATE or DROP EXTENSION may have committed meanwhile
+                let version = crate::api::installed_version().unwrap_or_else(|e| {
+                    pgrx::error!("quantum_flow maintenance: {e} (done before: {done})")
+                });
+                if version.as_deref() != Some(env!("CARGO_PKG_VERSION")) {
+                    return None;
+                }
                 let mut part = maintenance::Report::default();
                 maintenance::maintain_workflow(&slug, &mut part).unwrap_or_else(|e| {
-                    pgrx::error!("quantum_flow maintenance of workflow {slug:?} failed: {e}")
+                    pgrx::error!(
+                        "quantum_flow maintenance of workflow {slug:?} failed: {e} (done before: {done})"
+                    )
                 });
-                part
+                Some(part)
             });
+            match part {
+                Some(part) => report += part,
+                None => break,
+            }
         }
         report
     });

@@ -128,6 +128,10 @@ pub fn maintain_workflow(slug: &str, report: &mut Report) -> QfResult<()> {
     // last for this workflow: it holds a step's row until the transaction ends; its fairness
     // check looks as far as a poll of the default batch_size (10) would
     let fanned = crate::executor::settle(|| queue::continue_fan_out(&queue, slug, 10))?;
+    if fanned.created > 0 {
+        // sleeping pollers of the workflow claim them at once, as after a poll's chunk
+        crate::wakeup::notify_on_commit(slug, fanned.created.unsigned_abs());
+    }
     report.tasks_fanned_out += fanned.created as usize;
     Ok(())
 }
