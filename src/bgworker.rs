@@ -32,6 +32,9 @@ const ABSENT_SLOTS: usize = 64;
 static ABSENT: PgAtomic<[AtomicU32; ABSENT_SLOTS]> =
     unsafe { PgAtomic::new(c"quantum_flow_absent") };
 
+/// Maintenance rounds started (in any database): where a round starts in its workflow list.
+static ROUNDS: PgAtomic<AtomicU32> = unsafe { PgAtomic::new(c"quantum_flow_rounds") };
+
 /// Registers the launcher and the shared memory; called from `_PG_init`, and does nothing
 /// unless the library is being preloaded.
 pub fn init() {
@@ -39,6 +42,7 @@ pub fn init() {
         return;
     }
     pg_shmem_init!(ABSENT = [const { AtomicU32::new(0) }; ABSENT_SLOTS]);
+    pg_shmem_init!(ROUNDS = AtomicU32::new(0));
     BackgroundWorkerBuilder::new("quantum_flow launcher")
         .set_type("quantum_flow launcher")
         .set_library("quantum_flow")
@@ -232,7 +236,16 @@ pub extern "C-unwind" fn quantum_flow_maintenance_main(arg: pg_sys::Datum) {
             .unwrap_or_else(|e| pgrx::error!("quantum_flow maintenance failed: {e}"));
         Some((orphans, slugs))
     });
-    let report = first.map(|(orphans, slugs)| {
+    let report = first.map(|(orphans, mut slugs)| {
+        // Each round starts one workflow further on (a round counter in shared memory,
+        // modulo their number): should one workflow's part fail every round, ending the
+        // worker there, the workflows after it still get their turn in the rounds that start
+        // past it.
+        if !slugs.is_empty() {
+            let round = ROUNDS.get().fetch_add(1, Ordering::Relaxed);
+            let start = round as usize % slugs.len();
+            slugs.rotate_left(start);
+        }
         let mut report = maintenance::Report {
             orphans_cancelled: orphans,
             ..maintenance::Report::default()
