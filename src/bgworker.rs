@@ -5,9 +5,10 @@
 //! short-lived *maintenance worker* in each database that allows connections and is not a
 //! template. That worker checks that the extension is installed (at this library's version)
 //! and does what `maintain()` does once, then exits: the orphaned child runs first, then each
-//! workflow, each in a transaction of its own (each checking the extension's version again). Short-lived workers hold no
-//! connection between rounds, so `DROP DATABASE` and `CREATE DATABASE ... TEMPLATE` are not
-//! blocked by them, and they need one `max_worker_processes` slot each only while they run.
+//! workflow, each in a transaction of its own (each checking the extension's version again).
+//! Short-lived workers hold no connection between rounds, so `DROP DATABASE` and `CREATE
+//! DATABASE ... TEMPLATE` are not blocked by them, and they need one `max_worker_processes`
+//! slot each only while they run.
 //!
 //! The launcher reads the list of databases every round. A database found without the
 //! extension is probed again every `ABSENT_RECHECK` only; the worker reports such databases to
