@@ -297,6 +297,21 @@ def test_stop_finishes_held_tasks_and_claims_no_more(
     assert qf.get_run(conn, run_id).output == {"each": ["A", "B", "C"]}
 
 
+def test_connections_get_tcp_keepalive_unless_the_conninfo_sets_its_own(conninfo: str) -> None:
+    from quantum_flow.worker import _connect
+
+    def keepalive(c: psycopg.Connection[Any]) -> tuple:
+        p = c.info.get_parameters()
+        keys = ("keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count")
+        return tuple(p.get(k) for k in keys)
+
+    with _connect(conninfo) as c:
+        assert keepalive(c) == ("1", "30", "10", "3")
+        assert c.autocommit is True
+    with _connect(make_conninfo(conninfo, keepalives_idle="5", keepalives_count="9")) as c:
+        assert keepalive(c) == ("1", "5", "10", "9")
+
+
 def poll_backends(conn: psycopg.Connection[Any], waiting: bool = False) -> List[int]:
     """The pids of this database's other backends whose last query is a poll_tasks (a
     worker's poll connection); with ``waiting``, only those inside one right now."""

@@ -4,8 +4,7 @@
 use crate::error::{Error, Result};
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
-use std::str::FromStr;
-use tokio_postgres::{AsyncMessage, Config, NoTls};
+use tokio_postgres::{AsyncMessage, NoTls};
 use uuid::Uuid;
 
 /// One status change: of a run (`step_slug` None) or of one of its steps.
@@ -24,15 +23,9 @@ pub struct RunEvent {
 /// arrive. Any role may `NOTIFY` the channel: a payload that is not an event is yielded as an
 /// [`Error::Decode`] item and the stream goes on.
 pub async fn events(conn_str: &str) -> Result<impl Stream<Item = Result<RunEvent>>> {
-    let mut config = Config::from_str(conn_str).map_err(Error::Db)?;
-    if config.get_application_name().is_none() {
-        config.application_name("quantum_flow events");
-    }
     // An idle LISTEN connection that died half-open would otherwise go unnoticed for the
-    // default two hours of TCP keepalive.
-    if config.get_keepalives_idle() == std::time::Duration::from_secs(2 * 60 * 60) {
-        config.keepalives_idle(std::time::Duration::from_secs(30));
-    }
+    // default two hours of TCP keepalive (see `worker::config`).
+    let config = crate::worker::config(conn_str, "quantum_flow events")?;
     let (client, mut connection) = config.connect(NoTls).await?;
     let (tx, rx) = futures::channel::mpsc::unbounded();
     tokio::spawn(async move {

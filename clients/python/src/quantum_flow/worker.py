@@ -37,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, List, Mapping, Optional, Tuple, Union
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from . import api
 from .errors import MissingStepFunctions, PermanentError, QuantumFlowError
@@ -98,6 +99,26 @@ def refusal_message(error: Union[QuantumFlowError, psycopg.Error]) -> str:
     if error.diag.message_detail:
         text = f"{text}: {error.diag.message_detail}"
     return f"{text} (SQLSTATE {error.sqlstate})"
+
+
+#: TCP keepalive for the worker's connections, unless the connection string sets its own:
+#: a connection that died half-open (the server's host gone, a partition) is noticed after
+#: about a minute instead of the system's default of two hours, so a waiting poll or an
+#: answer does not hang on it and the worker reconnects.
+KEEPALIVES = {
+    "keepalives": "1",
+    "keepalives_idle": "30",
+    "keepalives_interval": "10",
+    "keepalives_count": "3",
+}
+
+
+def _connect(conninfo: str) -> psycopg.Connection[Any]:
+    """An autocommit connection with :data:`KEEPALIVES` for the settings ``conninfo`` leaves
+    out."""
+    given = conninfo_to_dict(conninfo)
+    extra = {k: v for k, v in KEEPALIVES.items() if k not in given}
+    return psycopg.connect(conninfo, autocommit=True, **extra)
 
 
 class Worker:
@@ -176,7 +197,7 @@ class Worker:
         Raises :class:`MissingStepFunctions` before claiming anything when a step of the
         workflow has no function (and ``workflow_not_found`` for an unknown workflow).
         """
-        self._poll_conn = psycopg.connect(self.conninfo, autocommit=True)
+        self._poll_conn = _connect(self.conninfo)
         completer: Optional[_BatchCompleter] = None
         try:
             missing = missing_step_functions(
@@ -308,7 +329,7 @@ class Worker:
             return
         while not self._stopping.is_set():
             try:
-                new = psycopg.connect(self.conninfo, autocommit=True)
+                new = _connect(self.conninfo)
             except psycopg.OperationalError as e:
                 log.warning("reconnecting failed (%s); retrying in %.1f s", e, self.retry_delay)
                 self._stopping.wait(self.retry_delay)
@@ -448,7 +469,7 @@ class Worker:
     def _answer_conn(self) -> psycopg.Connection[Any]:
         conn: Optional[psycopg.Connection[Any]] = getattr(self._local, "conn", None)
         if conn is None or conn.closed:
-            conn = psycopg.connect(self.conninfo, autocommit=True)
+            conn = _connect(self.conninfo)
             self._local.conn = conn
             with self._slots:
                 self._answer_conns.append(conn)
@@ -497,7 +518,7 @@ class _BatchCompleter:
         self._lock = threading.Lock()
         self._closed = False
         # Opened here, so that a worker that cannot connect fails at start.
-        self._conn: Optional[psycopg.Connection[Any]] = psycopg.connect(conninfo, autocommit=True)
+        self._conn: Optional[psycopg.Connection[Any]] = _connect(conninfo)
         self._thread = threading.Thread(
             target=self._run, name=f"quantum_flow-answers-{workflow_slug}", daemon=True
         )
@@ -555,7 +576,7 @@ class _BatchCompleter:
         results: List[Optional[bool]] = [None] * len(batch)
         try:
             if self._conn is None or self._conn.closed:
-                self._conn = psycopg.connect(self.conninfo, autocommit=True)
+                self._conn = _connect(self.conninfo)
             answered = api.complete_tasks(
                 self._conn, [TaskAnswer.for_task(task, output) for task, output in batch]
             )
