@@ -75,6 +75,10 @@ SELECT * FROM pg_temp.run_state('22000000-0000-0000-0000-000000000001');
 SELECT s->>'step_slug' AS step_slug, s->>'status' AS status, s->'output' AS output,
        s->'output_omitted' AS output_omitted
 FROM jsonb_array_elements(quantum_flow.get_run('22000000-0000-0000-0000-000000000001')->'steps') s;
+-- retry_run has no task to queue again: it builds the run's output again at once, which
+-- fails the same way, instead of leaving the run started with nothing to do
+SELECT quantum_flow.retry_run('22000000-0000-0000-0000-000000000001') AS retried;
+SELECT * FROM pg_temp.run_state('22000000-0000-0000-0000-000000000001');
 SELECT quantum_flow.delete_flow('big_output');
 
 --
