@@ -68,12 +68,13 @@ impl Live {
     /// A browser's event stream: a `listen` event with the LISTEN connection's state first,
     /// then `change` events (the event's JSON) that pass `filter`, `resync` events, and
     /// `listen` events when the connection goes down (`off`) or comes back (`on`, with a
-    /// `resync`).
+    /// `resync`), or when the browser fell behind (the state then, with a `resync`).
     pub fn subscribe(&self, filter: Filter) -> impl Stream<Item = Result<Event, Infallible>> {
         // subscribed before reading the state, so that a change in between is not missed
         let receiver = self.sender.subscribe();
         let first =
             futures::stream::once(futures::future::ready(Ok(listen_event(self.connected()))));
+        let connected = self.connected.clone();
         let rest = BroadcastStream::new(receiver).flat_map(move |message| {
             let events = match message {
                 Ok(Message::Change(event)) if filter.wants(&event) => {
@@ -92,9 +93,11 @@ impl Live {
                     listen_event(true),
                     Event::default().event("resync").data("{}"),
                 ],
-                Err(BroadcastStreamRecvError::Lagged(_)) => {
-                    vec![Event::default().event("resync").data("{}")]
-                }
+                // a browser that fell behind may have missed a `listen` event too
+                Err(BroadcastStreamRecvError::Lagged(_)) => vec![
+                    listen_event(connected.load(Ordering::Relaxed)),
+                    Event::default().event("resync").data("{}"),
+                ],
                 Ok(Message::Down) => vec![listen_event(false)],
             };
             futures::stream::iter(events.into_iter().map(Ok))

@@ -397,7 +397,9 @@ fn step_row(step: &StepState) -> Markup {
                 @for child in children { (run_link(child)) " " }
             } }
             // a completed step's output may be JSON null, which is an output too
-            td { @if step.output.is_some() || step.status == StepStatus::Completed {
+            td { @if step.output_omitted {
+                span.sub data-output-omitted { "too large to show" }
+            } @else if step.output.is_some() || step.status == StepStatus::Completed {
                 details data-key={ "output-" (step.step_slug) } {
                     summary { "output" } (json(step.output.as_ref().unwrap_or(&Value::Null)))
                 }
@@ -486,6 +488,9 @@ pub fn run(
         div.io {
             section { h2 { "Input" } (json(&run.input)) }
             @if let Some(output) = &run.output { section { h2 { "Output" } (json(output)) } }
+            @else if run.output_omitted {
+                section { h2 { "Output" } p.sub data-output-omitted { "Too large to show (it does not fit in one jsonb)." } }
+            }
         }
     };
     // the refreshed part keeps the last button's notice

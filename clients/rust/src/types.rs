@@ -252,6 +252,10 @@ pub struct StepState {
     /// A sub-flow step's child runs, in task order (the current one of each task).
     #[serde(default)]
     pub child_run_ids: Option<Vec<Uuid>>,
+    /// The output was left out of the document (which would not fit in one `jsonb`):
+    /// `output` is None although the step has one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub output_omitted: bool,
 }
 
 /// A run as `get_run` describes it.
@@ -278,6 +282,9 @@ pub struct Run {
     /// When it fails with `run_timeout`, if its workflow has one.
     #[serde(default)]
     pub deadline: Option<DateTime<Utc>>,
+    /// The run's output was left out of the document too (see `StepState::output_omitted`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub output_omitted: bool,
 }
 
 impl Run {
