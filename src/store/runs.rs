@@ -1156,7 +1156,7 @@ pub fn recount_run(run_id: Uuid) -> QfResult<()> {
 /// this or an earlier `retry_run` (left started), are started again, to be finished by the
 /// caller. Returns them in step order.
 pub fn reopen_counted_map_steps(run_id: Uuid) -> QfResult<Vec<String>> {
-    let mut steps: Vec<(i32, String)> = query(
+    steps_in_order(
         "UPDATE quantum_flow.step_states ss \
          SET status = 'started', error_message = NULL, failed_at = NULL \
          FROM quantum_flow.workflow_steps ws \
@@ -1167,9 +1167,14 @@ pub fn reopen_counted_map_steps(run_id: Uuid) -> QfResult<Vec<String>> {
                                  WHERE t.run_id = ss.run_id AND t.step_slug = ss.step_slug \
                                    AND t.status = 'completed') \
          RETURNING ws.step_index, ss.step_slug",
-        &[run_id.into()],
-        |r| Ok((req(r, 1)?, req(r, 2)?)),
-    )?;
+        run_id,
+    )
+}
+
+/// The steps a statement returns as `(step_index, step_slug)` rows, in step order.
+fn steps_in_order(sql: &'static str, run_id: Uuid) -> QfResult<Vec<String>> {
+    let mut steps: Vec<(i32, String)> =
+        query(sql, &[run_id.into()], |r| Ok((req(r, 1)?, req(r, 2)?)))?;
     steps.sort();
     Ok(steps.into_iter().map(|(_, s)| s).collect())
 }
@@ -1186,7 +1191,7 @@ pub fn remaining_steps(run_id: Uuid) -> QfResult<Option<i32>> {
 /// `retry_run`: steps that were ready but have no tasks (they failed before fanning out, or
 /// the run failed before they started) are made ready again. Returns them in step order.
 pub fn reopen_taskless_steps(run_id: Uuid) -> QfResult<Vec<String>> {
-    let mut steps: Vec<(i32, String)> = query(
+    steps_in_order(
         "UPDATE quantum_flow.step_states ss \
          SET status = 'created', error_message = NULL, failed_at = NULL, tasks_total = NULL, started_at = NULL \
          FROM quantum_flow.workflow_steps ws \
@@ -1194,11 +1199,8 @@ pub fn reopen_taskless_steps(run_id: Uuid) -> QfResult<Vec<String>> {
            AND ws.workflow_slug = ss.workflow_slug AND ws.step_slug = ss.step_slug \
            AND NOT EXISTS (SELECT 1 FROM quantum_flow.step_tasks t WHERE t.run_id = ss.run_id AND t.step_slug = ss.step_slug) \
          RETURNING ws.step_index, ss.step_slug",
-        &[run_id.into()],
-        |r| Ok((req(r, 1)?, req(r, 2)?)),
-    )?;
-    steps.sort();
-    Ok(steps.into_iter().map(|(_, s)| s).collect())
+        run_id,
+    )
 }
 
 /// `retry_run`: every unfinished or failed task goes back to `queued` without a message, its
