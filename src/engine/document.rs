@@ -62,17 +62,25 @@ pub const MAX_DESCRIPTION_CHARS: usize = 10_000;
 #[serde(deny_unknown_fields)]
 pub struct FlowDocument {
     pub workflow_slug: String,
-    #[serde(default = "default_max_attempts")]
+    #[serde(default = "default_max_attempts", deserialize_with = "whole")]
     pub max_attempts: i32,
-    #[serde(default = "default_timeout")]
+    #[serde(default = "default_timeout", deserialize_with = "whole")]
     pub timeout: i32,
-    #[serde(default = "default_base_delay")]
+    #[serde(default = "default_base_delay", deserialize_with = "whole")]
     pub base_delay: i32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "some_whole"
+    )]
     pub run_timeout: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency_key: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "some_whole"
+    )]
     pub max_concurrency: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
@@ -101,13 +109,29 @@ pub struct StepDocument {
     pub depends_on: Vec<String>,
     #[serde(rename = "type", default = "default_step_type")]
     pub step_type: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "some_whole"
+    )]
     pub initial_tasks: Option<i32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "some_whole"
+    )]
     pub max_attempts: Option<i32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "some_whole"
+    )]
     pub timeout: Option<i32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "some_whole"
+    )]
     pub base_delay: Option<i32>,
     #[serde(rename = "if", default, skip_serializing_if = "Option::is_none")]
     pub if_matches: Option<Value>,
@@ -116,7 +140,11 @@ pub struct StepDocument {
     /// Left out (None) when it is the default, `skip`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub when_unmet: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "some_whole"
+    )]
     pub start_delay: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flow: Option<String>,
@@ -539,7 +567,7 @@ pub fn validate(doc: &Value, limits: Limits) -> Validation {
     check_graph(&mut walk, &seen);
 
     if walk.problems.is_empty() {
-        match serde_json::from_value::<FlowDocument>(whole_options(strip_nulls(doc))) {
+        match serde_json::from_value::<FlowDocument>(strip_nulls(doc)) {
             Ok(document) => return finish(walk, Some(document)),
             Err(e) => walk.add(
                 0,
@@ -574,40 +602,18 @@ fn whole_number(value: &Value) -> Option<i64> {
     })
 }
 
-/// The integer options of the workflow and of its steps, as `Walk::option` read them.
-const WHOLE_OPTION_KEYS: &[&str] = &[
-    "max_attempts",
-    "timeout",
-    "base_delay",
-    "run_timeout",
-    "max_concurrency",
-    "initial_tasks",
-    "start_delay",
-];
+/// Serde's reading of an integer option: a whole number, also when written with a zero
+/// fraction (`3.0`), as the walk (`Walk::option`) and JSON Schema take it.
+fn whole<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+    let value = Value::deserialize(d)?;
+    whole_number(&value)
+        .and_then(|n| i32::try_from(n).ok())
+        .ok_or_else(|| serde::de::Error::custom(format!("expected a whole number, got {value}")))
+}
 
-/// Options written with a zero fraction (`3.0`), which the walk accepted as whole numbers
-/// (as JSON Schema does), become integers, so that serde reads them as the walk did. Only
-/// the workflow's and its steps' own options: values inside conditions and schemas are
-/// kept as written.
-fn whole_options(mut doc: Value) -> Value {
-    fn fix(obj: &mut Map<String, Value>) {
-        for key in WHOLE_OPTION_KEYS {
-            if let Some(value) = obj.get_mut(*key) {
-                if let Some(n) = whole_number(value).filter(|_| value.as_i64().is_none()) {
-                    *value = Value::from(n);
-                }
-            }
-        }
-    }
-    if let Some(obj) = doc.as_object_mut() {
-        fix(obj);
-        if let Some(Value::Array(steps)) = obj.get_mut("steps") {
-            for step in steps.iter_mut().filter_map(Value::as_object_mut) {
-                fix(step);
-            }
-        }
-    }
-    doc
+/// [`whole`] for an option that may be left out (absent keys never get here: `default`).
+fn some_whole<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {
+    whole(d).map(Some)
 }
 
 fn finish(walk: Walk, document: Option<FlowDocument>) -> Validation {
