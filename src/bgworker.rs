@@ -196,6 +196,14 @@ fn connectable_databases() -> Vec<pg_sys::Oid> {
     oids
 }
 
+/// Whether this database has the extension at this library's version (in the current
+/// transaction); an error reading it ends the worker, its message followed by `context`.
+fn extension_is_current(context: &str) -> bool {
+    let version = crate::api::installed_version()
+        .unwrap_or_else(|e| pgrx::error!("quantum_flow maintenance: {e}{context}"));
+    version.as_deref() == Some(env!("CARGO_PKG_VERSION"))
+}
+
 fn report_absent(oid: pg_sys::Oid) {
     for slot in ABSENT.get() {
         if slot
@@ -226,9 +234,7 @@ pub extern "C-unwind" fn quantum_flow_maintenance_main(arg: pg_sys::Datum) {
     // its transaction (nothing half-done is committed; the parts before it stay done) and
     // ends the worker; the launcher starts the next one after the interval.
     let first = BackgroundWorker::transaction(|| {
-        let version = crate::api::installed_version()
-            .unwrap_or_else(|e| pgrx::error!("quantum_flow maintenance: {e}"));
-        if version.as_deref() != Some(env!("CARGO_PKG_VERSION")) {
+        if !extension_is_current("") {
             return None;
         }
         let orphans = maintenance::cancel_orphans()
@@ -255,19 +261,14 @@ pub extern "C-unwind" fn quantum_flow_maintenance_main(arg: pg_sys::Datum) {
             let done = report.to_json();
             let part = BackgroundWorker::transaction(|| {
                 // an ALTER EXTENSION UPDATE or DROP EXTENSION may have committed meanwhile
-                let version = crate::api::installed_version().unwrap_or_else(|e| {
-                    pgrx::error!("quantum_flow maintenance: {e} (done before: {done})")
-                });
-                if version.as_deref() != Some(env!("CARGO_PKG_VERSION")) {
+                if !extension_is_current(&format!(" (done before: {done})")) {
                     return None;
                 }
-                let mut part = maintenance::Report::default();
-                maintenance::maintain_workflow(&slug, &mut part).unwrap_or_else(|e| {
+                Some(maintenance::maintain_workflow(&slug).unwrap_or_else(|e| {
                     pgrx::error!(
                         "quantum_flow maintenance of workflow {slug:?} failed: {e} (done before: {done})"
                     )
-                });
-                Some(part)
+                }))
             });
             match part {
                 Some(part) => report += part,

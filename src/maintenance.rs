@@ -85,7 +85,7 @@ pub fn maintain() -> QfResult<Report> {
         ..Report::default()
     };
     for slug in flows::all_slugs()? {
-        maintain_workflow(&slug, &mut report)?;
+        report += maintain_workflow(&slug)?;
     }
     Ok(report)
 }
@@ -95,24 +95,25 @@ pub fn cancel_orphans() -> QfResult<usize> {
     crate::executor::cancel_orphans(SWEEP_LIMIT)
 }
 
-/// `maintain`'s part for one workflow, added to `report`: the background worker runs each in
-/// a transaction of its own, so that one workflow's locks (a big map's step row, held while
-/// its next chunk is created) are let go of before the next workflow's turn.
-pub fn maintain_workflow(slug: &str, report: &mut Report) -> QfResult<()> {
+/// `maintain`'s part for one workflow, and what it did: the background worker runs each in a
+/// transaction of its own, so that one workflow's locks (a big map's step row, held while its
+/// next chunk is created) are let go of before the next workflow's turn.
+pub fn maintain_workflow(slug: &str) -> QfResult<Report> {
+    let mut report = Report::default();
     let queue = queue_name(slug);
     // A workflow whose queue was dropped behind its back (pgmq.drop_queue) would make
     // every round fail, and so stop maintenance of every other workflow: it is skipped.
     if !queue::table_exists(slug) {
         // (or the workflow was deleted since the background worker listed it: nothing to do)
         if flows::options(slug)?.is_none() {
-            return Ok(());
+            return Ok(report);
         }
         pgrx::warning!(
             "quantum_flow maintenance: workflow {slug:?} has no queue (pgmq.q_{queue} was \
              dropped); skipped. Delete the workflow with delete_flow('{slug}'), or create \
              its queue again with pgmq.create('{queue}')"
         );
-        return Ok(());
+        return Ok(report);
     }
     let mut cleanup = Cleanup::default();
     for found in queue::sweep_overdue(&queue, slug, SWEEP_LIMIT)? {
@@ -133,7 +134,7 @@ pub fn maintain_workflow(slug: &str, report: &mut Report) -> QfResult<()> {
         crate::wakeup::notify_on_commit(slug, fanned.created.unsigned_abs());
     }
     report.tasks_fanned_out += fanned.created as usize;
-    Ok(())
+    Ok(report)
 }
 
 /// Deletes up to `max_runs` runs that ended (completed, or failed unless `keep_failed`) before
