@@ -5,7 +5,8 @@
 //! short-lived *maintenance worker* in each database that allows connections and is not a
 //! template. That worker checks that the extension is installed (at this library's version)
 //! and does what `maintain()` does once, then exits: the orphaned child runs first, then each
-//! workflow, each in a transaction of its own (each checking the extension's version again).
+//! workflow, each in a transaction of its own (each checking the extension's version again);
+//! a part that fails is rolled back and logged as a WARNING, and the worker goes on.
 //! Short-lived workers hold no connection between rounds, so `DROP DATABASE` and `CREATE
 //! DATABASE ... TEMPLATE` are not blocked by them, and they need one `max_worker_processes`
 //! slot each only while they run.
@@ -19,8 +20,10 @@
 use crate::maintenance;
 use crate::settings::MAINTENANCE_INTERVAL_MS;
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
-use pgrx::{pg_guard, pg_shmem_init, pg_sys, PgAtomic, PgMemoryContexts};
+use pgrx::pg_sys::panic::CaughtError;
+use pgrx::{pg_guard, pg_shmem_init, pg_sys, PgAtomic, PgMemoryContexts, PgTryBuilder};
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -197,11 +200,36 @@ fn connectable_databases() -> Vec<pg_sys::Oid> {
 }
 
 /// Whether this database has the extension at this library's version (in the current
-/// transaction); an error reading it ends the worker, its message followed by `context`.
-fn extension_is_current(context: &str) -> bool {
+/// transaction).
+fn extension_is_current() -> bool {
     let version = crate::api::installed_version()
-        .unwrap_or_else(|e| pgrx::error!("quantum_flow maintenance: {e}{context}"));
+        .unwrap_or_else(|e| pgrx::error!("quantum_flow maintenance: {e}"));
     version.as_deref() == Some(env!("CARGO_PKG_VERSION"))
+}
+
+/// Runs `part` in a transaction of its own and commits it. An error inside it (or in the
+/// commit) rolls that transaction back and is returned as its message, so that the worker
+/// can go on with the next part, as autovacuum goes on after a table it could not vacuum.
+fn in_own_transaction<T>(part: impl FnOnce() -> T) -> Result<T, String> {
+    let outcome = PgTryBuilder::new(AssertUnwindSafe(|| {
+        Ok(BackgroundWorker::transaction(AssertUnwindSafe(part)))
+    }))
+    .catch_others(|caught| {
+        Err(match &caught {
+            CaughtError::PostgresError(report)
+            | CaughtError::ErrorReport(report)
+            | CaughtError::RustPanic {
+                ereport: report, ..
+            } => report.message().to_string(),
+        })
+    })
+    .execute();
+    if outcome.is_err() {
+        // the error state is flushed by now; this ends the failed transaction (releasing its
+        // locks and snapshot) and leaves none current, as after a commit
+        unsafe { pg_sys::AbortCurrentTransaction() };
+    }
+    outcome
 }
 
 fn report_absent(oid: pg_sys::Oid) {
@@ -230,49 +258,58 @@ pub extern "C-unwind" fn quantum_flow_maintenance_main(arg: pg_sys::Datum) {
     let oid = pg_sys::Oid::from(arg.value() as u32);
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(oid), None);
     // maintain() in parts, a transaction each: the orphans, then one workflow at a time, so
-    // that no workflow's locks are held while the others are maintained. An error aborts
-    // its transaction (nothing half-done is committed; the parts before it stay done) and
-    // ends the worker; the launcher starts the next one after the interval.
-    let first = BackgroundWorker::transaction(|| {
-        if !extension_is_current("") {
+    // that no workflow's locks are held while the others are maintained. A part that fails
+    // is rolled back (nothing half-done is committed) and logged as a WARNING, and the worker
+    // goes on with the next one: one workflow that cannot be maintained does not keep the
+    // others from being maintained. Each part checks the extension's version again (an
+    // ALTER EXTENSION UPDATE or DROP EXTENSION may have committed meanwhile); a SIGTERM stops
+    // the worker between parts.
+    let slugs = BackgroundWorker::transaction(|| {
+        if !extension_is_current() {
             return None;
         }
-        let orphans = maintenance::cancel_orphans()
-            .unwrap_or_else(|e| pgrx::error!("quantum_flow maintenance failed: {e}"));
-        let slugs = crate::store::flows::all_slugs()
-            .unwrap_or_else(|e| pgrx::error!("quantum_flow maintenance failed: {e}"));
-        Some((orphans, slugs))
+        Some(
+            crate::store::flows::all_slugs()
+                .unwrap_or_else(|e| pgrx::error!("quantum_flow maintenance failed: {e}")),
+        )
     });
-    let report = first.map(|(orphans, mut slugs)| {
+    let report = slugs.map(|mut slugs| {
+        let mut report = maintenance::Report::default();
+        match in_own_transaction(|| {
+            extension_is_current()
+                .then(|| maintenance::cancel_orphans().unwrap_or_else(|e| pgrx::error!("{e}")))
+        }) {
+            Ok(Some(orphans)) => report.orphans_cancelled = orphans,
+            Ok(None) => return report,
+            Err(message) => pgrx::warning!(
+                "quantum_flow maintenance: cancelling the child runs of ended runs failed: \
+                 {message}"
+            ),
+        }
         // Each round starts one workflow further on (a round counter in shared memory,
-        // modulo their number): should one workflow's part fail every round, ending the
-        // worker there, the workflows after it still get their turn in the rounds that start
-        // past it.
+        // modulo their number), so that the workflows late in the list are not always the
+        // ones a SIGTERM or a crash in the middle of a round leaves out.
         if !slugs.is_empty() {
             let round = ROUNDS.get().fetch_add(1, Ordering::Relaxed);
             let start = round as usize % slugs.len();
             slugs.rotate_left(start);
         }
-        let mut report = maintenance::Report {
-            orphans_cancelled: orphans,
-            ..maintenance::Report::default()
-        };
         for slug in slugs {
-            let done = report.to_json();
-            let part = BackgroundWorker::transaction(|| {
-                // an ALTER EXTENSION UPDATE or DROP EXTENSION may have committed meanwhile
-                if !extension_is_current(&format!(" (done before: {done})")) {
-                    return None;
-                }
-                Some(maintenance::maintain_workflow(&slug).unwrap_or_else(|e| {
-                    pgrx::error!(
-                        "quantum_flow maintenance of workflow {slug:?} failed: {e} (done before: {done})"
-                    )
-                }))
+            if BackgroundWorker::sigterm_received() {
+                break;
+            }
+            let part = in_own_transaction(|| {
+                extension_is_current().then(|| {
+                    maintenance::maintain_workflow(&slug).unwrap_or_else(|e| pgrx::error!("{e}"))
+                })
             });
             match part {
-                Some(part) => report += part,
-                None => break,
+                Ok(Some(part)) => report += part,
+                Ok(None) => break,
+                Err(message) => pgrx::warning!(
+                    "quantum_flow maintenance of workflow {slug:?} failed: {message}; rolled \
+                     back, the other workflows are maintained"
+                ),
             }
         }
         report

@@ -217,6 +217,119 @@ async fn the_worker_fails_a_run_whose_attempts_ran_out() {
     );
 }
 
+/// The server log's lines from process `pid` (by the default `log_line_prefix`, `%m [%p] `).
+async fn log_lines_of(pid: &str) -> Vec<String> {
+    let path = state_dir().await.join("postgres.log");
+    let log = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let tag = format!("[{pid}] ");
+    log.lines()
+        .filter(|line| line.contains(&tag))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The pids of the server log's lines that contain `text`.
+async fn pids_logging(text: &str) -> Vec<String> {
+    let path = state_dir().await.join("postgres.log");
+    let log = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    log.lines()
+        .filter(|line| line.contains(text))
+        .filter_map(|line| {
+            let (_, rest) = line.split_once(" [")?;
+            Some(rest.split_once(']')?.0.to_string())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_workflow_whose_maintenance_fails_does_not_stop_the_others() {
+    let _up = SERVER.read().await;
+    let url = fresh_database_alone("qf_ops_bg_isolated").await;
+    let c = connect(&url).await;
+    one_step_flow(&c, "refused", 3).await;
+    one_step_flow(&c, "spared", 3).await;
+
+    // Putting refused's timed-out claim back in the queue updates its task row, which a
+    // trigger refuses: that workflow's part of every round fails.
+    let stuck = start_flow(&c, "refused", &json!({})).await;
+    assert_eq!(poll(&c, "refused", 10, 0).await.unwrap().len(), 1);
+    exec(
+        &c,
+        &format!(
+            "CREATE FUNCTION public.refuse() RETURNS trigger LANGUAGE plpgsql AS \
+             $$BEGIN RAISE EXCEPTION 'refused by the test''s trigger'; END$$; \
+             CREATE TRIGGER refuse BEFORE UPDATE ON quantum_flow.step_tasks FOR EACH ROW \
+             WHEN (OLD.run_id = '{stuck}') EXECUTE FUNCTION public.refuse();"
+        ),
+    )
+    .await;
+    let warning = "WARNING:  quantum_flow maintenance of workflow \"refused\" failed: refused by \
+                   the test's trigger; rolled back, the other workflows are maintained";
+    let (_, found_after) = wait_until(
+        FIND_DATABASE,
+        Duration::from_millis(100),
+        "the worker's WARNING that workflow refused failed",
+        || async { (!pids_logging(warning).await.is_empty()).then_some(()) },
+    )
+    .await;
+
+    // Every later round fails on refused again, and still puts spared's timed-out claim back.
+    let run = start_flow(&c, "spared", &json!({})).await;
+    assert_eq!(poll(&c, "spared", 10, 0).await.unwrap().len(), 1);
+    let (row, _) = wait_for_task(&c, run, "queued", Duration::from_secs(1) + ACT_WITHIN).await;
+    assert_eq!(row, requeued(1));
+    let stuck_row = TaskRow {
+        status: "started".into(),
+        attempts: 1,
+        error_message: None,
+        worker_id: None,
+    };
+    assert_eq!(
+        task_row(&c, stuck, "a", 0).await,
+        stuck_row,
+        "refused's failed parts were rolled back"
+    );
+
+    // The worker that put spared's claim back logged the WARNING for refused in that round.
+    let mut round = None;
+    for pid in pids_logging(warning).await {
+        for line in log_lines_of(&pid).await {
+            let Some((_, report)) = line.split_once("LOG:  quantum_flow maintenance: ") else {
+                continue;
+            };
+            let report: Value = serde_json::from_str(report).expect("the round's report");
+            if report["timeouts_retried"] == 1 {
+                round = Some(report);
+            }
+        }
+    }
+    assert_eq!(
+        round,
+        Some(json!({
+            "workflows": 1,
+            "timeouts_retried": 1,
+            "timeouts_failed": 0,
+            "runs_failed": 0,
+            "stale_archived": 0,
+            "timers_fired": 0,
+            "orphans_cancelled": 0,
+            "tasks_fanned_out": 0,
+        })),
+        "a round that failed on refused and put spared's claim back"
+    );
+
+    // Without the trigger, refused's claim is put back too.
+    exec(&c, "DROP TRIGGER refuse ON quantum_flow.step_tasks").await;
+    let (row, _) = wait_for_task(&c, stuck, "queued", ACT_WITHIN).await;
+    assert_eq!(row, requeued(1));
+    println!(
+        "isolated: the worker logged refused's failure {:.1} s after its claim",
+        found_after.as_secs_f64()
+    );
+}
+
 #[tokio::test]
 async fn drop_database_without_force_while_the_worker_is_active() {
     const DB: &str = "qf_ops_bg_drop";
