@@ -155,6 +155,36 @@ def test_a_run_worked_by_hand(conn: psycopg.Connection[Any], slug: str) -> None:
     assert qf.fail_task(conn, run_id, "total", 0, "late") == "ignored"
 
 
+def test_run_from_json_reads_output_omitted() -> None:
+    # get_run's shape when the step outputs would not fit in one jsonb (the server side is
+    # tested in tests/pg_regress/sql/jsonb_limits.sql): outputs null, marked as left out.
+    doc = {
+        "run_id": "00000000-0000-0000-0000-00000000a002",
+        "workflow_slug": "big",
+        "status": "completed",
+        "input": {},
+        "output": None,
+        "output_omitted": True,
+        "error_message": None,
+        "started_at": "2026-12-08T01:00:00+00:00",
+        "completed_at": "2026-12-08T01:00:01+00:00",
+        "failed_at": None,
+        "steps": [
+            {"step_slug": "a", "status": "completed", "tasks_total": 1, "tasks_completed": 1,
+             "output": None, "output_omitted": True, "error_message": None},
+            {"step_slug": "b", "status": "completed", "tasks_total": 1, "tasks_completed": 1,
+             "output": 1, "error_message": None},
+        ],
+    }
+    run = qf.Run.from_json(doc)
+    assert run.output_omitted is True and run.output is None
+    assert run.steps == [
+        StepState("a", "completed", 1, 1, None, None, output_omitted=True),
+        StepState("b", "completed", 1, 1, 1, None),
+    ]
+    assert run.step("b").output_omitted is False
+
+
 def test_attempts_exhausted_fail_the_run(conn: psycopg.Connection[Any], slug: str) -> None:
     qf.create_flow(conn, slug, max_attempts=2, base_delay=0)
     qf.add_step(conn, slug, "a")

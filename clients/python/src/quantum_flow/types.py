@@ -252,6 +252,9 @@ class StepState:
     #: The step's tasks in index order, with ``get_run(..., include_tasks=True)`` (else None;
     #: ``[]`` for a step without tasks yet).
     tasks: Optional[List[TaskState]] = None
+    #: The output was left out of the document (which would not fit in one ``jsonb``):
+    #: ``output`` is None although the step has one.
+    output_omitted: bool = False
 
 
 @dataclass(frozen=True)
@@ -274,6 +277,8 @@ class Run:
     start_at: Optional[datetime] = None
     #: When it fails with ``run_timeout``, when its workflow has a ``run_timeout``.
     deadline: Optional[datetime] = None
+    #: The run's output was left out of the document too (see ``StepState.output_omitted``).
+    output_omitted: bool = False
 
     def step(self, step_slug: str) -> StepState:
         """The state of step ``step_slug`` (KeyError if the run has no such step)."""
@@ -306,12 +311,14 @@ class Run:
                     tasks=None
                     if s.get("tasks") is None
                     else [TaskState.from_json(t) for t in s["tasks"]],
+                    output_omitted=s.get("output_omitted", False),
                 )
                 for s in doc["steps"]
             ],
             parent_run_id=_optional_uuid(doc.get("parent_run_id")),
             start_at=_optional_timestamp(doc.get("start_at")),
             deadline=_optional_timestamp(doc.get("deadline")),
+            output_omitted=doc.get("output_omitted", False),
         )
 
 
