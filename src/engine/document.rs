@@ -578,18 +578,28 @@ pub fn validate(doc: &Value, limits: Limits) -> Validation {
     finish(walk, None)
 }
 
-/// Keys given as null mean "absent": drop them so that serde's defaults apply.
+/// Keys of the workflow and of its steps given as null mean "absent": drop them so that
+/// serde's defaults apply. Values inside a step's keys are kept as written: a null in a
+/// condition (`"if": {"check": {"error": null}}`) is part of its pattern.
 fn strip_nulls(doc: &Value) -> Value {
-    match doc {
-        Value::Object(obj) => Value::Object(
-            obj.iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k.clone(), strip_nulls(v)))
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.iter().map(strip_nulls).collect()),
-        other => other.clone(),
+    fn present(obj: &serde_json::Map<String, Value>) -> serde_json::Map<String, Value> {
+        obj.iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
+    let Value::Object(workflow) = doc else {
+        return doc.clone();
+    };
+    let mut workflow = present(workflow);
+    if let Some(Value::Array(steps)) = workflow.get_mut("steps") {
+        for step in steps.iter_mut() {
+            if let Value::Object(keys) = step {
+                *keys = present(keys);
+            }
+        }
+    }
+    Value::Object(workflow)
 }
 
 /// A whole number, also when written with a zero fraction (`3.0`), as in JSON Schema.
@@ -812,7 +822,9 @@ fn check_graph(walk: &mut Walk, steps: &[StepSeen]) {
         }
         let _ = &s.step_type;
     }
-    for cycle in find_cycles(steps.len(), &edges) {
+    // by document index: a step the walk could not read (not an object) has no entry here
+    let n = steps.iter().map(|s| s.index + 1).max().unwrap_or(0);
+    for cycle in find_cycles(n, &edges) {
         let names: Vec<&str> = cycle
             .iter()
             .map(|&i| {
@@ -1177,6 +1189,46 @@ mod tests {
             .map(|s| s.slug.as_str())
             .collect();
         assert_eq!(order, ["extract", "load"]);
+    }
+
+    #[test]
+    fn a_null_inside_a_condition_is_part_of_its_pattern() {
+        let v = validate(
+            &json!({"workflow_slug": "w", "description": null, "steps": [
+                {"slug": "check", "timeout": null},
+                {"slug": "ship", "depends_on": ["check"],
+                 "if": {"check": {"error": null}}, "if_not": {"x": [null]}}]}),
+            LIMITS,
+        );
+        assert_eq!(v.problems, vec![]);
+        let doc = v.document.unwrap();
+        assert_eq!(doc.description, None);
+        assert_eq!(doc.steps[0].timeout, None);
+        assert_eq!(
+            doc.steps[1].if_matches,
+            Some(json!({"check": {"error": null}}))
+        );
+        assert_eq!(doc.steps[1].if_not_matches, Some(json!({"x": [null]})));
+    }
+
+    #[test]
+    fn steps_that_are_not_objects_leave_the_graph_checks_whole() {
+        // the steps after them keep their document indexes in the graph
+        assert_eq!(
+            problems(json!({"workflow_slug": "w", "steps": [
+                null, {"slug": "a", "depends_on": ["b"]}, {"slug": "b"}]})),
+            vec![("$.steps[0]".to_string(), "invalid_document")]
+        );
+        let found = problems(json!({"workflow_slug": "w", "steps": [
+            1, 2, {"slug": "a", "depends_on": ["b"]}, {"slug": "b", "depends_on": ["a"]}]}));
+        assert_eq!(
+            found,
+            vec![
+                ("$.steps[0]".to_string(), "invalid_document"),
+                ("$.steps[1]".to_string(), "invalid_document"),
+                ("$.steps[2].depends_on".to_string(), "cycle"),
+            ]
+        );
     }
 
     #[test]

@@ -114,6 +114,22 @@ SELECT quantum_flow.define_flow('{
   ]}') ->> 'workflow_slug' AS defined;
 SELECT jsonb_pretty(quantum_flow.export_flow('cond_doc'));
 SELECT quantum_flow.validate_flow(quantum_flow.export_flow('cond_doc')) ->> 'valid' AS export_is_valid;
+-- a null inside a condition is part of its pattern: ship runs only when the input's "error"
+-- is null, and the document defines what add_step(if_matches => ...) would
+SELECT quantum_flow.define_flow('{
+  "workflow_slug": "cond_null", "description": null,
+  "steps": [
+    {"slug": "check", "timeout": null},
+    {"slug": "ship", "depends_on": ["check"], "if": {"run": {"error": null}}}
+  ]}') ->> 'workflow_slug' AS defined;
+SELECT step_slug, if_matches FROM quantum_flow.workflow_steps WHERE workflow_slug = 'cond_null' ORDER BY step_index;
+SELECT quantum_flow.define_flow(quantum_flow.export_flow('cond_null')) ->> 'workflow_slug' AS defined_again;
+SELECT quantum_flow.start_flow('cond_null', '{"error": "boom"}', 'c0000000-0000-0000-0000-000000000008');
+SELECT quantum_flow.start_flow('cond_null', '{"error": null}', 'c0000000-0000-0000-0000-000000000009');
+SELECT * FROM pg_temp.work('cond_null');
+SELECT * FROM pg_temp.work('cond_null');
+SELECT * FROM pg_temp.steps('c0000000-0000-0000-0000-000000000008');
+SELECT * FROM pg_temp.steps('c0000000-0000-0000-0000-000000000009');
 
 -- definition errors, each writing nothing
 SELECT quantum_flow.add_step('cond_skip', 'bad', if_matches => '[1]');
