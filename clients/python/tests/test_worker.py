@@ -86,6 +86,27 @@ def test_an_exception_without_text_is_reported_by_its_type(
     assert (run.status, run.error_message) == ("failed", "step a, task 0, attempt 1: KeyError")
 
 
+def test_a_base_exception_from_a_step_function_fails_the_attempt(
+    conninfo: str, conn: psycopg.Connection[Any], slug: str
+) -> None:
+    """SystemExit (or an asyncio CancelledError) is no Exception, but it still ends the
+    attempt: the task fails with its message instead of staying claimed until its timeout."""
+    qf.create_flow(conn, slug, max_attempts=1)
+    qf.add_step(conn, slug, "a")
+
+    def a(input: Any) -> Any:
+        raise SystemExit("leaving")
+
+    worker = qf.Worker(conninfo, slug, {"a": a}, max_wait_ms=200).start()
+    try:
+        run_id = qf.start_flow(conn, slug)
+        run = wait_for_run_end(conn, run_id)
+    finally:
+        stats = worker.stop()
+    assert (run.status, run.error_message) == ("failed", "step a, task 0, attempt 1: leaving")
+    assert stats == qf.WorkerStats(failed=1)
+
+
 NOT_RETRIED = " (not retried: the worker said the error is permanent)"
 
 
@@ -348,6 +369,80 @@ def test_stop_cancels_a_waiting_poll_which_claims_nothing(
     run_id = qf.start_flow(conn, slug)
     [task] = qf.poll_tasks(conn, slug)
     assert (task.run_id, task.attempt) == (run_id, 1)
+
+
+def test_a_poll_cancelled_by_someone_else_is_retried(
+    conninfo: str, conn: psycopg.Connection[Any], slug: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A cancel that stop() did not send (pg_cancel_backend, a statement_timeout) ends that
+    poll only: the worker logs it, polls again and goes on working."""
+    qf.create_flow(conn, slug)
+    qf.add_step(conn, slug, "a")
+    worker = qf.Worker(
+        conninfo, slug, {"a": lambda i: i["run"]["n"] * 3}, max_wait_ms=60_000, retry_delay=0.05
+    )
+    caplog.set_level(logging.WARNING, logger="quantum_flow.worker")
+    worker.start()
+    try:
+        [poll] = wait_until(
+            lambda: poll_backends(conn, waiting=True), what="the worker's poll to wait"
+        )
+        [(cancelled,)] = conn.execute("SELECT pg_cancel_backend(%s)", [poll]).fetchall()
+        assert cancelled is True
+        wait_until(
+            lambda: any(
+                r.getMessage().startswith("poll_tasks failed (canceling statement")
+                for r in caplog.records
+            ),
+            what="the cancelled poll's WARNING",
+        )
+        run_id = qf.start_flow(conn, slug, {"n": 14})
+        run = wait_for_run_end(conn, run_id)
+        assert (run.status, run.output) == ("completed", {"a": 42})
+        assert worker.running
+    finally:
+        stats = worker.stop(30)
+    assert stats == qf.WorkerStats(completed=1)
+
+
+def test_an_answer_whose_connection_died_while_idle_is_sent_again(
+    conninfo: str, conn: psycopg.Connection[Any], slug: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The connection a task thread answers on is terminated between two tasks (as a server
+    restart or idle_session_timeout would): the next answer fails on it and is sent once
+    more on a new connection, so its attempt counts and the task is not claimed again."""
+    qf.create_flow(conn, slug)
+    qf.add_step(conn, slug, "a")
+    worker = qf.Worker(
+        conninfo,
+        slug,
+        {"a": lambda i: i["run"]["n"] + 1},
+        max_wait_ms=200,
+        concurrency=1,
+        complete_in_batches=False,
+    )
+    caplog.set_level(logging.WARNING, logger="quantum_flow.worker")
+    worker.start()
+    try:
+        first = wait_for_run_end(conn, qf.start_flow(conn, slug, {"n": 1}))
+        assert first.status == "completed"
+        # the task thread's answering connection, idle since it completed the first task
+        [(answer,)] = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND state = 'idle' "
+            "AND query LIKE '%%quantum_flow.complete_task%%'"
+        ).fetchall()
+        conn.execute("SELECT pg_terminate_backend(%s)", [answer])
+        run_id = qf.start_flow(conn, slug, {"n": 2})
+        run = wait_for_run_end(conn, run_id)
+        assert (run.status, run.output) == ("completed", {"a": 3})
+        [task] = qf.get_run(conn, run_id, include_tasks=True).step("a").tasks or []
+        assert (task.status, task.attempts) == ("completed", 1)
+        lost = [r.getMessage() for r in caplog.records if "could not answer" in r.getMessage()]
+        assert lost == []
+    finally:
+        stats = worker.stop(30)
+    assert stats == qf.WorkerStats(completed=2)
 
 
 def test_a_worker_keeps_reconnecting_while_the_server_refuses_it(

@@ -296,11 +296,9 @@ class Worker:
                     max_wait_ms=self.max_wait_ms,
                     worker_id=self.worker_id,
                 )
-            except psycopg.errors.QueryCanceled:
-                if self._stopping.is_set():
-                    return
-                raise
             except (psycopg.OperationalError, QuantumFlowError) as e:
+                # (a cancel stop() did not send, e.g. statement_timeout or
+                # pg_cancel_backend, is a QueryCanceled: an OperationalError, retried too)
                 if self._stopping.is_set():
                     return
                 log.warning("poll_tasks failed (%s); retrying in %.1f s", e, self.retry_delay)
@@ -351,7 +349,7 @@ class Worker:
                     output = function(task.input)
                 finally:
                     self._local.in_step = False
-            except Exception as e:
+            except BaseException as e:  # SystemExit or CancelledError too: a failed attempt
                 permanent = isinstance(e, PermanentError)
                 self._log_failure(task, "raised", permanent, e)
                 self._answer(task, error=error_message_of(e), retry=not permanent)
@@ -398,7 +396,10 @@ class Worker:
         """Answers the task: its completion goes to the answering thread's next batch (unless
         ``alone``, or without batches), anything else from this thread. An answer refused
         because this thread's session runs an older library than the database's extension
-        (it loaded it before an upgrade) is sent once more, on a new connection."""
+        (it loaded it before an upgrade), or lost with its connection (which may have died
+        while idle: a server restart, ``idle_session_timeout``), is sent once more, on a new
+        connection; answers carry their attempt, so a repeat of one that did arrive is
+        harmless."""
         if error is None and not alone:
             completer = self._completer
             if completer is not None:
@@ -441,7 +442,7 @@ class Worker:
                 self._count(failed=outcome != "ignored", ignored=outcome == "ignored")
         except Exception as e:
             self._drop_answer_conn()
-            if stale_library(e) and not again:
+            if (stale_library(e) or isinstance(e, psycopg.OperationalError)) and not again:
                 self._answer(task, output, error, retry, alone=True, again=True)
                 return
             # The task stays claimed; it becomes visible again after its step's timeout.
@@ -480,6 +481,9 @@ class Worker:
         if conn is not None:
             self._local.conn = None
             conn.close()
+            with self._slots:
+                if conn in self._answer_conns:
+                    self._answer_conns.remove(conn)
 
     def _count(self, completed: bool = False, failed: bool = False, ignored: bool = False) -> None:
         with self._stats_lock:
