@@ -30,17 +30,25 @@ fn limits() -> Limits {
     }
 }
 
+/// Inserts the workflow and creates its queue; false (and nothing done) when a workflow of
+/// this slug, in any letter case, exists.
+fn insert_flow(slug: &str, options: &FlowOptions) -> QfResult<bool> {
+    if !flows::insert(slug, options)? {
+        return Ok(false);
+    }
+    let queue = queue_name(slug);
+    if queue::exists(&queue)? {
+        return Err(QfError::WorkflowExists(format!(
+            "workflow {slug:?} needs the pgmq queue {queue:?}, which already exists and \
+             does not belong to quantum_flow"
+        )));
+    }
+    queue::create(&queue)?;
+    Ok(true)
+}
+
 pub fn create_flow(slug: &str, options: &FlowOptions) -> QfResult<Row> {
-    if flows::insert(slug, options)? {
-        let queue = queue_name(slug);
-        if queue::exists(&queue)? {
-            return Err(QfError::WorkflowExists(format!(
-                "workflow {slug:?} needs the pgmq queue {queue:?}, which already exists and \
-                 does not belong to quantum_flow"
-            )));
-        }
-        queue::create(&queue)?;
-    } else {
+    if !insert_flow(slug, options)? {
         match flows::options(slug)? {
             Some(existing) if existing == *options => {}
             Some(e) => {
@@ -234,19 +242,24 @@ fn check_document(definition: &Value) -> QfResult<(Validation, bool)> {
     let mut v = document::validate(definition, limits());
     let mut exists = false;
     if let Some(doc) = &v.document {
-        for (i, step) in doc.steps.iter().enumerate() {
-            if let Some(flow) = &step.flow {
-                if let Some(e) = sub_flow_problem(&doc.workflow_slug, &step.slug, flow)? {
-                    v.problems
-                        .push(Problem::new(format!("$.steps[{i}].flow"), e));
+        // A well-formed document is compared with the existing workflow of its slug. When it
+        // is that workflow exactly, its sub-flows are not checked again: the workflow a
+        // sub-flow step names may have been deleted since (allowed), and the same document
+        // still defines nothing new. Otherwise both checks are made, so that one answer lists
+        // both kinds of problem.
+        let existing = against_existing(doc)?;
+        let same = matches!(existing, Ok(true));
+        if !same {
+            for (i, step) in doc.steps.iter().enumerate() {
+                if let Some(flow) = &step.flow {
+                    if let Some(e) = sub_flow_problem(&doc.workflow_slug, &step.slug, flow)? {
+                        v.problems
+                            .push(Problem::new(format!("$.steps[{i}].flow"), e));
+                    }
                 }
             }
         }
-    }
-    // A well-formed document is compared with the existing workflow of its slug even when a
-    // sub-flow check failed, so that one answer lists both.
-    if let Some(doc) = &v.document {
-        match against_existing(doc)? {
+        match existing {
             Ok(same) => exists = same && v.problems.is_empty(),
             Err(problem) => v.problems.push(problem),
         }
@@ -302,25 +315,39 @@ pub struct Rejected {
 pub fn define_flow(definition: &Value) -> QfResult<Result<Jsonb, Rejected>> {
     let (v, exists) = check_document(definition)?;
     let Some(doc) = v.document.filter(|_| v.problems.is_empty()) else {
-        let detail = Value::Array(v.problems.iter().map(Problem::to_json).collect());
-        let first = v
-            .problems
-            .first()
-            .map(Problem::to_error)
-            .unwrap_or_else(|| QfError::Internal("a rejected document without problems".into()));
-        return Ok(Err(Rejected {
-            error: first,
-            detail: format!("every problem of the document: {detail}"),
-        }));
+        return Ok(Err(rejected(&v.problems)));
     };
     if !exists {
-        create_flow(&doc.workflow_slug, &doc.options())?;
+        if !insert_flow(&doc.workflow_slug, &doc.options())? {
+            // Another transaction created the workflow since the check (it waited for that
+            // one to commit): the document is judged against what it committed, as if this
+            // call had come after it, so that two documents are never merged into one
+            // workflow. The same document again returns the workflow unchanged.
+            let (v, _) = check_document(definition)?;
+            if !v.problems.is_empty() {
+                return Ok(Err(rejected(&v.problems)));
+            }
+            return Ok(Ok(flow_document(&doc.workflow_slug)?));
+        }
         for step in doc.steps_in_dependency_order() {
             add_step(&doc.workflow_slug, &step.to_step_def())?;
         }
         flows::set_descriptions(&doc)?;
     }
     Ok(Ok(flow_document(&doc.workflow_slug)?))
+}
+
+/// A rejected document: its first problem as the error, all of them for the DETAIL.
+fn rejected(problems: &[Problem]) -> Rejected {
+    let detail = Value::Array(problems.iter().map(Problem::to_json).collect());
+    let first = problems
+        .first()
+        .map(Problem::to_error)
+        .unwrap_or_else(|| QfError::Internal("a rejected document without problems".into()));
+    Rejected {
+        error: first,
+        detail: format!("every problem of the document: {detail}"),
+    }
 }
 
 /// `export_flow`: the workflow as a document that `define_flow` accepts (and finds identical).

@@ -158,4 +158,14 @@ SELECT step_slug, timeout, start_delay FROM quantum_flow.workflow_steps WHERE wo
 -- a fraction that is not zero is not a whole number
 SELECT * FROM pg_temp.problems(quantum_flow.validate_flow('{"workflow_slug": "doc_fraction2", "steps": [{"slug": "a", "timeout": 2.5}]}'));
 
+-- the workflow a sub-flow step names may be deleted (nothing runs it): the parent's own
+-- export is still the same document, valid, and defining it again changes nothing; a new
+-- workflow naming it is refused
+SELECT quantum_flow.define_flow('{"workflow_slug": "doc_child", "steps": [{"slug": "c"}]}') ->> 'workflow_slug' AS defined;
+SELECT quantum_flow.define_flow('{"workflow_slug": "doc_parent", "steps": [{"slug": "s", "flow": "doc_child"}]}') ->> 'workflow_slug' AS defined;
+SELECT quantum_flow.delete_flow('doc_child');
+SELECT quantum_flow.validate_flow(quantum_flow.export_flow('doc_parent')) ->> 'valid' AS export_is_valid;
+SELECT quantum_flow.define_flow(quantum_flow.export_flow('doc_parent')) ->> 'workflow_slug' AS defined_again;
+SELECT * FROM pg_temp.problems(quantum_flow.validate_flow('{"workflow_slug": "doc_parent2", "steps": [{"slug": "s", "flow": "doc_child"}]}'));
+
 SELECT count(*) AS deleted FROM (SELECT quantum_flow.delete_flow(workflow_slug) FROM quantum_flow.list_flows()) d;
