@@ -280,20 +280,21 @@ fn check_document(definition: &Value) -> QfResult<(Validation, bool)> {
 }
 
 /// `validate_flow`: every problem of a document, without writing anything.
-pub fn validate_flow(definition: Option<&Value>) -> QfResult<Value> {
-    let (v, _) = match definition {
-        Some(d) => check_document(d)?,
-        None => (
+pub fn validate_flow(definition: Option<Result<Value, QfError>>) -> QfResult<Value> {
+    let unreadable = |error: QfError| {
+        (
             Validation {
-                problems: vec![Problem::new(
-                    "$",
-                    QfError::InvalidDocument("the document is SQL NULL".into()),
-                )],
+                problems: vec![Problem::new("$", error)],
                 warnings: Vec::new(),
                 document: None,
             },
             false,
-        ),
+        )
+    };
+    let (v, _) = match definition {
+        Some(Ok(d)) => check_document(&d)?,
+        Some(Err(e)) => unreadable(e),
+        None => unreadable(QfError::InvalidDocument("the document is SQL NULL".into())),
     };
     Ok(json!({
         "valid": v.problems.is_empty(),
@@ -335,6 +336,14 @@ pub fn define_flow(definition: &Value) -> QfResult<Result<Jsonb, Rejected>> {
         flows::set_descriptions(&doc)?;
     }
     Ok(Ok(flow_document(&doc.workflow_slug)?))
+}
+
+/// A `jsonb` document read for `validate_flow` / `define_flow`: `invalid_document` for a value
+/// that `jsonb` holds and the document reader cannot (see `Jsonb::to_value`).
+pub fn read_document(definition: Jsonb) -> Result<Value, QfError> {
+    definition
+        .to_value()
+        .map_err(|why| QfError::InvalidDocument(format!("the document cannot be read: {why}")))
 }
 
 /// A rejected document: its first problem as the error, all of them for the DETAIL.

@@ -27,6 +27,44 @@ impl Jsonb {
     }
 }
 
+impl Jsonb {
+    /// The value as a `serde_json::Value`, read from its text form. Err with serde's reason
+    /// for a value `jsonb` holds and serde_json cannot (a number beyond `f64`'s range, such as
+    /// `1e400`; nesting deeper than 128 levels), where pgrx's `JsonB` would panic.
+    pub fn to_value(self) -> Result<serde_json::Value, String> {
+        unsafe {
+            let varlena = self.0.cast_mut_ptr();
+            let detoasted = pg_sys::pg_detoast_datum_packed(varlena);
+            let text = pgrx::direct_function_call::<&core::ffi::CStr>(
+                pg_sys::jsonb_out,
+                &[Some(pg_sys::Datum::from(detoasted))],
+            );
+            let value = match text {
+                Some(cstr) => {
+                    let value = cstr.to_str().map_err(|e| e.to_string()).and_then(|t| {
+                        // serde's position is in jsonb's rendering, not in what the caller
+                        // wrote (1e400 is rendered with its 400 zeros): left out
+                        serde_json::from_str(t).map_err(|e| {
+                            let why = e.to_string();
+                            why.split(" at line ")
+                                .next()
+                                .unwrap_or_default()
+                                .to_string()
+                        })
+                    });
+                    pg_sys::pfree(cstr.as_ptr().cast_mut().cast());
+                    value
+                }
+                None => Err("jsonb_out returned NULL".to_string()),
+            };
+            if detoasted != varlena {
+                pg_sys::pfree(detoasted.cast());
+            }
+            value
+        }
+    }
+}
+
 impl FromDatum for Jsonb {
     unsafe fn from_polymorphic_datum(
         datum: pg_sys::Datum,

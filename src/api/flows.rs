@@ -128,10 +128,10 @@ fn is_valid_slug(slug: Option<&str>) -> bool {
 /// (with a warning: `define_flow` would return the existing workflow).
 #[pg_extern(security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn validate_flow(definition: Option<pgrx::JsonB>) -> Result<pgrx::JsonB, ErrorReport> {
+fn validate_flow(definition: Option<Jsonb>) -> Result<pgrx::JsonB, ErrorReport> {
     super::check_version()?;
     Ok(pgrx::JsonB(definitions::validate_flow(
-        definition.as_ref().map(|d| &d.0),
+        definition.map(definitions::read_document),
     )?))
 }
 
@@ -143,10 +143,10 @@ fn validate_flow(definition: Option<pgrx::JsonB>) -> Result<pgrx::JsonB, ErrorRe
 /// workflow as `get_flow` does.
 #[pg_extern(security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn define_flow(definition: Option<pgrx::JsonB>) -> Result<Jsonb, ErrorReport> {
+fn define_flow(definition: Option<Jsonb>) -> Result<Jsonb, ErrorReport> {
     super::check_version()?;
-    let definition = super::required("definition", definition)?;
-    match definitions::define_flow(&definition.0)? {
+    let definition = definitions::read_document(super::required("definition", definition)?)?;
+    match definitions::define_flow(&definition)? {
         Ok(flow) => Ok(flow),
         Err(rejected) => Err(ErrorReport::from(rejected.error).set_detail(rejected.detail)),
     }

@@ -168,4 +168,12 @@ SELECT quantum_flow.validate_flow(quantum_flow.export_flow('doc_parent')) ->> 'v
 SELECT quantum_flow.define_flow(quantum_flow.export_flow('doc_parent')) ->> 'workflow_slug' AS defined_again;
 SELECT * FROM pg_temp.problems(quantum_flow.validate_flow('{"workflow_slug": "doc_parent2", "steps": [{"slug": "s", "flow": "doc_child"}]}'));
 
+-- jsonb holds values the document reader cannot (a number beyond double precision, nesting
+-- deeper than 128 levels): a located invalid_document, never an internal error
+SELECT * FROM pg_temp.problems(quantum_flow.validate_flow('{"workflow_slug": "doc_huge", "steps": [{"slug": "a", "timeout": 1e400}]}'));
+SELECT * FROM pg_temp.problems(quantum_flow.validate_flow(('{"workflow_slug": "doc_deep", "steps": [{"slug": "a", "if": '
+                                                          || repeat('[', 130) || repeat(']', 130) || '}]}')::jsonb));
+SELECT quantum_flow.define_flow('{"workflow_slug": "doc_huge", "steps": [{"slug": "a", "timeout": 1e400}]}');
+SELECT count(*) AS doc_huge FROM quantum_flow.workflows WHERE workflow_slug = 'doc_huge';
+
 SELECT count(*) AS deleted FROM (SELECT quantum_flow.delete_flow(workflow_slug) FROM quantum_flow.list_flows()) d;
