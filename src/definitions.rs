@@ -234,6 +234,20 @@ fn against_existing(doc: &FlowDocument) -> QfResult<Result<bool, Problem>> {
             )),
         )));
     }
+    let queue = queue_name(slug);
+    if queue::exists(&queue)? {
+        return Ok(Err(Problem::new(
+            "$.workflow_slug",
+            QfError::WorkflowExists(format!(
+                "workflow {slug:?} needs the pgmq queue {queue:?}, which already exists and \
+                 does not belong to quantum_flow"
+            )),
+        )
+        .hint(Some(
+            "choose another workflow_slug, or drop that queue with pgmq.drop_queue if nothing uses it"
+                .into(),
+        ))));
+    }
     Ok(Ok(false))
 }
 

@@ -176,4 +176,12 @@ SELECT * FROM pg_temp.problems(quantum_flow.validate_flow(('{"workflow_slug": "d
 SELECT quantum_flow.define_flow('{"workflow_slug": "doc_huge", "steps": [{"slug": "a", "timeout": 1e400}]}');
 SELECT count(*) AS doc_huge FROM quantum_flow.workflows WHERE workflow_slug = 'doc_huge';
 
+-- a pgmq queue of the name the workflow's queue would have, not quantum_flow's: validate_flow
+-- says so at $.workflow_slug, as define_flow does, and nothing is written
+SELECT pgmq.create('qf_doc_taken');
+SELECT * FROM pg_temp.problems(quantum_flow.validate_flow('{"workflow_slug": "doc_taken", "steps": [{"slug": "a"}]}'));
+SELECT quantum_flow.define_flow('{"workflow_slug": "doc_taken", "steps": [{"slug": "a"}]}');
+SELECT count(*) AS doc_taken FROM quantum_flow.workflows WHERE workflow_slug = 'doc_taken';
+SELECT pgmq.drop_queue('qf_doc_taken');
+
 SELECT count(*) AS deleted FROM (SELECT quantum_flow.delete_flow(workflow_slug) FROM quantum_flow.list_flows()) d;
