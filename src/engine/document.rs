@@ -365,8 +365,21 @@ impl Walk {
     ) -> Option<i32> {
         let value = obj.get(key).filter(|v| !v.is_null())?;
         let at = member(path, key);
-        match whole_number(value) {
-            Some(n) => match i32::try_from(n) {
+        // a whole number outside i32 (also one too large for i64, or written as 1e20) is out
+        // of range, not of the wrong type
+        let out_of_range = |negative: bool, got: String| {
+            QfError::InvalidOption(if negative {
+                format!(
+                    "{key} must be >= {}, got {got}",
+                    crate::engine::definition::option_minimum(key)
+                )
+            } else {
+                format!("{key} must be at most {}, got {got}", i32::MAX)
+            })
+        };
+        let huge = value.as_f64().filter(|f| f.fract() == 0.0);
+        match (whole_number(value), huge) {
+            (Some(n), _) => match i32::try_from(n) {
                 Ok(n) => {
                     if let Some(e) = option_problem(key, n) {
                         self.add(order, Problem::new(at, e));
@@ -375,20 +388,18 @@ impl Walk {
                     Some(n)
                 }
                 Err(_) => {
-                    self.add(
-                        order,
-                        Problem::new(
-                            at,
-                            QfError::InvalidOption(format!(
-                                "{key} must be at most {}, got {n}",
-                                i32::MAX
-                            )),
-                        ),
-                    );
+                    self.add(order, Problem::new(at, out_of_range(n < 0, n.to_string())));
                     None
                 }
             },
-            None => {
+            (None, Some(f)) => {
+                self.add(
+                    order,
+                    Problem::new(at, out_of_range(f < 0.0, value.to_string())),
+                );
+                None
+            }
+            (None, None) => {
                 self.wrong_type(order, &at, key, value);
                 None
             }
@@ -1227,6 +1238,46 @@ mod tests {
                 ("$.steps[0]".to_string(), "invalid_document"),
                 ("$.steps[1]".to_string(), "invalid_document"),
                 ("$.steps[2].depends_on".to_string(), "cycle"),
+            ]
+        );
+    }
+
+    #[test]
+    fn whole_numbers_beyond_i32_are_out_of_range_not_fractions() {
+        let v = validate(
+            &json!({"workflow_slug": "w", "timeout": 100000000000000000000u128 as f64,
+                    "max_attempts": -3000000000i64, "steps": [
+                {"slug": "a", "timeout": 18446744073709551615u64, "base_delay": 2.5}]}),
+            LIMITS,
+        );
+        let found: Vec<(String, &str, String)> = v
+            .problems
+            .iter()
+            .map(|p| (p.path.clone(), p.error.code(), p.error.detail().to_string()))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                (
+                    "$.max_attempts".to_string(),
+                    "invalid_option",
+                    "max_attempts must be >= 1, got -3000000000".to_string()
+                ),
+                (
+                    "$.timeout".to_string(),
+                    "invalid_option",
+                    "timeout must be at most 2147483647, got 1e+20".to_string()
+                ),
+                (
+                    "$.steps[0].timeout".to_string(),
+                    "invalid_option",
+                    "timeout must be at most 2147483647, got 18446744073709551615".to_string()
+                ),
+                (
+                    "$.steps[0].base_delay".to_string(),
+                    "invalid_document",
+                    "base_delay must be a whole number, got a number with a fraction".to_string()
+                ),
             ]
         );
     }
