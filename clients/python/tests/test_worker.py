@@ -352,7 +352,7 @@ def test_stop_cancels_a_waiting_poll_which_claims_nothing(
     qf.create_flow(conn, slug)
     qf.add_step(conn, slug, "a")
     # The longest wait the server allows (quantum_flow.max_wait_ms): a longer one is refused
-    # with invalid_option, retried by the worker, and never waits.
+    # with invalid_option (see test_options_the_server_refuses_end_run).
     worker = qf.Worker(conninfo, slug, {"a": lambda i: 1}, max_wait_ms=60_000)
     worker.start()
     # Wait until the worker's poll is waiting in the server.
@@ -443,6 +443,22 @@ def test_an_answer_whose_connection_died_while_idle_is_sent_again(
     finally:
         stats = worker.stop(30)
     assert stats == qf.WorkerStats(completed=2)
+
+
+def test_options_the_server_refuses_end_run(
+    conninfo: str, conn: psycopg.Connection[Any], slug: str
+) -> None:
+    """A max_wait_ms above the server's quantum_flow.max_wait_ms (60000) is refused by every
+    poll: run() raises invalid_option instead of retrying for ever."""
+    qf.create_flow(conn, slug)
+    qf.add_step(conn, slug, "a")
+    worker = qf.Worker(conninfo, slug, {"a": lambda i: 1}, max_wait_ms=120_000, retry_delay=0.05)
+    with pytest.raises(qf.QuantumFlowError) as refused:
+        worker.run()
+    assert refused.value.code == "invalid_option"
+    assert refused.value.sqlstate == "22023"
+    assert "max_wait_ms" in refused.value.message
+    assert worker.stats == qf.WorkerStats()
 
 
 def test_a_worker_keeps_reconnecting_while_the_server_refuses_it(

@@ -195,7 +195,10 @@ class Worker:
         """Works tasks until :meth:`stop` is called, then finishes the tasks it holds.
 
         Raises :class:`MissingStepFunctions` before claiming anything when a step of the
-        workflow has no function (and ``workflow_not_found`` for an unknown workflow).
+        workflow has no function (and ``workflow_not_found`` for an unknown workflow), and
+        ``invalid_option`` when the server refuses the worker's ``max_wait_ms`` or
+        ``batch_size`` (above ``quantum_flow.max_wait_ms`` / ``max_batch_size``), once the
+        tasks it holds are answered.
         """
         self._poll_conn = _connect(self.conninfo)
         completer: Optional[_BatchCompleter] = None
@@ -301,6 +304,11 @@ class Worker:
                 # pg_cancel_backend, is a QueryCanceled: an OperationalError, retried too)
                 if self._stopping.is_set():
                     return
+                if isinstance(e, QuantumFlowError) and e.code == "invalid_option":
+                    # The worker's own options are refused (max_wait_ms or batch_size above
+                    # the server's quantum_flow.max_wait_ms / max_batch_size): no retry can
+                    # succeed, so run() raises it.
+                    raise
                 log.warning("poll_tasks failed (%s); retrying in %.1f s", e, self.retry_delay)
                 if stale_library(e):
                     with self._slots:
