@@ -525,6 +525,9 @@ pub fn validate(doc: &Value, limits: Limits) -> Validation {
     }
     walk.description(0, "$", obj);
 
+    // An empty list is refused, but the document is still read: `definitions` accepts the
+    // same empty workflow again (an export of a workflow no step was added to yet).
+    let mut no_steps = false;
     let steps = match obj.get("steps") {
         None | Some(Value::Null) => {
             walk.add(
@@ -541,6 +544,7 @@ pub fn validate(doc: &Value, limits: Limits) -> Validation {
         }
         Some(Value::Array(steps)) => {
             if steps.is_empty() {
+                no_steps = true;
                 walk.add(
                     0,
                     Problem::new(
@@ -577,7 +581,7 @@ pub fn validate(doc: &Value, limits: Limits) -> Validation {
         .collect();
     check_graph(&mut walk, &seen);
 
-    if walk.problems.is_empty() {
+    if walk.problems.is_empty() || (no_steps && walk.problems.len() == 1) {
         match serde_json::from_value::<FlowDocument>(strip_nulls(doc)) {
             Ok(document) => return finish(walk, Some(document)),
             Err(e) => walk.add(

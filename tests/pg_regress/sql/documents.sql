@@ -184,4 +184,13 @@ SELECT quantum_flow.define_flow('{"workflow_slug": "doc_taken", "steps": [{"slug
 SELECT count(*) AS doc_taken FROM quantum_flow.workflows WHERE workflow_slug = 'doc_taken';
 SELECT pgmq.drop_queue('qf_doc_taken');
 
+-- a workflow no step was added to yet exports "steps": [], which is that workflow again; a
+-- new document without steps is refused
+SELECT workflow_slug FROM quantum_flow.create_flow('doc_empty', max_attempts => 2);
+SELECT quantum_flow.export_flow('doc_empty');
+SELECT quantum_flow.validate_flow(quantum_flow.export_flow('doc_empty'));
+SELECT quantum_flow.define_flow(quantum_flow.export_flow('doc_empty')) ->> 'workflow_slug' AS defined_again;
+SELECT * FROM pg_temp.problems(quantum_flow.validate_flow('{"workflow_slug": "doc_empty", "steps": []}'));
+SELECT * FROM pg_temp.problems(quantum_flow.validate_flow('{"workflow_slug": "doc_empty2", "steps": []}'));
+
 SELECT count(*) AS deleted FROM (SELECT quantum_flow.delete_flow(workflow_slug) FROM quantum_flow.list_flows()) d;
