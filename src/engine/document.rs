@@ -691,7 +691,7 @@ fn walk_step(walk: &mut Walk, i: usize, step: &Value) -> Option<StepSeen> {
                     order,
                     Problem::new(member(&path, "type"), e).hint(
                         did_you_mean(t, STEP_TYPES.iter().copied())
-                            .or_else(|| Some("a step's type is \"single\" or \"map\"".into())),
+                            .or_else(|| Some("a step's type is \"single\", \"map\" or \"event\"".into())),
                     ),
                 );
             }

@@ -104,7 +104,7 @@ pub fn flow_schema(max_steps: usize) -> Value {
                     "type": {
                         "enum": STEP_TYPES.iter().map(|t| json!(t)).chain([Value::Null]).collect::<Vec<_>>(),
                         "default": "single",
-                        "description": "single: one task, whose input holds the flow input under 'run' and each dependency's output under its slug. map: one task per element of the array it maps over."
+                        "description": "single: one task, whose input holds the flow input under 'run' and each dependency's output under its slug. map: one task per element of the array it maps over. event: no task; it completes with the payload of send_event(run_id, step_slug, payload)."
                     },
                     "initial_tasks": option("initial_tasks", "Map steps only: the expected number of tasks, shown by progress reporting before the real count is known.", None),
                     "max_attempts": option("max_attempts", "Overrides the workflow's max_attempts.", None),
