@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from typing import Any, List
+from typing import Any, List, Tuple
 from uuid import UUID
 
 import psycopg
@@ -68,6 +68,19 @@ def test_exceptions_fail_the_attempt_and_retries_carry_the_attempt(
     assert stats == qf.WorkerStats(completed=1, failed=2, ignored=0)
 
 
+def one_run_worked(
+    conninfo: str, conn: psycopg.Connection[Any], slug: str, a: Any
+) -> Tuple[Any, qf.WorkerStats]:
+    """Starts a run of ``slug`` and works it to its end with a worker whose step ``a`` is
+    ``a``; the run and the worker's stats."""
+    worker = qf.Worker(conninfo, slug, {"a": a}, max_wait_ms=200).start()
+    try:
+        run = wait_for_run_end(conn, qf.start_flow(conn, slug))
+    finally:
+        stats = worker.stop()
+    return run, stats
+
+
 def test_an_exception_without_text_is_reported_by_its_type(
     conninfo: str, conn: psycopg.Connection[Any], slug: str
 ) -> None:
@@ -77,12 +90,7 @@ def test_an_exception_without_text_is_reported_by_its_type(
     def a(input: Any) -> Any:
         raise KeyError
 
-    worker = qf.Worker(conninfo, slug, {"a": a}, max_wait_ms=200).start()
-    try:
-        run_id = qf.start_flow(conn, slug)
-        run = wait_for_run_end(conn, run_id)
-    finally:
-        worker.stop()
+    run, _ = one_run_worked(conninfo, conn, slug, a)
     assert (run.status, run.error_message) == ("failed", "step a, task 0, attempt 1: KeyError")
 
 
@@ -97,12 +105,7 @@ def test_a_base_exception_from_a_step_function_fails_the_attempt(
     def a(input: Any) -> Any:
         raise SystemExit("leaving")
 
-    worker = qf.Worker(conninfo, slug, {"a": a}, max_wait_ms=200).start()
-    try:
-        run_id = qf.start_flow(conn, slug)
-        run = wait_for_run_end(conn, run_id)
-    finally:
-        stats = worker.stop()
+    run, stats = one_run_worked(conninfo, conn, slug, a)
     assert (run.status, run.error_message) == ("failed", "step a, task 0, attempt 1: leaving")
     assert stats == qf.WorkerStats(failed=1)
 
