@@ -25,9 +25,7 @@ impl Jsonb {
         let with_header = unsafe { pg_sys::toast_raw_datum_size(self.0) };
         with_header as i64 - pg_sys::VARHDRSZ as i64
     }
-}
 
-impl Jsonb {
     /// The value as a `serde_json::Value`, read from its text form. Err with serde's reason
     /// for a value `jsonb` holds and serde_json cannot (a number beyond `f64`'s range, such as
     /// `1e400`; nesting deeper than 128 levels), where pgrx's `JsonB` would panic.

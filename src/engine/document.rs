@@ -690,8 +690,9 @@ fn walk_step(walk: &mut Walk, i: usize, step: &Value) -> Option<StepSeen> {
                 walk.add(
                     order,
                     Problem::new(member(&path, "type"), e).hint(
-                        did_you_mean(t, STEP_TYPES.iter().copied())
-                            .or_else(|| Some("a step's type is \"single\", \"map\" or \"event\"".into())),
+                        did_you_mean(t, STEP_TYPES.iter().copied()).or_else(|| {
+                            Some("a step's type is \"single\", \"map\" or \"event\"".into())
+                        }),
                     ),
                 );
             }
