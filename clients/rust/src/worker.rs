@@ -271,6 +271,10 @@ pub(crate) fn config(conn_str: &str, application_name: &str) -> Result<tokio_pos
 /// A completion waiting for the batcher: the task, its output, and where its answer goes.
 type Pending = (Task, Value, oneshot::Sender<Result<bool>>);
 
+/// How long the worker waits before polling again after a poll was cancelled by someone
+/// else (see `Worker::run`).
+const FOREIGN_CANCEL_PAUSE: Duration = Duration::from_millis(100);
+
 /// How many completions one `complete_tasks` call carries at most.
 const MAX_COMPLETION_BATCH: usize = 100;
 
@@ -496,7 +500,7 @@ impl Worker {
 
     /// Works until `shutdown` turns true (see the module docs for what shutdown does), or
     /// until a connection fails or the workflow disappears (then the error is returned after
-    /// the tasks in hand are finished).
+    /// the tasks in hand are finished). A poll cancelled by someone else is polled again.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<WorkerStats> {
         let mut stats = WorkerStats::default();
         let workflow_slug: Arc<str> = Arc::from(self.config.workflow_slug.as_str());
@@ -574,6 +578,17 @@ impl Worker {
                     }
                 }
                 Err(e) if *shutdown.borrow() && e.sqlstate() == Some("57014") => break,
+                // A cancel this worker did not send (pg_cancel_backend, a statement_timeout
+                // shorter than max_wait_ms): that poll rolled back and claimed nothing, and
+                // the connection is fine, so poll again (after a pause, should every poll
+                // be cancelled).
+                Err(e) if e.sqlstate() == Some("57014") => {
+                    log::warn!(
+                        target: "quantum_flow::worker",
+                        "poll_tasks of workflow {workflow_slug:?} was cancelled ({e}); polling again"
+                    );
+                    tokio::time::sleep(FOREIGN_CANCEL_PAUSE).await;
+                }
                 Err(e) => fatal = Some(e),
             }
         }

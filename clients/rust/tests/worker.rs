@@ -365,6 +365,53 @@ async fn shutdown_during_a_waiting_poll_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_poll_cancelled_by_someone_else_is_polled_again() {
+    // pg_cancel_backend (or a statement_timeout) ends the waiting poll with 57014 while no
+    // shutdown was asked for: the worker polls again and works the next run.
+    let url = database(DB).await;
+    let c = client(&url).await;
+    map_flow(&c, "foreign_cancel", 300).await;
+    let steps =
+        StepFunctions::new().step("m", |input: Value| async move { Ok(input["item"].clone()) });
+    let worker_id = "cancelled-by-someone";
+    let config = WorkerConfig::new("foreign_cancel")
+        .worker_id(worker_id)
+        .max_wait_ms(60_000);
+    let worker = Worker::connect(&url, config, steps).await.unwrap();
+    let (stop, shutdown) = shutdown_channel();
+    let working = tokio::spawn(worker.run(shutdown));
+    eventually("the worker waits in poll_tasks", || {
+        poll_is_waiting(&c, worker_id)
+    })
+    .await;
+    let cancelled: bool = c
+        .query_one(
+            "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = $1 \
+             AND state = 'active' AND query LIKE '%poll_tasks%'",
+            &[&format!("quantum_flow worker {worker_id}")],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(cancelled);
+    let run_id = start_flow(&c, "foreign_cancel", &json!([7, 8]), None)
+        .await
+        .unwrap();
+    let (run, stats) = finish(&c, run_id, stop, working).await;
+    assert_eq!(run.status, RunStatus::Completed);
+    assert_eq!(run.output, Some(json!({"m": [7, 8]})));
+    assert_eq!(
+        (
+            stats.claimed,
+            stats.completed,
+            stats.failed,
+            stats.abandoned
+        ),
+        (2, 2, 0, 0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn handlers_past_the_deadline_are_abandoned_and_their_tasks_come_back() {
     let url = database(DB).await;
     let c = client(&url).await;
