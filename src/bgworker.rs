@@ -17,6 +17,7 @@
 //! Without preloading none of this exists: pollers do most of the same work for the workflows
 //! they poll, and `maintain()` called by any scheduler does all of it.
 
+use crate::error::QfResult;
 use crate::maintenance;
 use crate::settings::MAINTENANCE_INTERVAL_MS;
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
@@ -207,12 +208,24 @@ fn extension_is_current() -> bool {
     version.as_deref() == Some(env!("CARGO_PKG_VERSION"))
 }
 
-/// Runs `part` in a transaction of its own and commits it. An error inside it (or in the
-/// commit) rolls that transaction back and is returned as its message, so that the worker
-/// can go on with the next part, as autovacuum goes on after a table it could not vacuum.
-fn in_own_transaction<T>(part: impl FnOnce() -> T) -> Result<T, String> {
+/// Runs one part of maintenance in a transaction of its own and commits it; `Ok(None)` when
+/// the extension is no longer at this library's version (an ALTER EXTENSION UPDATE or DROP
+/// EXTENSION committed meanwhile). An error inside the part (its own, a PostgreSQL error, or
+/// one in the commit) rolls the whole transaction back and is returned as its message, so
+/// that the worker can go on with the next part, as autovacuum goes on after a table it
+/// could not vacuum.
+fn maintenance_part<T>(part: impl FnOnce() -> QfResult<T>) -> Result<Option<T>, String> {
+    let in_transaction = || {
+        if !extension_is_current() {
+            return None;
+        }
+        // raised, not returned: an Err must not commit what the part did before it
+        Some(part().unwrap_or_else(|e| pgrx::error!("{e}")))
+    };
     let outcome = PgTryBuilder::new(AssertUnwindSafe(|| {
-        Ok(BackgroundWorker::transaction(AssertUnwindSafe(part)))
+        Ok(BackgroundWorker::transaction(AssertUnwindSafe(
+            in_transaction,
+        )))
     }))
     .catch_others(|caught| {
         Err(match &caught {
@@ -275,10 +288,7 @@ pub extern "C-unwind" fn quantum_flow_maintenance_main(arg: pg_sys::Datum) {
     });
     let report = slugs.map(|mut slugs| {
         let mut report = maintenance::Report::default();
-        match in_own_transaction(|| {
-            extension_is_current()
-                .then(|| maintenance::cancel_orphans().unwrap_or_else(|e| pgrx::error!("{e}")))
-        }) {
+        match maintenance_part(maintenance::cancel_orphans) {
             Ok(Some(orphans)) => report.orphans_cancelled = orphans,
             Ok(None) => return report,
             Err(message) => pgrx::warning!(
@@ -298,12 +308,7 @@ pub extern "C-unwind" fn quantum_flow_maintenance_main(arg: pg_sys::Datum) {
             if BackgroundWorker::sigterm_received() {
                 break;
             }
-            let part = in_own_transaction(|| {
-                extension_is_current().then(|| {
-                    maintenance::maintain_workflow(&slug).unwrap_or_else(|e| pgrx::error!("{e}"))
-                })
-            });
-            match part {
+            match maintenance_part(|| maintenance::maintain_workflow(&slug)) {
                 Ok(Some(part)) => report += part,
                 Ok(None) => break,
                 Err(message) => pgrx::warning!(
